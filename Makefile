@@ -1,0 +1,197 @@
+# drpc-sidecar build.
+#
+# Everything generated lands under $(B) (default build/). Top-level targets
+# first run `make deps` (checks Debian packages, installs the missing ones)
+# and then re-enter make, so pkg-config is only consulted once the libraries
+# are present.
+
+B        ?= build
+CC       ?= cc
+OPT      ?= -O2 -g
+SAN      ?=
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+PYTHON   ?= /usr/bin/python3
+PYTEST_ARGS ?=
+FUZZ_SECONDS ?= 20
+
+PKGS        := libuv jansson libprotobuf-c
+LLHTTP_DIR  := /usr/share/llhttp
+LLHTTP_INC  := /usr/share/include/llhttp
+WARN        := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+VERSION     := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+DEFS        := -D_GNU_SOURCE -DSIDECAR_VERSION=\"$(VERSION)\"
+
+# Recursive (=) on purpose: pkg-config runs only inside recipes, after deps.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+CFLAGS     = -std=c11 $(OPT) $(SAN) $(WARN) $(DEFS) -I. -I$(B)/gen -I$(LLHTTP_INC) $(PKG_CFLAGS) -MMD -MP
+LDFLAGS   += $(SAN)
+LDLIBS     = $(PKG_LIBS) -lm
+
+# Debian packages: what building, testing and fuzzing need.
+DEB_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libprotobuf-c-dev \
+            protobuf-c-compiler libcmocka-dev node-llhttp clang libclang-rt-14-dev \
+            python3 python3-pytest curl valgrind clang-format procps
+
+CORE_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c config/*.c admin/*.c))
+CORE_OBJ  := $(CORE_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/metadata.pb-c.o
+LLHTTP_OBJ := $(B)/obj/llhttp/llhttp.o $(B)/obj/llhttp/api.o $(B)/obj/llhttp/http.o
+GEN_HDR   := $(B)/gen/metadata.pb-c.h
+
+PEER_MAIN_SRC := $(wildcard tests/peer/drpc-*.c)
+PEER_LIB_SRC  := $(filter-out $(PEER_MAIN_SRC),$(wildcard tests/peer/*.c))
+PEER_LIB_OBJ  := $(PEER_LIB_SRC:%.c=$(B)/obj/%.o)
+PEER_BINS     := $(PEER_MAIN_SRC:tests/peer/%.c=$(B)/%)
+
+BENCH_MAIN_SRC := $(wildcard tests/bench/bench-*.c)
+BENCH_BINS     := $(BENCH_MAIN_SRC:tests/bench/%.c=$(B)/%)
+
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+FUZZ_CFLAGS = -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+              $(DEFS) -DFUZZING -I. -I$(B)/fuzz-gen -I$(LLHTTP_INC) $(PKG_CFLAGS)
+
+FORMAT_SRC := $(wildcard proxy/*.[ch] config/*.[ch] admin/*.[ch] tests/*/*.[ch])
+
+.PHONY: all deps binaries test unit-tests run asan valgrind fuzz fuzz-long fuzz-bins \
+        format format-check install clean bench bench-quick
+
+all: deps
+	@$(MAKE) --no-print-directory binaries
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "deps: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "deps: missing packages; run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+binaries: $(B)/drpc-sidecar $(PEER_BINS) $(UNIT_BINS) $(BENCH_BINS)
+
+# --- generated protobuf-c code for the InvokeMetadata message -------------
+$(B)/gen/metadata.pb-c.c $(B)/gen/metadata.pb-c.h: proxy/metadata.proto
+	@mkdir -p $(B)/gen
+	protoc-c --c_out=$(B)/gen -Iproxy proxy/metadata.proto
+
+$(B)/obj/gen/metadata.pb-c.o: $(B)/gen/metadata.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(OPT) $(SAN) -I$(B)/gen $(PKG_CFLAGS) -c $< -o $@
+
+# --- llhttp, compiled from Debian's node-llhttp sources ---------------------
+$(B)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(OPT) $(SAN) -w -I$(LLHTTP_INC) -c $< -o $@
+
+$(B)/libllhttp.a: $(LLHTTP_OBJ)
+	$(AR) rcs $@ $^
+
+# --- our code ---------------------------------------------------------------
+$(B)/obj/%.o: %.c | $(GEN_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/libsidecar.a: $(CORE_OBJ)
+	$(AR) rcs $@ $^
+
+$(B)/drpc-sidecar: $(B)/obj/proxy/main.o $(B)/libsidecar.a $(B)/libllhttp.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/libpeer.a: $(PEER_LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(B)/drpc-%: $(B)/obj/tests/peer/drpc-%.o $(B)/libpeer.a $(B)/libsidecar.a $(B)/libllhttp.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/bench-%: $(B)/obj/tests/bench/bench-%.o $(B)/libpeer.a $(B)/libsidecar.a $(B)/libllhttp.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/libsidecar.a $(B)/libllhttp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# --- tests ------------------------------------------------------------------
+# One pytest run drives everything (the cmocka binaries are collected as
+# tests too), so the run ends with pytest's summary line.
+test: all
+	@$(MAKE) --no-print-directory unit-tests
+
+unit-tests:
+	SIDECAR_BUILD=$(abspath $(B)) $(PYTHON) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+
+asan: deps
+	@$(MAKE) --no-print-directory B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" binaries
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(MAKE) --no-print-directory B=build-asan unit-tests
+
+valgrind: all
+	SIDECAR_VALGRIND=1 $(MAKE) --no-print-directory unit-tests
+
+run: all
+	@tests/tools/run-demo.sh $(B)
+
+# --- fuzzing ----------------------------------------------------------------
+FUZZ_CORE_OBJ = $(CORE_SRC:%.c=$(B)/fuzz-obj/%.o) $(B)/fuzz-obj/gen/metadata.pb-c.o
+
+$(B)/fuzz-gen/metadata.pb-c.c $(B)/fuzz-gen/metadata.pb-c.h: proxy/metadata.proto
+	@mkdir -p $(B)/fuzz-gen
+	protoc-c --c_out=$(B)/fuzz-gen -Iproxy proxy/metadata.proto
+
+$(B)/fuzz-obj/gen/metadata.pb-c.o: $(B)/fuzz-gen/metadata.pb-c.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+
+$(B)/fuzz-obj/%.o: %.c | $(B)/fuzz-gen/metadata.pb-c.h
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -Wall -Wextra -Werror -MMD -MP -c $< -o $@
+
+$(B)/fuzz-obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -w -c $< -o $@
+
+$(B)/fuzz/%: $(B)/fuzz-obj/tests/fuzz/%.o $(FUZZ_CORE_OBJ) $(LLHTTP_OBJ:$(B)/obj/%=$(B)/fuzz-obj/%)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-bins
+	@tests/fuzz/run.sh $(B) $(FUZZ_SECONDS)
+
+fuzz-long: deps
+	@$(MAKE) --no-print-directory fuzz-bins
+	@tests/fuzz/run.sh $(B) $${SECONDS_PER_TARGET:-600}
+
+# --- benchmarks -------------------------------------------------------------
+bench: all
+	@tests/bench/run.sh $(B) full
+
+bench-quick: all
+	@tests/bench/run.sh $(B) quick
+
+# --- housekeeping -----------------------------------------------------------
+format:
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
+
+install: all
+	install -D -m 0755 $(B)/drpc-sidecar $(DESTDIR)$(PREFIX)/bin/drpc-sidecar
+	install -D -m 0644 config/example.json $(DESTDIR)$(PREFIX)/share/drpc-sidecar/example.json
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(B)/obj $(B)/fuzz-obj -name '*.d' 2>/dev/null)

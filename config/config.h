@@ -1,0 +1,197 @@
+/*
+ * config: the parsed, validated configuration as an immutable snapshot.
+ *
+ * config_load() reads and validates a whole JSON file (jansson) into a new
+ * struct config; nothing live points into the JSON. Live objects hold a
+ * reference (config_ref/config_unref) to the snapshot they were built
+ * from, so a reload can swap in a new snapshot while calls that started on
+ * the old one finish with its settings. A snapshot is never modified after
+ * config_load() returns it.
+ *
+ * Every error names the file, line, column and JSON path of the offending
+ * value (struct config_error), e.g.
+ *   example.json:12:20: pools[1].max_conns: must be between 1 and 65535
+ */
+#ifndef SIDECAR_CONFIG_H
+#define SIDECAR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+enum config_addr_kind {
+    CONFIG_ADDR_TCP,  /* host:port, [v6]:port; host may be a name (resolved async) */
+    CONFIG_ADDR_UNIX, /* unix:/path */
+};
+
+struct config_addr {
+    enum config_addr_kind kind;
+    char *text; /* as written in the file, e.g. "127.0.0.1:7777" or "unix:/x" */
+    char *host; /* TCP: host without brackets; NULL for unix */
+    uint16_t port;
+    char *path; /* unix: filesystem path; NULL for TCP */
+};
+
+enum config_cancel_mode {
+    CONFIG_CANCEL_SOFT,  /* send a Cancel packet (control bit) and keep the conn */
+    CONFIG_CANCEL_CLOSE, /* close the upstream connection */
+};
+
+enum config_balance {
+    CONFIG_BALANCE_ROUND_ROBIN,
+    CONFIG_BALANCE_LEAST_BUSY,
+};
+
+enum config_log_level {
+    CONFIG_LOG_ERROR,
+    CONFIG_LOG_WARN,
+    CONFIG_LOG_INFO,
+    CONFIG_LOG_DEBUG,
+};
+
+enum config_log_format {
+    CONFIG_LOG_FORMAT_TEXT,
+    CONFIG_LOG_FORMAT_JSON,
+};
+
+struct config_listener {
+    char *name;
+    struct config_addr addr;
+    bool accept_header;             /* "header": accept an optional DRPC!!!1 prefix */
+    uint32_t max_clients;           /* 0 = no per-listener limit */
+    uint32_t unix_mode;             /* "mode": file mode of a unix socket, default 0660 */
+    bool reuse_port;                /* "reuse_port": SO_REUSEPORT on TCP, default true */
+    uint64_t client_idle_timeout_ms; /* close a client idle this long between calls; 0 = never */
+};
+
+struct config_pool {
+    char *name;
+    /* Dialled pool: endpoints. Reverse pool: accept (exclusive with endpoints). */
+    struct config_addr *endpoints;
+    size_t n_endpoints;
+    bool reverse;              /* true when "accept" is given */
+    struct config_addr accept; /* reverse pools: where agents dial in */
+    char *identify_rpc;        /* reverse pools: "identify": {"rpc": ...}; NULL = off */
+
+    uint32_t max_conns;           /* default 16, 1..65535 */
+    uint32_t min_idle;            /* default 0, <= max_conns */
+    uint64_t idle_timeout_ms;     /* default 60000; 0 = never */
+    uint64_t max_lifetime_ms;     /* default 0 = unlimited; checked at release */
+    uint64_t dial_timeout_ms;     /* default 5000 */
+    uint32_t max_waiters;         /* default 1024; 0 = fail fast when all busy */
+    uint64_t wait_timeout_ms;     /* default 5000 */
+    uint64_t call_timeout_ms;     /* default 0 = none */
+    enum config_balance balance;  /* default round_robin */
+    bool header;                  /* send DRPC!!!1 on new upstream connections */
+    enum config_cancel_mode cancel; /* default soft */
+    uint32_t eject_after_failures; /* default 3; 0 = never eject */
+    uint64_t eject_ms;             /* default 10000 */
+    uint64_t backoff_base_ms;      /* default 100 */
+    uint64_t backoff_max_ms;       /* default 5000 */
+};
+
+struct config_metadata_pair {
+    char *key;
+    char *value;
+};
+
+struct config_route {
+    /* "match": all given conditions must hold; none given = default route. */
+    char *rpc;         /* "rpc": exact RPC name, or NULL */
+    char *rpc_prefix;  /* "rpc_prefix": RPC name prefix, or NULL */
+    char *metadata_key;   /* "metadata": {"key": K, "value": V}: key must be present */
+    char *metadata_value; /* ... and equal V when V is given (may be NULL) */
+
+    char *pool;        /* pool name as written */
+    size_t pool_index; /* index into config.pools, resolved at load */
+
+    struct config_metadata_pair *add_metadata; /* "add_metadata": {k: v, ...} */
+    size_t n_add_metadata;
+
+    bool has_call_timeout;    /* "call_timeout_ms" given on the route */
+    uint64_t call_timeout_ms; /* overrides the pool's when has_call_timeout */
+
+    char *agent_from_metadata; /* reverse pools: metadata key naming the agent */
+};
+
+struct config_admin {
+    bool enabled;               /* default true; "admin": {"enabled": false} turns it off */
+    struct config_addr addr;    /* default 127.0.0.1:9901 */
+    char *token;                /* NULL = no token */
+    bool allow_insecure;        /* allow a non-loopback address without a token */
+    bool show_metadata_values;  /* /calls shows metadata values */
+    uint64_t request_timeout_ms; /* default 10000 */
+};
+
+struct config_access_log {
+    bool enabled;
+    char *path; /* "-" = stderr */
+    enum config_log_format format;
+};
+
+struct config {
+    int refs;
+    char *path; /* file it was loaded from ("<string>" for config_parse) */
+
+    struct config_listener *listeners;
+    size_t n_listeners;
+    struct config_pool *pools;
+    size_t n_pools;
+    struct config_route *routes;
+    size_t n_routes;
+    struct config_admin admin;
+    struct config_access_log access_log;
+
+    enum config_log_level log_level; /* default info */
+    uint32_t max_clients;            /* global limit, default 10000; 0 = none */
+    uint64_t shutdown_grace_ms;      /* default 10000 */
+    uint64_t max_message_size;       /* default 4 MiB (the upstream reader's) */
+    uint64_t max_metadata_size;      /* default 64 KiB */
+    uint64_t call_buffer_bytes;      /* per-call buffered bytes high-water mark, default 1 MiB */
+};
+
+struct config_error {
+    char file[256];
+    int line;   /* 1-based; 0 when not known */
+    int column; /* 1-based; 0 when not known */
+    char path[256]; /* JSON path, e.g. "pools[1].max_conns"; "" for the whole file */
+    char text[512];
+};
+
+/*
+ * Reads, parses and validates the file at path. On success returns 0 and a
+ * snapshot with refs == 1 in *out. On failure returns a negative UV_E* code
+ * (UV_EINVAL for invalid content, the file error otherwise) and fills *err.
+ * Blocking file I/O: call it off the event loop or before it runs.
+ */
+__attribute__((warn_unused_result)) int config_load(const char *path, struct config **out,
+                                                    struct config_error *err);
+
+/* As config_load, from a string; name is used as the file name in errors. */
+__attribute__((warn_unused_result)) int config_parse(const char *text, size_t len, const char *name,
+                                                     struct config **out, struct config_error *err);
+
+/* Formats an error as "file:line:col: path: text" into buf. */
+void config_error_format(const struct config_error *err, char *buf, size_t size);
+
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);
+
+/* Looks a pool up by name; returns its index or -1. */
+int config_pool_index(const struct config *cfg, const char *name);
+
+/* The effective config (defaults filled in) as JSON; the admin token is
+ * replaced by "<redacted>" when redact is true. Caller owns the result. */
+json_t *config_to_json(const struct config *cfg, bool redact);
+
+/* Parses an address string as the config does ("host:port", "[v6]:port",
+ * "unix:/path"). Returns 0 or UV_EINVAL with a reason in why. */
+__attribute__((warn_unused_result)) int config_addr_parse(const char *text, struct config_addr *out,
+                                                          const char **why);
+void config_addr_free(struct config_addr *a);
+
+const char *config_log_level_name(enum config_log_level l);
+
+#endif

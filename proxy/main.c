@@ -1,0 +1,6 @@
+#include <stdio.h>
+int main(void)
+{
+    puts("drpc-sidecar");
+    return 0;
+}
