@@ -1,0 +1,41 @@
+/*
+ * agent: the listener of a reverse pool. Agents dial in here and serve
+ * DRPC on the connections they open; each accepted connection becomes an
+ * upstream connection of the pool (upstream_accept), with the sidecar as
+ * the DRPC client on it.
+ *
+ *   local app --dials--> drpc-sidecar <--dials-- agent (serves DRPC)
+ *             one RPC at a time   |   calls fanned out over agent conns
+ */
+#ifndef SIDECAR_AGENT_H
+#define SIDECAR_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct pool;
+
+struct agent_listener {
+    struct pool *pool;
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    bool open;
+    uint64_t accepted;
+    uint64_t rejected; /* over max_conns or shutting down */
+};
+
+/* Listens on the pool's "accept" address. 0 or a UV error (message in err). */
+__attribute__((warn_unused_result)) int agent_listener_start(struct pool *p,
+                                                             struct agent_listener **out,
+                                                             char *err, size_t err_size);
+
+/* Stops accepting; freed when the handle is closed. */
+void agent_listener_stop(struct agent_listener *al);
+
+#endif

@@ -1,0 +1,558 @@
+/*
+ * call: the life of one RPC through the sidecar (see call.h).
+ *
+ *   call_start --route--> pool_acquire --+--> call_attach ----> ACTIVE
+ *                                        +--> WAITING --timer--> call_fail
+ *   ACTIVE/HALF_CLOSED --end of stream--> call_finish --> pool_release
+ *
+ * Message ids toward the upstream are renumbered per upstream stream
+ * (1, 2, 3 ... per packet) so the sidecar can insert packets of its own
+ * (route metadata, Cancel) and ids still only grow. Ids toward the client
+ * are the upstream's, unchanged; an Error the sidecar adds takes the next.
+ */
+#include "proxy/call.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "proxy/client.h"
+#include "proxy/log.h"
+#include "proxy/pool.h"
+#include "proxy/router.h"
+#include "proxy/sidecar.h"
+#include "proxy/upstream.h"
+
+#define FRAME_SPLIT (64 * 1024) /* what the Go writer uses */
+
+const char *call_state_name(enum call_state s)
+{
+    switch (s) {
+    case CALL_WAITING:
+        return "waiting";
+    case CALL_DIALING:
+        return "dialing";
+    case CALL_ACTIVE:
+        return "active";
+    case CALL_HALF_CLOSED:
+        return "half_closed";
+    case CALL_DONE:
+        return "done";
+    }
+    return "?";
+}
+
+static void call_free(struct call *c)
+{
+    metadata_free(&c->md);
+    buf_free(&c->meta_packet);
+    buf_free(&c->pending);
+    free(c->rpc);
+    free(c->agent);
+    config_unref(c->cfg);
+    free(c);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    call_free(h->data);
+}
+
+static void call_timer_cb(uv_timer_t *t);
+
+/* Arms the timer for the earliest of the wait timeout and the deadline. */
+static void arm_timer(struct call *c)
+{
+    uint64_t next = c->deadline_at;
+    bool waiting = c->state == CALL_WAITING || c->state == CALL_DIALING;
+    if (waiting && c->wait_until && (!next || c->wait_until < next))
+        next = c->wait_until;
+    if (!next) {
+        if (c->timer_init)
+            uv_timer_stop(&c->timer);
+        return;
+    }
+    if (!c->timer_init) {
+        uv_timer_init(c->sc->loop, &c->timer);
+        c->timer.data = c;
+        c->timer_init = true;
+    }
+    uint64_t now = uv_now(c->sc->loop);
+    uv_timer_start(&c->timer, call_timer_cb, next > now ? next - now : 0, 0);
+}
+
+void call_wait_begin(struct call *c)
+{
+    arm_timer(c);
+}
+
+static void record_result(struct call *c)
+{
+    struct pool *p = c->pool;
+    if (!p)
+        return;
+    switch (c->result) {
+    case CALL_RESULT_OK:
+        p->stats.calls_ok++;
+        break;
+    case CALL_RESULT_APP_ERROR:
+        p->stats.calls_app_error++;
+        break;
+    case CALL_RESULT_CANCELLED:
+        p->stats.calls_cancelled++;
+        break;
+    case CALL_RESULT_FAILED:
+        p->stats.calls_failed++;
+        p->stats.errors[c->fail_cause]++;
+        break;
+    }
+    histo_record(&p->stats.call_us, (uv_hrtime() - c->started_hr) / 1000);
+    p->stats.bytes_to_upstream += c->bytes_up;
+    p->stats.bytes_from_upstream += c->bytes_down;
+}
+
+static const char *result_name(const struct call *c)
+{
+    switch (c->result) {
+    case CALL_RESULT_OK:
+        return "ok";
+    case CALL_RESULT_APP_ERROR:
+        return "app_error";
+    case CALL_RESULT_CANCELLED:
+        return "cancelled";
+    case CALL_RESULT_FAILED:
+        return call_cause_name(c->fail_cause);
+    }
+    return "?";
+}
+
+/*
+ * Ends the call: the upstream goes back to its pool (clean or closed), the
+ * client back to idle, the call is freed. Nothing may touch c afterwards.
+ */
+static void call_finish(struct call *c, bool up_clean, const char *reason)
+{
+    if (c->state == CALL_DONE)
+        return;
+    struct sidecar *sc = c->sc;
+    if (c->pool)
+        pool_cancel_wait(c->pool, c);
+    c->state = CALL_DONE;
+    if (c->timer_init)
+        uv_timer_stop(&c->timer);
+    record_result(c);
+    log_debug("call#%llu %.*s: %s in %lluus", (unsigned long long)c->id, (int)c->rpc_len,
+              c->rpc ? c->rpc : "", result_name(c),
+              (unsigned long long)((uv_hrtime() - c->started_hr) / 1000));
+
+    struct upstream_conn *up = c->up;
+    if (up) {
+        c->up = NULL;
+        up->call = NULL;
+        pool_release(c->pool, up, up_clean, reason);
+    }
+    struct client_conn *cl = c->client;
+    if (cl) {
+        c->client = NULL;
+        cl->call = NULL;
+        client_call_ended(cl);
+    }
+    list_remove(&c->sc_node);
+    sc->n_calls--;
+    if (c->timer_init)
+        uv_close((uv_handle_t *)&c->timer, timer_closed);
+    else
+        call_free(c);
+    sidecar_maybe_finish_drain(sc);
+}
+
+/*
+ * Tells the upstream the stream is over on the client's behalf. Returns
+ * whether the connection is still clean enough to reuse.
+ */
+static bool cancel_upstream(struct call *c)
+{
+    struct upstream_conn *up = c->up;
+    if (!up || !c->pool)
+        return false;
+    if (c->pool->pc->cancel != CONFIG_CANCEL_SOFT || c->up_pkt_open || c->down_pkt_open)
+        return false;
+    if (frame_append(&up->wire.out, FRAME_KIND_CANCEL, true, true, c->up_sid, ++c->up_msg, NULL,
+                     0) != 0)
+        return false;
+    wire_schedule_flush(&up->wire);
+    return true;
+}
+
+void call_fail(struct call *c, enum call_cause cause, const char *detail)
+{
+    if (c->state == CALL_DONE)
+        return;
+    char text[512];
+    if (detail && *detail)
+        snprintf(text, sizeof(text), "drpc-sidecar: %s: %s", call_cause_text(cause), detail);
+    else
+        snprintf(text, sizeof(text), "drpc-sidecar: %s", call_cause_text(cause));
+    c->result = CALL_RESULT_FAILED;
+    c->fail_cause = cause;
+    if (c->pool && (cause == CALL_CAUSE_WAIT_TIMEOUT || cause == CALL_CAUSE_NO_AGENT ||
+                    cause == CALL_CAUSE_AGENT_NOT_CONNECTED))
+        c->pool->stats.wait_timeouts++;
+    log_info("call#%llu client#%llu %.*s: failed: %s", (unsigned long long)c->id,
+             c->client ? (unsigned long long)c->client->id : 0ULL, (int)c->rpc_len,
+             c->rpc ? c->rpc : "", text);
+    if (c->client)
+        client_send_error(c->client, c->client_sid, c->down_msg + 1, call_cause_code(cause), text);
+    bool clean = cancel_upstream(c);
+    call_finish(c, clean, call_cause_name(cause));
+}
+
+static void call_timer_cb(uv_timer_t *t)
+{
+    struct call *c = t->data;
+    if (c->state == CALL_DONE)
+        return;
+    uint64_t now = uv_now(c->sc->loop);
+    bool waiting = c->state == CALL_WAITING || c->state == CALL_DIALING;
+    if (waiting && c->wait_until && now >= c->wait_until) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "waited %llu ms",
+                 (unsigned long long)(now - c->started_at));
+        call_fail(c, c->pool ? pool_wait_timeout_cause(c->pool, c) : CALL_CAUSE_WAIT_TIMEOUT,
+                  detail);
+        return;
+    }
+    if (c->deadline_at && now >= c->deadline_at) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "after %llu ms",
+                 (unsigned long long)(now - c->started_at));
+        call_fail(c, CALL_CAUSE_DEADLINE, detail);
+        return;
+    }
+    arm_timer(c);
+}
+
+void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t rpc_len,
+                const uint8_t *meta, size_t meta_len)
+{
+    struct sidecar *sc = cl->wire.sc;
+    struct call *c = calloc(1, sizeof(*c));
+    char *name = malloc(rpc_len + 1);
+    if (!c || !name) {
+        free(c);
+        free(name);
+        client_send_error(cl, sid, 1, call_cause_code(CALL_CAUSE_INTERNAL),
+                          "drpc-sidecar: internal error (out of memory)");
+        return;
+    }
+    memcpy(name, rpc, rpc_len);
+    name[rpc_len] = '\0';
+    c->id = ++sc->next_call_id;
+    c->sc = sc;
+    c->client = cl;
+    c->cfg = config_ref(sc->cfg);
+    c->route_index = -1;
+    c->state = CALL_WAITING;
+    c->rpc = name;
+    c->rpc_len = rpc_len;
+    c->client_sid = sid;
+    c->started_at = uv_now(sc->loop);
+    c->started_hr = uv_hrtime();
+    list_init(&c->wait_node);
+    list_push_back(&sc->calls, &c->sc_node);
+    sc->n_calls++;
+    cl->call = c;
+    cl->state = CLIENT_IN_CALL;
+    cl->calls++;
+
+    if (meta) {
+        struct metadata_limits lim = {0, (size_t)c->cfg->max_metadata_size};
+        const char *why = NULL;
+        if (metadata_decode(meta, meta_len, &lim, &c->md, &why) != 0) {
+            call_fail(c, CALL_CAUSE_PROTOCOL, why ? why : "out of memory");
+            return;
+        }
+    }
+
+    int ri = router_match(c->cfg, name, rpc_len, &c->md);
+    if (ri < 0) {
+        sc->stats.calls_no_route++;
+        call_fail(c, CALL_CAUSE_NO_ROUTE, name);
+        return;
+    }
+    const struct config_route *route = &c->cfg->routes[ri];
+    c->route_index = ri;
+    c->pool = sc->pools[route->pool_index];
+
+    if (route->agent_from_metadata) {
+        const char *agent = metadata_get(&c->md, route->agent_from_metadata);
+        if (agent && !(c->agent = strdup(agent))) {
+            call_fail(c, CALL_CAUSE_INTERNAL, NULL);
+            return;
+        }
+    }
+    int rc = 0;
+    if (route->n_add_metadata) {
+        for (size_t i = 0; i < route->n_add_metadata && rc == 0; i++)
+            rc = metadata_set(&c->md, route->add_metadata[i].key, route->add_metadata[i].value);
+        if (rc == 0)
+            rc = metadata_encode(&c->md, &c->meta_packet);
+    } else if (meta) {
+        rc = buf_append(&c->meta_packet, meta, meta_len);
+    }
+    if (rc != 0) {
+        call_fail(c, CALL_CAUSE_INTERNAL, NULL);
+        return;
+    }
+
+    uint64_t timeout =
+        route->has_call_timeout ? route->call_timeout_ms : c->pool->pc->call_timeout_ms;
+    if (timeout) {
+        c->deadline_at = c->started_at + timeout;
+        arm_timer(c);
+    }
+    pool_acquire(c->pool, c);
+}
+
+/* Forwards one client frame upstream with the upstream stream id. */
+static bool forward_up(struct call *c, const struct frame *f)
+{
+    struct upstream_conn *up = c->up;
+    /* A new packet gets the next upstream message id. */
+    if (!c->up_pkt_open || f->message_id != c->up_src_msg)
+        c->up_msg++;
+    c->up_src_msg = f->message_id;
+    if (wire_put_frame(&up->wire, f, c->up_sid, c->up_msg) != 0) {
+        call_fail(c, CALL_CAUSE_INTERNAL, NULL);
+        return false;
+    }
+    c->up_pkt_open = !f->done && !f->control;
+    wire_schedule_flush(&up->wire);
+    return true;
+}
+
+void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
+{
+    struct pool *p = c->pool;
+    c->up = up;
+    up->call = c;
+    c->up_sid = ++up->last_stream_id;
+    c->state = c->client_closed_send ? CALL_HALF_CLOSED : CALL_ACTIVE;
+    c->attached_hr = uv_hrtime();
+    histo_record(&p->stats.wait_us, (c->attached_hr - c->started_hr) / 1000);
+    switch (checkout_kind) {
+    case CHECKOUT_IDLE:
+        p->stats.checkouts_idle++;
+        break;
+    case CHECKOUT_WAITED:
+        p->stats.checkouts_waited++;
+        break;
+    default:
+        p->stats.checkouts_dialed++;
+        break;
+    }
+    arm_timer(c);
+
+    struct buf *out = &up->wire.out;
+    int rc = 0;
+    if (c->meta_packet.len)
+        rc = frame_append_packet(out, FRAME_KIND_INVOKE_METADATA, c->up_sid, ++c->up_msg,
+                                 c->meta_packet.data, c->meta_packet.len, FRAME_SPLIT);
+    if (rc == 0)
+        rc = frame_append_packet(out, FRAME_KIND_INVOKE, c->up_sid, ++c->up_msg, c->rpc,
+                                 c->rpc_len, FRAME_SPLIT);
+    if (rc != 0) {
+        call_fail(c, CALL_CAUSE_INTERNAL, NULL);
+        return;
+    }
+    buf_free(&c->meta_packet);
+    wire_schedule_flush(&up->wire);
+
+    /* Replay what the client sent while the call waited. */
+    size_t pos = 0;
+    while (pos < c->pending.len) {
+        struct frame f;
+        size_t used;
+        if (frame_parse(c->pending.data + pos, c->pending.len - pos, SIZE_MAX, &f, &used) !=
+            FRAME_OK)
+            break;
+        pos += used;
+        if (!forward_up(c, &f))
+            return;
+    }
+    buf_free(&c->pending);
+    if (c->client)
+        client_update_reading(c->client);
+}
+
+void call_on_client_frame(struct call *c, const struct frame *f)
+{
+    struct sidecar *sc = c->sc;
+    if (!f->control && (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA)) {
+        struct client_conn *cl = c->client;
+        call_fail(c, CALL_CAUSE_PROTOCOL, "invoke on a stream that is already open");
+        client_drain_and_close(cl, "protocol error: second invoke on a stream");
+        return;
+    }
+    if (f->message_id < c->client_last_msg) {
+        struct client_conn *cl = c->client;
+        call_fail(c, CALL_CAUSE_PROTOCOL, "message id went backwards");
+        client_drain_and_close(cl, "protocol error: message id went backwards");
+        return;
+    }
+    bool new_packet = f->message_id != c->client_last_msg;
+    c->client_last_msg = f->message_id;
+
+    if (f->control) {
+        /* A soft cancel from a client with SoftCancel; other control frames are ignored. */
+        if (f->kind != FRAME_KIND_CANCEL)
+            return;
+        c->result = CALL_RESULT_CANCELLED;
+        bool clean = cancel_upstream(c);
+        call_finish(c, clean, "client cancelled");
+        return;
+    }
+
+    if (f->kind == FRAME_KIND_MESSAGE) {
+        c->up_pkt_bytes = new_packet ? f->len : c->up_pkt_bytes + f->len;
+        if (c->up_pkt_bytes > c->cfg->max_message_size) {
+            char detail[96];
+            snprintf(detail, sizeof(detail), "request of more than %llu bytes",
+                     (unsigned long long)c->cfg->max_message_size);
+            call_fail(c, CALL_CAUSE_TOO_LARGE, detail);
+            return;
+        }
+        if (f->done)
+            c->msgs_up++;
+    }
+    c->bytes_up += f->len;
+
+    if (c->up) {
+        if (!forward_up(c, f))
+            return;
+    } else {
+        /* Not attached yet: keep the frame as it came (ids rewritten on replay). */
+        const uint8_t *raw = f->data - f->header_len;
+        if (buf_append(&c->pending, raw, f->header_len + f->len) != 0) {
+            call_fail(c, CALL_CAUSE_INTERNAL, NULL);
+            return;
+        }
+    }
+
+    switch (f->kind) {
+    case FRAME_KIND_CLOSE_SEND:
+        c->client_closed_send = true;
+        if (c->up_closed_send) {
+            c->result = CALL_RESULT_OK;
+            call_finish(c, true, NULL);
+            return;
+        }
+        if (c->up)
+            c->state = CALL_HALF_CLOSED;
+        break;
+    case FRAME_KIND_CLOSE:
+        c->result = CALL_RESULT_OK;
+        call_finish(c, c->up && !c->down_pkt_open && !c->up_pkt_open, "client closed mid-packet");
+        return;
+    case FRAME_KIND_ERROR:
+    case FRAME_KIND_CANCEL:
+        c->result = CALL_RESULT_CANCELLED;
+        call_finish(c, c->up && !c->down_pkt_open && !c->up_pkt_open, "client ended mid-packet");
+        return;
+    default:
+        break;
+    }
+    if (c->client)
+        client_update_reading(c->client);
+    (void)sc;
+}
+
+void call_on_upstream_frame(struct call *c, const struct frame *f)
+{
+    struct upstream_conn *up = c->up;
+    struct client_conn *cl = c->client;
+    if (f->control)
+        return; /* control packets we do not understand are ignored */
+    if (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA ||
+        f->message_id < c->down_msg) {
+        up->call = NULL;
+        c->up = NULL;
+        upstream_close(up, "protocol error: bad frame from upstream");
+        call_upstream_lost(c, CALL_CAUSE_UPSTREAM_PROTOCOL,
+                           f->message_id < c->down_msg ? "message id went backwards"
+                                                       : "invoke from upstream");
+        return;
+    }
+    bool new_packet = f->message_id != c->down_msg;
+    if (f->kind == FRAME_KIND_MESSAGE) {
+        c->down_pkt_bytes = new_packet ? f->len : c->down_pkt_bytes + f->len;
+        if (c->down_pkt_bytes > c->cfg->max_message_size) {
+            char detail[96];
+            snprintf(detail, sizeof(detail), "reply of more than %llu bytes",
+                     (unsigned long long)c->cfg->max_message_size);
+            c->down_pkt_open = true; /* the upstream is mid-packet: never reuse it */
+            call_fail(c, CALL_CAUSE_TOO_LARGE, detail);
+            return;
+        }
+        if (f->done)
+            c->msgs_down++;
+    }
+    c->bytes_down += f->len;
+    c->down_msg = f->message_id;
+
+    if (cl) {
+        if (wire_put_frame(&cl->wire, f, c->client_sid, f->message_id) != 0) {
+            call_fail(c, CALL_CAUSE_INTERNAL, NULL);
+            return;
+        }
+        wire_schedule_flush(&cl->wire);
+    }
+    c->down_pkt_open = !f->done;
+
+    switch (f->kind) {
+    case FRAME_KIND_CLOSE_SEND:
+        c->up_closed_send = true;
+        if (c->client_closed_send) {
+            c->result = CALL_RESULT_OK;
+            call_finish(c, !c->up_pkt_open, "client mid-packet");
+            return;
+        }
+        c->state = CALL_HALF_CLOSED;
+        break;
+    case FRAME_KIND_ERROR:
+        c->result = CALL_RESULT_APP_ERROR;
+        call_finish(c, !c->up_pkt_open, "client mid-packet");
+        return;
+    case FRAME_KIND_CLOSE:
+    case FRAME_KIND_CANCEL:
+        c->result = CALL_RESULT_OK;
+        call_finish(c, !c->up_pkt_open, "client mid-packet");
+        return;
+    default:
+        break;
+    }
+    upstream_update_reading(up);
+}
+
+void call_client_gone(struct call *c)
+{
+    struct client_conn *cl = c->client;
+    if (cl) {
+        c->client = NULL;
+        cl->call = NULL;
+        if (cl->state == CLIENT_IN_CALL)
+            cl->state = CLIENT_IDLE;
+    }
+    c->result = CALL_RESULT_CANCELLED;
+    bool clean = cancel_upstream(c);
+    call_finish(c, clean, c->pool && c->pool->pc->cancel == CONFIG_CANCEL_CLOSE
+                              ? "client gone (cancel: close)"
+                              : "client gone mid-packet");
+}
+
+void call_upstream_lost(struct call *c, enum call_cause cause, const char *detail)
+{
+    c->up = NULL;
+    call_fail(c, cause, detail);
+}

@@ -1,0 +1,129 @@
+/*
+ * call: one RPC on its way through the sidecar, from the client's Invoke to
+ * the end of its stream. It links a client connection (stream id S) to an
+ * upstream connection (stream id U) and forwards frames both ways with the
+ * stream id rewritten, frame by frame, as bytes arrive.
+ *
+ *   client --S--> call --U--> upstream
+ *   client <--S-- call <--U-- upstream
+ *
+ * A call ends on Close, Error or Cancel from either side, or CloseSend
+ * from both. call_finish() then hands the upstream back to its pool (clean
+ * or not) and returns the client to CLIENT_IDLE. Failures the sidecar
+ * detects itself become an Error packet on the client's stream id.
+ */
+#ifndef SIDECAR_CALL_H
+#define SIDECAR_CALL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "proxy/buf.h"
+#include "proxy/errors.h"
+#include "proxy/frame.h"
+#include "proxy/list.h"
+#include "proxy/metadata.h"
+
+struct sidecar;
+struct client_conn;
+struct upstream_conn;
+struct pool;
+struct config;
+struct config_route;
+
+enum call_state {
+    CALL_WAITING,     /* queued for an upstream connection */
+    CALL_DIALING,     /* queued, and a dial was started for it */
+    CALL_ACTIVE,      /* attached; frames flow both ways */
+    CALL_HALF_CLOSED, /* one side has sent CloseSend */
+    CALL_DONE,        /* finished; freed once its timer handle is closed */
+};
+
+enum call_result {
+    CALL_RESULT_OK,        /* both sides closed normally */
+    CALL_RESULT_APP_ERROR, /* upstream answered with an Error packet */
+    CALL_RESULT_CANCELLED, /* client cancelled, closed or abandoned the stream */
+    CALL_RESULT_FAILED,    /* the sidecar failed the call (cause in fail_cause) */
+};
+
+struct call {
+    uint64_t id;
+    struct sidecar *sc;
+    struct client_conn *client;
+    struct upstream_conn *up;
+    struct pool *pool;
+    struct config *cfg; /* snapshot the call was routed with (ref held) */
+    int route_index;
+    enum call_state state;
+    struct list_node wait_node; /* pool.waiters while waiting */
+    struct list_node sc_node;   /* sidecar.calls: every unfinished call */
+
+    char *rpc;
+    size_t rpc_len;
+    char *agent; /* reverse pools: the agent the call must reach, or NULL */
+    struct metadata md;      /* decoded client metadata (+ route additions) */
+    struct buf meta_packet;  /* InvokeMetadata data to send upstream; empty = none */
+    struct buf pending;      /* client frames that arrived before attach */
+
+    uint64_t client_sid;
+    uint64_t up_sid;
+    uint64_t client_last_msg; /* last message id seen from the client */
+    uint64_t up_msg;          /* last message id sent upstream (renumbered) */
+    uint64_t up_src_msg;      /* client message id of the packet last forwarded */
+    uint64_t down_msg;        /* last message id sent to the client */
+    bool client_closed_send;
+    bool up_closed_send;
+    bool up_pkt_open;   /* forwarded part of a packet upstream */
+    bool down_pkt_open; /* forwarded part of a packet to the client */
+    uint64_t up_pkt_bytes;
+    uint64_t down_pkt_bytes;
+
+    uint64_t started_at;  /* uv_now ms */
+    uint64_t started_hr;  /* uv_hrtime ns */
+    uint64_t attached_hr; /* uv_hrtime ns, 0 until attached */
+    uint64_t deadline_at; /* uv_now ms; 0 = none */
+    uint64_t wait_until;  /* uv_now ms while waiting */
+    uint64_t msgs_up, msgs_down, bytes_up, bytes_down;
+
+    uv_timer_t timer; /* wait timeout and deadline, whichever is first */
+    bool timer_init;
+    enum call_result result;
+    enum call_cause fail_cause;
+};
+
+/*
+ * Starts a call for the client's Invoke on stream sid. meta is the raw
+ * InvokeMetadata data for that stream (may be NULL). Routes, then acquires
+ * an upstream connection; on any failure the client gets an Error packet.
+ */
+void call_start(struct client_conn *client, uint64_t sid, const uint8_t *rpc, size_t rpc_len,
+                const uint8_t *meta, size_t meta_len);
+
+/* The pool gives the call an upstream connection. */
+void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind);
+
+/* The call was queued by its pool: arms the wait timeout. */
+void call_wait_begin(struct call *c);
+
+/* A frame from the client for this call's stream. */
+void call_on_client_frame(struct call *c, const struct frame *f);
+
+/* A frame from the upstream for this call's stream. */
+void call_on_upstream_frame(struct call *c, const struct frame *f);
+
+/* The client disconnected or abandoned the stream (new Invoke). */
+void call_client_gone(struct call *c);
+
+/* The upstream connection is gone or broke the protocol. */
+void call_upstream_lost(struct call *c, enum call_cause cause, const char *detail);
+
+/* Fails the call from the sidecar's side: Error to the client, Cancel/close upstream. */
+void call_fail(struct call *c, enum call_cause cause, const char *detail);
+
+const char *call_state_name(enum call_state s);
+
+/* checkout kinds for call_attach */
+enum { CHECKOUT_IDLE, CHECKOUT_WAITED, CHECKOUT_DIALED };
+
+#endif

@@ -1,0 +1,379 @@
+/*
+ * client: a local application's DRPC connection.
+ *
+ * Frames for the current call's stream go to the call. A frame for a newer
+ * stream starts the next RPC: InvokeMetadata and Invoke packets are
+ * assembled here (they are small and capped) and call_start() takes over.
+ * Frames for older streams are late and dropped, as the upstream server
+ * would. A protocol violation answers an Error where the client can still
+ * read one, then closes this client only.
+ */
+#include "proxy/client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/call.h"
+#include "proxy/errors.h"
+#include "proxy/listener.h"
+#include "proxy/log.h"
+#include "proxy/sidecar.h"
+#include "proxy/upstream.h"
+
+#define MAX_RPC_NAME 4096
+
+const char *client_state_name(enum client_state s)
+{
+    switch (s) {
+    case CLIENT_PREFIX:
+        return "prefix";
+    case CLIENT_IDLE:
+        return "idle";
+    case CLIENT_IN_CALL:
+        return "in_call";
+    case CLIENT_DRAINING:
+        return "draining";
+    case CLIENT_CLOSING:
+        return "closing";
+    }
+    return "?";
+}
+
+static void client_closed_cb(uv_handle_t *h)
+{
+    struct client_conn *cl = client_from_wire(h->data);
+    wire_release(&cl->wire);
+    buf_free(&cl->meta);
+    buf_free(&cl->invoke);
+    free(cl);
+}
+
+void client_close(struct client_conn *cl, const char *reason)
+{
+    if (cl->state == CLIENT_CLOSING)
+        return;
+    struct sidecar *sc = cl->wire.sc;
+    if (cl->call)
+        call_client_gone(cl->call);
+    bool counted = list_linked(&cl->sc_node);
+    cl->state = CLIENT_CLOSING;
+    if (counted) {
+        list_remove(&cl->sc_node);
+        sc->n_clients--;
+        sc->stats.clients_closed++;
+        uint64_t age = uv_now(sc->loop) - cl->connected_at;
+        log_info("client#%llu %s: closed (%s) age=%llums calls=%llu in=%llu out=%llu",
+                 (unsigned long long)cl->id, cl->peer, reason, (unsigned long long)age,
+                 (unsigned long long)cl->calls, (unsigned long long)cl->wire.bytes_in,
+                 (unsigned long long)cl->wire.bytes_out);
+    }
+    wire_close(&cl->wire, client_closed_cb);
+    if (counted) {
+        listener_client_gone(cl->listener);
+        sidecar_maybe_finish_drain(sc);
+    }
+}
+
+void client_drain_and_close(struct client_conn *cl, const char *reason)
+{
+    if (!cl || cl->state >= CLIENT_DRAINING)
+        return;
+    if (cl->call)
+        call_client_gone(cl->call);
+    cl->state = CLIENT_DRAINING;
+    cl->close_reason = reason;
+    wire_read_stop(&cl->wire);
+    cl->wire.shutdown = true;
+    if (wire_queued(&cl->wire) == 0)
+        client_close(cl, reason);
+    else
+        wire_schedule_flush(&cl->wire);
+}
+
+void client_send_error(struct client_conn *cl, uint64_t sid, uint64_t msg, uint64_t code,
+                       const char *text)
+{
+    if (cl->state >= CLIENT_CLOSING)
+        return;
+    cl->errors++;
+    if (frame_append_error(&cl->wire.out, sid, msg, code, text, strlen(text)) != 0) {
+        client_close(cl, "out of memory");
+        return;
+    }
+    wire_schedule_flush(&cl->wire);
+}
+
+/* Closes the client for a protocol violation, telling it why on stream sid. */
+static void protocol_error(struct client_conn *cl, uint64_t sid, const char *why)
+{
+    struct sidecar *sc = cl->wire.sc;
+    sc->stats.client_protocol_errors++;
+    char text[256];
+    snprintf(text, sizeof(text), "drpc-sidecar: %s: %s", call_cause_text(CALL_CAUSE_PROTOCOL),
+             why);
+    log_warn("client#%llu %s: %s", (unsigned long long)cl->id, cl->peer, text);
+    if (cl->call) {
+        call_fail(cl->call, CALL_CAUSE_PROTOCOL, why);
+    } else {
+        client_send_error(cl, sid ? sid : (cl->last_sid ? cl->last_sid : 1), 1,
+                          call_cause_code(CALL_CAUSE_PROTOCOL), text);
+    }
+    client_drain_and_close(cl, "protocol error");
+}
+
+void client_call_ended(struct client_conn *cl)
+{
+    cl->last_active = uv_now(cl->wire.sc->loop);
+    if (cl->state == CLIENT_IN_CALL)
+        cl->state = CLIENT_IDLE;
+    if (cl->state == CLIENT_IDLE && cl->wire.sc->state != SIDECAR_RUNNING) {
+        client_drain_and_close(cl, "shutting down");
+        return;
+    }
+    client_update_reading(cl);
+}
+
+/* Appends one frame of a small packet (Invoke, InvokeMetadata) being assembled. */
+static int assemble(struct buf *b, uint64_t *b_sid, uint64_t *b_msg, bool *done,
+                    const struct frame *f, size_t cap)
+{
+    if (*b_sid != f->stream_id || *b_msg != f->message_id || (done && *done)) {
+        buf_reset(b);
+        *b_sid = f->stream_id;
+        *b_msg = f->message_id;
+        if (done)
+            *done = false;
+    }
+    if (b->len + f->len > cap)
+        return UV_E2BIG;
+    return buf_append(b, f->data, f->len);
+}
+
+static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
+{
+    struct sidecar *sc = cl->wire.sc;
+    if (f->control)
+        return; /* e.g. a Cancel for a stream that never started */
+    if (cl->call) {
+        /* The client moved on: like the upstream server, end the old stream. */
+        call_client_gone(cl->call);
+        cl->state = CLIENT_IDLE;
+    }
+    switch (f->kind) {
+    case FRAME_KIND_INVOKE_METADATA: {
+        int rc = assemble(&cl->meta, &cl->meta_sid, &cl->meta_msg, &cl->meta_done, f,
+                          (size_t)sc->cfg->max_metadata_size);
+        if (rc == UV_E2BIG) {
+            protocol_error(cl, f->stream_id, "invoke metadata larger than max_metadata_size");
+            return;
+        }
+        if (rc) {
+            client_close(cl, "out of memory");
+            return;
+        }
+        if (f->done)
+            cl->meta_done = true;
+        return;
+    }
+    case FRAME_KIND_INVOKE: {
+        int rc = assemble(&cl->invoke, &cl->invoke_sid, &cl->invoke_msg, NULL, f, MAX_RPC_NAME);
+        if (rc == UV_E2BIG) {
+            protocol_error(cl, f->stream_id, "rpc name too long");
+            return;
+        }
+        if (rc) {
+            client_close(cl, "out of memory");
+            return;
+        }
+        if (!f->done)
+            return;
+        bool has_meta = cl->meta_sid == f->stream_id && cl->meta_done;
+        cl->last_sid = f->stream_id;
+        call_start(cl, f->stream_id, cl->invoke.data ? cl->invoke.data : (const uint8_t *)"",
+                   cl->invoke.len, has_meta ? cl->meta.data : NULL, has_meta ? cl->meta.len : 0);
+        /* call_start copied what it needs; idle clients keep no buffers. */
+        buf_free(&cl->invoke);
+        buf_free(&cl->meta);
+        cl->invoke_sid = cl->meta_sid = 0;
+        cl->meta_done = false;
+        return;
+    }
+    default: {
+        char why[96];
+        snprintf(why, sizeof(why), "%s before invoke on stream %llu", frame_kind_name(f->kind),
+                 (unsigned long long)f->stream_id);
+        protocol_error(cl, f->stream_id, why);
+        return;
+    }
+    }
+}
+
+static void on_frame(struct client_conn *cl, const struct frame *f)
+{
+    if (cl->call && f->stream_id == cl->call->client_sid) {
+        call_on_client_frame(cl->call, f);
+        return;
+    }
+    if (f->stream_id <= cl->last_sid) {
+        log_debug("client#%llu: dropped late %s for stream %llu", (unsigned long long)cl->id,
+                  frame_kind_name(f->kind), (unsigned long long)f->stream_id);
+        return;
+    }
+    on_new_stream_frame(cl, f);
+}
+
+/* Strips an optional DRPC!!!1 prefix. Returns false while more bytes are needed. */
+static bool check_prefix(struct client_conn *cl, struct wire_frames *it)
+{
+    size_t avail = wire_frames_avail(it);
+    const uint8_t *p = it->data + it->pos;
+    if (avail == 0)
+        return false;
+    if (p[0] != (uint8_t)DRPC_HEADER[0]) {
+        cl->state = CLIENT_IDLE; /* no prefix: a frame starts right away */
+        return true;
+    }
+    size_t n = avail < DRPC_HEADER_LEN ? avail : DRPC_HEADER_LEN;
+    if (memcmp(p, DRPC_HEADER, n) != 0) {
+        cl->state = CLIENT_IDLE; /* not the prefix: let the frame parser judge it */
+        return true;
+    }
+    if (n < DRPC_HEADER_LEN)
+        return false;
+    wire_frames_skip(it, DRPC_HEADER_LEN);
+    cl->state = CLIENT_IDLE;
+    return true;
+}
+
+static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct client_conn *cl = client_from_wire(s->data);
+    if (cl->state >= CLIENT_DRAINING)
+        return;
+    if (nread < 0) {
+        client_close(cl, nread == UV_EOF ? "eof" : uv_strerror((int)nread));
+        return;
+    }
+    if (nread == 0)
+        return;
+    struct sidecar *sc = cl->wire.sc;
+    cl->last_active = uv_now(sc->loop);
+
+    struct wire_frames it;
+    wire_frames_begin(&it, &cl->wire, nread, buf);
+    enum frame_result r = FRAME_NEED_MORE;
+    if (cl->state != CLIENT_PREFIX || check_prefix(cl, &it)) {
+        struct frame f;
+        size_t max = (size_t)sc->cfg->max_message_size;
+        while ((r = wire_frames_next(&it, max, &f)) == FRAME_OK) {
+            on_frame(cl, &f);
+            if (cl->state >= CLIENT_DRAINING)
+                break;
+        }
+    }
+    if (wire_frames_end(&it) != 0) {
+        client_close(cl, "out of memory");
+        return;
+    }
+    if (r < 0 && cl->state < CLIENT_DRAINING) {
+        uint64_t sid = cl->call ? cl->call->client_sid : 0;
+        protocol_error(cl, sid, frame_strerror(r));
+        return;
+    }
+    if (cl->state < CLIENT_DRAINING)
+        client_update_reading(cl);
+}
+
+void client_update_reading(struct client_conn *cl)
+{
+    if (cl->state >= CLIENT_DRAINING)
+        return;
+    struct call *c = cl->call;
+    size_t high = (size_t)cl->wire.sc->cfg->call_buffer_bytes;
+    size_t queued = 0;
+    if (c && c->up)
+        queued = wire_queued(&c->up->wire);
+    else if (c)
+        queued = c->pending.len;
+    if (cl->wire.reading && queued > high)
+        wire_read_stop(&cl->wire);
+    else if (!cl->wire.reading && queued <= high / 4)
+        wire_read_start(&cl->wire, client_read_cb);
+}
+
+void client_on_wire_written(struct client_conn *cl, int status)
+{
+    if (cl->state == CLIENT_CLOSING)
+        return;
+    if (status < 0) {
+        client_close(cl, uv_strerror(status));
+        return;
+    }
+    if (cl->state == CLIENT_DRAINING) {
+        if (wire_queued(&cl->wire) == 0)
+            client_close(cl, cl->close_reason ? cl->close_reason : "drained");
+        return;
+    }
+    if (cl->call && cl->call->up)
+        upstream_update_reading(cl->call->up);
+}
+
+void client_accept(struct listener *l)
+{
+    struct sidecar *sc = l->sc;
+    struct client_conn *cl = calloc(1, sizeof(*cl));
+    if (!cl) {
+        log_error("listener %s: out of memory accepting a client", l->lc->name);
+        return;
+    }
+    wire_init(&cl->wire, sc, WIRE_CLIENT);
+    list_init(&cl->sc_node);
+    int rc;
+    if (l->lc->addr.kind == CONFIG_ADDR_UNIX) {
+        rc = uv_pipe_init(sc->loop, &cl->wire.h.pipe, 0);
+    } else {
+        rc = uv_tcp_init(sc->loop, &cl->wire.h.tcp);
+        cl->wire.is_tcp = true;
+    }
+    if (rc != 0) {
+        free(cl);
+        return;
+    }
+    cl->wire.h.handle.data = &cl->wire;
+    cl->wire.handle_open = true;
+    cl->listener = l;
+    cl->state = CLIENT_IDLE;
+    if (uv_accept(&l->h.stream, &cl->wire.h.stream) != 0) {
+        client_close(cl, "accept failed");
+        return;
+    }
+    const struct config *cfg = sc->cfg;
+    const char *reject = NULL;
+    if (sc->state != SIDECAR_RUNNING)
+        reject = "shutting down";
+    else if (cfg->max_clients && sc->n_clients >= cfg->max_clients)
+        reject = "max_clients reached";
+    else if (l->lc->max_clients && l->n_clients >= l->lc->max_clients)
+        reject = "listener max_clients reached";
+    if (reject) {
+        sc->stats.clients_rejected++;
+        l->rejected++;
+        log_debug("listener %s: rejected a client: %s", l->lc->name, reject);
+        client_close(cl, reject);
+        return;
+    }
+    cl->id = ++sc->next_client_id;
+    cl->connected_at = cl->last_active = uv_now(sc->loop);
+    cl->state = l->lc->accept_header ? CLIENT_PREFIX : CLIENT_IDLE;
+    list_push_back(&sc->clients, &cl->sc_node);
+    sc->n_clients++;
+    sc->stats.clients_accepted++;
+    l->n_clients++;
+    l->accepted++;
+    wire_tune(&cl->wire);
+    wire_peer_name(&cl->wire, cl->peer, sizeof(cl->peer));
+    log_debug("client#%llu %s: accepted on %s", (unsigned long long)cl->id, cl->peer,
+              l->lc->name);
+    wire_read_start(&cl->wire, client_read_cb);
+}

@@ -1,0 +1,80 @@
+/*
+ * client: one local application connection accepted on a listener. It
+ * carries one RPC at a time (the DRPC rule); each RPC becomes a struct call.
+ */
+#ifndef SIDECAR_CLIENT_H
+#define SIDECAR_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/buf.h"
+#include "proxy/list.h"
+#include "proxy/wire.h"
+
+struct listener;
+struct call;
+
+enum client_state {
+    CLIENT_PREFIX,   /* listener accepts DRPC!!!1: first bytes not seen yet */
+    CLIENT_IDLE,     /* between calls */
+    CLIENT_IN_CALL,  /* one call in progress (client->call) */
+    CLIENT_DRAINING, /* no more reads; close once queued bytes are written */
+    CLIENT_CLOSING,  /* handle closing; freed in its close callback */
+};
+
+struct client_conn {
+    struct wire wire;
+    uint64_t id;
+    struct listener *listener;
+    enum client_state state;
+    struct list_node sc_node; /* sidecar.clients */
+    struct call *call;
+
+    uint64_t last_sid;      /* highest stream id started; older frames are late */
+    struct buf meta;        /* InvokeMetadata packet being assembled */
+    uint64_t meta_sid;      /* its stream id (0 = none) */
+    uint64_t meta_msg;
+    bool meta_done;
+    struct buf invoke;      /* Invoke packet being assembled */
+    uint64_t invoke_sid;
+    uint64_t invoke_msg;
+    uint8_t prefix_seen;    /* bytes of DRPC!!!1 matched so far */
+
+    uint64_t connected_at; /* uv_now ms */
+    uint64_t last_active;  /* uv_now ms */
+    uint64_t calls;
+    uint64_t errors;
+    char peer[64];
+    const char *close_reason;
+};
+
+/* Accepts a pending connection on the listener's server handle. */
+void client_accept(struct listener *l);
+
+/* The call is over: back to IDLE (or close if draining). */
+void client_call_ended(struct client_conn *cl);
+
+/* Sends an Error packet on stream sid (message id msg). */
+void client_send_error(struct client_conn *cl, uint64_t sid, uint64_t msg, uint64_t code,
+                       const char *text);
+
+/* Stop reading, flush, then close (protocol errors, shutdown). */
+void client_drain_and_close(struct client_conn *cl, const char *reason);
+
+/* Close now; idempotent. */
+void client_close(struct client_conn *cl, const char *reason);
+
+/* Re-evaluates reading (back-pressure from the call's upstream). */
+void client_update_reading(struct client_conn *cl);
+
+const char *client_state_name(enum client_state s);
+
+void client_on_wire_written(struct client_conn *cl, int status);
+
+static inline struct client_conn *client_from_wire(struct wire *w)
+{
+    return list_entry(w, struct client_conn, wire);
+}
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * list: intrusive circular doubly linked lists (the kernel/libuv idea).
+ * A node embedded in an object puts it on exactly one list at a time;
+ * the list an object sits on mirrors its state (PgBouncer's SocketState).
+ */
+#ifndef SIDECAR_LIST_H
+#define SIDECAR_LIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct list_node {
+    struct list_node *prev;
+    struct list_node *next;
+};
+
+#define list_entry(node, type, member) ((type *)((char *)(node)-offsetof(type, member)))
+
+#define list_for_each_safe(pos, tmp, head)                                                         \
+    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); (pos) = (tmp), (tmp) = (pos)->next)
+
+static inline void list_init(struct list_node *head)
+{
+    head->prev = head->next = head;
+}
+
+static inline bool list_empty(const struct list_node *head)
+{
+    return head->next == head;
+}
+
+/* True when the node sits on some list (nodes start and end self-linked). */
+static inline bool list_linked(const struct list_node *n)
+{
+    return n->next != n;
+}
+
+static inline void list_push_back(struct list_node *head, struct list_node *n)
+{
+    n->prev = head->prev;
+    n->next = head;
+    head->prev->next = n;
+    head->prev = n;
+}
+
+static inline void list_push_front(struct list_node *head, struct list_node *n)
+{
+    n->next = head->next;
+    n->prev = head;
+    head->next->prev = n;
+    head->next = n;
+}
+
+static inline void list_remove(struct list_node *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+
+static inline struct list_node *list_first(const struct list_node *head)
+{
+    return list_empty(head) ? NULL : head->next;
+}
+
+static inline size_t list_count(const struct list_node *head)
+{
+    size_t n = 0;
+    for (const struct list_node *p = head->next; p != head; p = p->next)
+        n++;
+    return n;
+}
+
+#endif

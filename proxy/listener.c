@@ -1,0 +1,171 @@
+/*
+ * listener: binds a TCP or unix socket and accepts clients into client.c.
+ * A stale unix socket file (nothing accepting on it) is replaced; a live
+ * one is an error. TCP listeners set SO_REUSEPORT when configured, so a
+ * new process can take over the port while the old one drains.
+ */
+#include "proxy/listener.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "proxy/client.h"
+#include "proxy/log.h"
+#include "proxy/sidecar.h"
+
+#define LISTEN_BACKLOG 511
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct listener *l = server->data;
+    if (status < 0) {
+        log_warn("listener %s: accept error: %s", l->lc->name, uv_strerror(status));
+        return;
+    }
+    client_accept(l);
+}
+
+/* Whether something accepts connections on a unix socket path (startup only). */
+static bool unix_socket_live(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    bool live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return live;
+}
+
+static int bind_unix(struct listener *l, uv_loop_t *loop, char *err, size_t err_size)
+{
+    const char *path = l->lc->addr.path;
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, err_size, "%s exists and is not a socket", path);
+            return UV_EEXIST;
+        }
+        if (unix_socket_live(path)) {
+            snprintf(err, err_size, "%s: another process is listening on it", path);
+            return UV_EADDRINUSE;
+        }
+        unlink(path); /* stale file of a process that is gone */
+    }
+    int rc = uv_pipe_init(loop, &l->h.pipe, 0);
+    if (rc)
+        return rc;
+    l->open = true;
+    rc = uv_pipe_bind(&l->h.pipe, path);
+    if (rc) {
+        snprintf(err, err_size, "bind %s: %s", path, uv_strerror(rc));
+        return rc;
+    }
+    if (chmod(path, l->lc->unix_mode) != 0) {
+        snprintf(err, err_size, "chmod %s: %s", path, strerror(errno));
+        return uv_translate_sys_error(errno);
+    }
+    return 0;
+}
+
+static int bind_tcp(struct listener *l, uv_loop_t *loop, char *err, size_t err_size)
+{
+    const struct config_addr *a = &l->lc->addr;
+    struct sockaddr_storage ss;
+    const char *host = a->host;
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    if (uv_ip4_addr(host, a->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(host, a->port, (struct sockaddr_in6 *)&ss) != 0) {
+        snprintf(err, err_size, "%s: listener host must be an IP address", a->text);
+        return UV_EINVAL;
+    }
+    int rc = uv_tcp_init_ex(loop, &l->h.tcp, ss.ss_family);
+    if (rc) {
+        snprintf(err, err_size, "%s: %s", a->text, uv_strerror(rc));
+        return rc;
+    }
+    l->open = true;
+    if (l->lc->reuse_port) {
+        uv_os_fd_t fd;
+        int one = 1;
+        if (uv_fileno(&l->h.handle, &fd) == 0)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    }
+    rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
+    if (rc) {
+        snprintf(err, err_size, "bind %s: %s", a->text, uv_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
+
+static void listener_free(struct listener *l)
+{
+    config_unref(l->cfg);
+    free(l);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    struct listener *l = h->data;
+    l->handle_closed = true;
+    if (l->n_clients == 0)
+        listener_free(l);
+}
+
+void listener_client_gone(struct listener *l)
+{
+    l->n_clients--;
+    if (l->handle_closed && l->n_clients == 0)
+        listener_free(l);
+}
+
+int listener_start(struct sidecar *sc, const struct config_listener *lc, struct listener **out,
+                   char *err, size_t err_size)
+{
+    struct listener *l = calloc(1, sizeof(*l));
+    if (!l)
+        return UV_ENOMEM;
+    l->sc = sc;
+    l->cfg = config_ref(sc->cfg);
+    l->lc = lc;
+    int rc = lc->addr.kind == CONFIG_ADDR_UNIX ? bind_unix(l, sc->loop, err, err_size)
+                                               : bind_tcp(l, sc->loop, err, err_size);
+    l->h.handle.data = l;
+    if (rc == 0) {
+        rc = uv_listen(&l->h.stream, LISTEN_BACKLOG, on_connection);
+        if (rc)
+            snprintf(err, err_size, "listen %s: %s", lc->addr.text, uv_strerror(rc));
+    }
+    if (rc) {
+        if (l->open)
+            uv_close(&l->h.handle, listener_closed);
+        else
+            listener_free(l);
+        return rc;
+    }
+    log_info("listener %s: listening on %s", lc->name, lc->addr.text);
+    *out = l;
+    return 0;
+}
+
+void listener_stop(struct listener *l)
+{
+    if (!l->open)
+        return;
+    l->open = false;
+    if (l->lc->addr.kind == CONFIG_ADDR_UNIX)
+        unlink(l->lc->addr.path);
+    uv_close(&l->h.handle, listener_closed);
+}

@@ -1,0 +1,48 @@
+/*
+ * listener: a TCP or unix socket where local applications connect.
+ */
+#ifndef SIDECAR_LISTENER_H
+#define SIDECAR_LISTENER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct sidecar;
+struct config_listener;
+
+/*
+ * Lifetime: clients point at their listener, so a stopped listener is
+ * freed only once its handle is closed and its last client is gone. It
+ * holds a reference on the config snapshot its lc points into.
+ */
+struct listener {
+    struct sidecar *sc;
+    struct config *cfg;               /* ref held */
+    const struct config_listener *lc; /* in cfg */
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    bool open;
+    bool handle_closed;
+    uint32_t n_clients;
+    uint64_t accepted;
+    uint64_t rejected; /* closed at accept: over max_clients or shutting down */
+};
+
+/* Binds and listens. Returns 0 or a UV error with a message in err. */
+__attribute__((warn_unused_result)) int listener_start(struct sidecar *sc,
+                                                       const struct config_listener *lc,
+                                                       struct listener **out, char *err,
+                                                       size_t err_size);
+
+/* Stops accepting; freed once the handle is closed and no client is left. */
+void listener_stop(struct listener *l);
+
+/* A client of l closed. */
+void listener_client_gone(struct listener *l);
+
+#endif

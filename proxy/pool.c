@@ -1,0 +1,477 @@
+/*
+ * pool: checkout, release, the wait queue and endpoint health (see pool.h).
+ *
+ * Health per endpoint: a failed dial puts it in back-off (base * 2^(n-1),
+ * capped); eject_after_failures consecutive failures eject it for eject_ms.
+ * Only healthy endpoints are dialled. When the pool has no connection at
+ * all and no endpoint can be dialled, waiting calls fail at once with a
+ * precise cause instead of sitting out their wait timeout.
+ */
+#include "proxy/pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "proxy/agent.h"
+#include "proxy/call.h"
+#include "proxy/log.h"
+#include "proxy/sidecar.h"
+#include "proxy/upstream.h"
+
+const char *endpoint_health_name(enum endpoint_health h)
+{
+    switch (h) {
+    case ENDPOINT_HEALTHY:
+        return "healthy";
+    case ENDPOINT_BACKOFF:
+        return "backoff";
+    case ENDPOINT_EJECTED:
+        return "ejected";
+    }
+    return "?";
+}
+
+enum endpoint_health endpoint_health(const struct endpoint *e, uint64_t now)
+{
+    if (e->ejected_until > now)
+        return ENDPOINT_EJECTED;
+    if (e->backoff_until > now)
+        return ENDPOINT_BACKOFF;
+    return ENDPOINT_HEALTHY;
+}
+
+static void endpoint_init(struct pool *p, struct endpoint *e, size_t index,
+                          const struct config_addr *addr)
+{
+    e->pool = p;
+    e->index = index;
+    e->addr = addr;
+    if (addr->kind == CONFIG_ADDR_UNIX) {
+        e->literal = true;
+        snprintf(e->resolved, sizeof(e->resolved), "%s", addr->text);
+        return;
+    }
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&e->sa;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&e->sa;
+    if (uv_ip4_addr(addr->host, addr->port, v4) == 0 ||
+        uv_ip6_addr(addr->host, addr->port, v6) == 0) {
+        e->literal = true;
+        snprintf(e->resolved, sizeof(e->resolved), "%s", addr->text);
+    }
+}
+
+int pool_create(struct sidecar *sc, struct config *cfg, size_t index, struct pool **out)
+{
+    struct pool *p = calloc(1, sizeof(*p));
+    if (!p)
+        return UV_ENOMEM;
+    p->sc = sc;
+    p->cfg = config_ref(cfg);
+    p->pc = &cfg->pools[index];
+    p->index = index;
+    list_init(&p->connecting);
+    list_init(&p->idle);
+    list_init(&p->busy);
+    list_init(&p->waiters);
+    list_init(&p->retired_node);
+    p->n_endpoints = p->pc->n_endpoints;
+    if (p->n_endpoints) {
+        p->endpoints = calloc(p->n_endpoints, sizeof(*p->endpoints));
+        if (!p->endpoints) {
+            config_unref(p->cfg);
+            free(p);
+            return UV_ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < p->n_endpoints; i++)
+        endpoint_init(p, &p->endpoints[i], i, &p->pc->endpoints[i]);
+    *out = p;
+    return 0;
+}
+
+/* Picks a healthy endpoint per the balance setting, or NULL. */
+static struct endpoint *pick_endpoint(struct pool *p, uint64_t now)
+{
+    struct endpoint *best = NULL;
+    for (size_t k = 0; k < p->n_endpoints; k++) {
+        size_t i = (p->rr_next + k) % p->n_endpoints;
+        struct endpoint *e = &p->endpoints[i];
+        if (endpoint_health(e, now) != ENDPOINT_HEALTHY)
+            continue;
+        if (p->pc->balance == CONFIG_BALANCE_ROUND_ROBIN) {
+            best = e;
+            break;
+        }
+        if (!best || e->n_busy < best->n_busy ||
+            (e->n_busy == best->n_busy && e->n_conns < best->n_conns))
+            best = e;
+    }
+    if (best)
+        p->rr_next = (best->index + 1) % p->n_endpoints;
+    return best;
+}
+
+/* Whether some endpoint could be dialled now (does not advance round robin). */
+static bool pick_endpoint_peek(const struct pool *p, uint64_t now)
+{
+    for (size_t i = 0; i < p->n_endpoints; i++)
+        if (endpoint_health(&p->endpoints[i], now) == ENDPOINT_HEALTHY)
+            return true;
+    return false;
+}
+
+static const char *last_dial_error(const struct pool *p)
+{
+    const char *last = NULL;
+    for (size_t i = 0; i < p->n_endpoints; i++)
+        if (p->endpoints[i].last_error[0])
+            last = p->endpoints[i].last_error;
+    return last;
+}
+
+static bool all_ejected(const struct pool *p, uint64_t now)
+{
+    for (size_t i = 0; i < p->n_endpoints; i++)
+        if (endpoint_health(&p->endpoints[i], now) != ENDPOINT_EJECTED)
+            return false;
+    return p->n_endpoints > 0;
+}
+
+/* Starts one dial to a healthy endpoint; returns false when none can be dialled. */
+static bool dial_one(struct pool *p)
+{
+    uint64_t now = uv_now(p->sc->loop);
+    struct endpoint *e = pick_endpoint(p, now);
+    if (!e)
+        return false;
+    struct upstream_conn *up;
+    if (upstream_dial(p, e, &up) != 0)
+        return false;
+    return true;
+}
+
+/* Fails every waiting call: the pool has nothing that could serve them. */
+static void fail_all_waiters(struct pool *p, enum call_cause cause, const char *detail)
+{
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &p->waiters)
+    {
+        struct call *c = list_entry(n, struct call, wait_node);
+        call_fail(c, cause, detail); /* takes it off the queue */
+    }
+}
+
+/* Dials for waiters that no pending dial will serve, within max_conns. */
+static void serve_waiters(struct pool *p)
+{
+    if (p->pc->reverse || p->draining || p->sc->state == SIDECAR_STOPPING)
+        return;
+    while (p->n_waiters > p->n_connecting && pool_total(p) < p->pc->max_conns) {
+        if (!dial_one(p))
+            break;
+    }
+    if (p->n_waiters > 0 && pool_total(p) == 0) {
+        uint64_t now = uv_now(p->sc->loop);
+        if (all_ejected(p, now)) {
+            fail_all_waiters(p, CALL_CAUSE_NO_HEALTHY_ENDPOINT, NULL);
+            return;
+        }
+        /* Every endpoint is backing off after failed dials. */
+        fail_all_waiters(p, CALL_CAUSE_DIAL_FAILED, last_dial_error(p));
+    }
+}
+
+static void checkout(struct pool *p, struct upstream_conn *up)
+{
+    list_push_back(&p->busy, &up->pool_node);
+    p->n_busy++;
+    if (up->ep)
+        up->ep->n_busy++;
+    upstream_set_state(up, UPSTREAM_BUSY);
+}
+
+/* Whether a connection may serve the call (reverse pools: the right agent). */
+static bool fits(const struct upstream_conn *up, const struct call *c)
+{
+    return !c->agent || strcmp(c->agent, up->agent_id) == 0;
+}
+
+void pool_acquire(struct pool *p, struct call *c)
+{
+    p->stats.calls++;
+    if (!p->draining) {
+        struct list_node *n, *tmp;
+        list_for_each_safe(n, tmp, &p->idle)
+        {
+            struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
+            if (!fits(up, c))
+                continue;
+            list_remove(&up->pool_node);
+            p->n_idle--;
+            checkout(p, up);
+            call_attach(c, up, CHECKOUT_IDLE);
+            return;
+        }
+    }
+    if (p->n_waiters >= p->pc->max_waiters) {
+        call_fail(c, CALL_CAUSE_POOL_EXHAUSTED, NULL);
+        return;
+    }
+    uint64_t now = uv_now(p->sc->loop);
+    if (!p->pc->reverse && !p->draining && pool_total(p) == 0 && !pick_endpoint_peek(p, now)) {
+        /* Nothing open, nothing dialling, nothing dialable: fail fast. */
+        if (all_ejected(p, now)) {
+            call_fail(c, CALL_CAUSE_NO_HEALTHY_ENDPOINT, NULL);
+            return;
+        }
+        call_fail(c, CALL_CAUSE_DIAL_FAILED, last_dial_error(p));
+        return;
+    }
+    c->state = CALL_WAITING;
+    list_push_back(&p->waiters, &c->wait_node);
+    p->n_waiters++;
+    c->wait_until = p->pc->wait_timeout_ms ? now + p->pc->wait_timeout_ms : 0;
+    if (!p->pc->reverse && !p->draining && p->n_connecting < p->n_waiters &&
+        pool_total(p) < p->pc->max_conns && dial_one(p))
+        c->state = CALL_DIALING;
+    call_wait_begin(c);
+}
+
+void pool_cancel_wait(struct pool *p, struct call *c)
+{
+    if (!list_linked(&c->wait_node))
+        return;
+    list_remove(&c->wait_node);
+    p->n_waiters--;
+}
+
+/* Gives a ready connection to the first waiter, or parks it as idle. */
+static void hand_over(struct pool *p, struct upstream_conn *up, int kind)
+{
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &p->waiters)
+    {
+        struct call *c = list_entry(n, struct call, wait_node);
+        if (!fits(up, c))
+            continue;
+        pool_cancel_wait(p, c);
+        checkout(p, up);
+        call_attach(c, up, kind);
+        return;
+    }
+    list_push_front(&p->idle, &up->pool_node);
+    p->n_idle++;
+    up->idle_since = uv_now(p->sc->loop);
+    upstream_set_state(up, UPSTREAM_IDLE);
+}
+
+void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const char *reason)
+{
+    uint64_t now = uv_now(p->sc->loop);
+    list_remove(&up->pool_node);
+    p->n_busy--;
+    if (up->ep)
+        up->ep->n_busy--;
+    up->call = NULL;
+    up->calls_served++;
+
+    if (!clean)
+        upstream_close(up, reason ? reason : "not clean after call");
+    else if (p->draining || p->sc->state == SIDECAR_STOPPING)
+        upstream_close(up, "pool draining");
+    else if (p->retired && list_empty(&p->waiters))
+        upstream_close(up, "pool replaced by a reload");
+    else if (pool_total(p) >= p->pc->max_conns && list_empty(&p->waiters))
+        upstream_close(up, "pool shrunk below its open connections");
+    else if (p->pc->max_lifetime_ms && now - up->created_at >= p->pc->max_lifetime_ms)
+        upstream_close(up, "max_lifetime reached");
+    else {
+        hand_over(p, up, CHECKOUT_WAITED);
+        return;
+    }
+    serve_waiters(p);
+}
+
+void pool_on_connected(struct pool *p, struct upstream_conn *up)
+{
+    list_remove(&up->pool_node);
+    p->n_connecting--;
+    if (up->ep) {
+        up->ep->consecutive_failures = 0;
+        up->ep->backoff_until = 0;
+    }
+    hand_over(p, up, CHECKOUT_DIALED);
+}
+
+void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, const char *what)
+{
+    struct endpoint *e = up->ep;
+    uint64_t now = uv_now(p->sc->loop);
+    p->stats.dial_failures++;
+    if (e) {
+        e->dial_failures++;
+        e->consecutive_failures++;
+        snprintf(e->last_error, sizeof(e->last_error), "%s %s: %s", what, e->addr->text,
+                 uv_strerror(status));
+        uint32_t shift = e->consecutive_failures - 1;
+        if (shift > 20)
+            shift = 20;
+        uint64_t delay = p->pc->backoff_base_ms << shift;
+        if (delay > p->pc->backoff_max_ms)
+            delay = p->pc->backoff_max_ms;
+        e->backoff_until = now + delay;
+        if (p->pc->eject_after_failures &&
+            e->consecutive_failures >= p->pc->eject_after_failures &&
+            e->ejected_until <= now) {
+            e->ejected_until = now + p->pc->eject_ms;
+            e->ejections++;
+            log_warn("pool %s: endpoint %s ejected for %llu ms after %u failures (%s)",
+                     p->pc->name, e->addr->text, (unsigned long long)p->pc->eject_ms,
+                     e->consecutive_failures, e->last_error);
+        } else {
+            log_warn("pool %s: %s", p->pc->name, e->last_error);
+        }
+    }
+    upstream_close(up, "dial failed");
+    serve_waiters(p);
+}
+
+void pool_on_idle_lost(struct pool *p, struct upstream_conn *up)
+{
+    (void)p;
+    upstream_close(up, "closed by upstream while idle");
+}
+
+void pool_on_busy_lost(struct pool *p, struct upstream_conn *up)
+{
+    (void)p;
+    upstream_close(up, "closed by upstream mid-call");
+}
+
+void pool_forget(struct pool *p, struct upstream_conn *up)
+{
+    switch (up->state) {
+    case UPSTREAM_RESOLVING:
+    case UPSTREAM_CONNECTING:
+    case UPSTREAM_HANDSHAKE:
+        if (list_linked(&up->pool_node))
+            p->n_connecting--;
+        break;
+    case UPSTREAM_IDLE:
+        p->n_idle--;
+        break;
+    case UPSTREAM_BUSY:
+        /* pool_release already took it off busy when the call ended */
+        if (list_linked(&up->pool_node)) {
+            p->n_busy--;
+            if (up->ep)
+                up->ep->n_busy--;
+        }
+        break;
+    case UPSTREAM_CLOSING:
+        return;
+    }
+    if (list_linked(&up->pool_node))
+        list_remove(&up->pool_node);
+    if (up->ep)
+        up->ep->n_conns--;
+    p->stats.conns_closed++;
+}
+
+void pool_janitor(struct pool *p, uint64_t now)
+{
+    const struct config_pool *pc = p->pc;
+    if (p->retired) {
+        while (list_empty(&p->waiters) && !list_empty(&p->idle))
+            upstream_close(list_entry(list_first(&p->idle), struct upstream_conn, pool_node),
+                           "pool replaced by a reload");
+        serve_waiters(p);
+        return;
+    }
+    if (pc->reverse)
+        return; /* agents dial in: nothing to dial, and closing them idle would hurt */
+    if (pc->idle_timeout_ms) {
+        /* The tail of the idle list has waited longest. */
+        while (!list_empty(&p->idle) && pool_total(p) > pc->min_idle) {
+            struct upstream_conn *up =
+                list_entry(p->idle.prev, struct upstream_conn, pool_node);
+            if (now - up->idle_since < pc->idle_timeout_ms)
+                break;
+            upstream_close(up, "idle timeout");
+        }
+    }
+    if (!p->draining && p->sc->state == SIDECAR_RUNNING) {
+        while (p->n_idle + p->n_connecting < pc->min_idle && pool_total(p) < pc->max_conns) {
+            if (!dial_one(p))
+                break;
+        }
+    }
+    serve_waiters(p);
+}
+
+void pool_set_draining(struct pool *p, bool draining)
+{
+    p->draining = draining;
+    if (draining) {
+        while (!list_empty(&p->idle)) {
+            struct upstream_conn *up =
+                list_entry(list_first(&p->idle), struct upstream_conn, pool_node);
+            upstream_close(up, "pool draining");
+        }
+        return;
+    }
+    serve_waiters(p);
+}
+
+enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call *c)
+{
+    if (!p->pc->reverse)
+        return CALL_CAUSE_WAIT_TIMEOUT;
+    if (c->agent && pool_agent_conns(p, c->agent) == 0)
+        return CALL_CAUSE_AGENT_NOT_CONNECTED;
+    if (pool_total(p) == 0)
+        return CALL_CAUSE_NO_AGENT;
+    return CALL_CAUSE_WAIT_TIMEOUT;
+}
+
+uint32_t pool_agent_conns(const struct pool *p, const char *agent_id)
+{
+    uint32_t n = 0;
+    const struct list_node *lists[] = {&p->idle, &p->busy, &p->connecting};
+    for (size_t i = 0; i < 3; i++)
+        for (const struct list_node *q = lists[i]->next; q != lists[i]; q = q->next) {
+            const struct upstream_conn *up = list_entry(q, struct upstream_conn, pool_node);
+            if (strcmp(up->agent_id, agent_id) == 0)
+                n++;
+        }
+    return n;
+}
+
+void pool_free(struct pool *p)
+{
+    if (list_linked(&p->retired_node))
+        list_remove(&p->retired_node);
+    config_unref(p->cfg);
+    free(p->endpoints);
+    free(p);
+}
+
+void pool_destroy(struct pool *p)
+{
+    if (p->agents) {
+        agent_listener_stop(p->agents);
+        p->agents = NULL;
+    }
+    p->draining = true;
+    fail_all_waiters(p, CALL_CAUSE_SHUTTING_DOWN, NULL);
+    struct list_node *lists[] = {&p->idle, &p->connecting, &p->busy};
+    for (size_t i = 0; i < 3; i++) {
+        while (!list_empty(lists[i])) {
+            struct upstream_conn *up =
+                list_entry(list_first(lists[i]), struct upstream_conn, pool_node);
+            upstream_close(up, "shutting down");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+/*
+ * pool: a bounded set of upstream connections for one configured pool,
+ * its endpoints' health, and the FIFO of calls waiting for a connection.
+ *
+ *                  +--------- pool_release(clean) ----------+
+ *                  v                                        |
+ *   dial --> [connecting] --ok--> [idle] --checkout--> [busy] --dirty--> closed
+ *                  |                 |  ^                  |
+ *                  +--fail--> closed |  +-- waiter? hand ---+
+ *                                    +-- EOF / idle timeout --> closed
+ *
+ * An upstream connection carries exactly one call at a time and goes back
+ * to idle (or straight to the first waiter) only when that call ended
+ * cleanly; otherwise it is closed with a reason (PgBouncer's release_server).
+ */
+#ifndef SIDECAR_POOL_H
+#define SIDECAR_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+#include "proxy/errors.h"
+#include "proxy/histo.h"
+#include "proxy/list.h"
+
+struct sidecar;
+struct call;
+struct upstream_conn;
+struct agent_listener;
+
+/* X(field, help) — per-pool counters since start; feeds JSON and Prometheus. */
+#define POOL_COUNTERS(X)                                                                           \
+    X(calls, "Calls routed to the pool")                                                           \
+    X(calls_ok, "Calls that ended without an error")                                               \
+    X(calls_app_error, "Calls the upstream answered with an Error packet")                         \
+    X(calls_cancelled, "Calls the client cancelled or abandoned")                                  \
+    X(calls_failed, "Calls the sidecar failed (see errors by cause)")                              \
+    X(dials, "Upstream dials started")                                                             \
+    X(dial_failures, "Upstream dials that failed or timed out")                                    \
+    X(wait_timeouts, "Calls that timed out waiting for a connection")                              \
+    X(checkouts_idle, "Checkouts served from an idle connection")                                  \
+    X(checkouts_waited, "Checkouts served after waiting for a busy connection")                    \
+    X(checkouts_dialed, "Checkouts served by a newly dialled connection")                          \
+    X(conns_closed, "Upstream connections closed")                                                 \
+    X(bytes_to_upstream, "Bytes forwarded to upstream")                                            \
+    X(bytes_from_upstream, "Bytes forwarded from upstream")                                        \
+    X(agents_accepted, "Agent connections accepted (reverse pools)")                               \
+    X(agents_rejected, "Agent connections closed at accept: max_conns reached (reverse pools)")
+
+struct pool_stats {
+#define X(name, help) uint64_t name;
+    POOL_COUNTERS(X)
+#undef X
+    uint64_t errors[CALL_CAUSE_COUNT];
+    struct histo wait_us; /* time from call start to upstream attach */
+    struct histo call_us; /* call duration */
+};
+
+enum endpoint_health {
+    ENDPOINT_HEALTHY,
+    ENDPOINT_BACKOFF, /* recent dial failure: not dialled until backoff_until */
+    ENDPOINT_EJECTED, /* too many consecutive failures: unused until ejected_until */
+};
+
+struct endpoint {
+    struct pool *pool;
+    size_t index;
+    const struct config_addr *addr; /* in pool->cfg */
+    bool literal;                   /* addr is an IP literal or unix path: no DNS */
+    struct sockaddr_storage sa;     /* for literals */
+    char resolved[64];              /* last address dialled, for admin */
+    uint32_t consecutive_failures;
+    uint64_t backoff_until; /* uv_now ms */
+    uint64_t ejected_until; /* uv_now ms */
+    uint32_t n_conns;       /* open (connecting, idle or busy) */
+    uint32_t n_busy;
+    uint64_t dials;
+    uint64_t dial_failures;
+    uint64_t ejections;
+    char last_error[128];
+};
+
+struct pool {
+    struct sidecar *sc;
+    struct config *cfg;          /* snapshot this pool was built from (ref held) */
+    const struct config_pool *pc; /* in cfg */
+    size_t index;                 /* in sc->pools */
+
+    struct endpoint *endpoints;
+    size_t n_endpoints;
+    size_t rr_next;
+
+    /* Each upstream connection sits on exactly one of these lists. */
+    struct list_node connecting;
+    struct list_node idle; /* most recently used first */
+    struct list_node busy;
+    uint32_t n_connecting, n_idle, n_busy;
+
+    struct list_node waiters; /* calls, FIFO */
+    uint32_t n_waiters;
+
+    bool draining; /* admin drain: no checkouts, idle conns closed */
+    bool retired;  /* replaced by a reload: serves its waiters, then closes */
+    struct list_node retired_node; /* sidecar.retired_pools */
+    struct agent_listener *agents; /* reverse pools: where agents dial in */
+    struct pool_stats stats;
+};
+
+__attribute__((warn_unused_result)) int pool_create(struct sidecar *sc, struct config *cfg,
+                                                    size_t index, struct pool **out);
+
+/* Closes every connection and fails waiters; frees when all are gone. */
+void pool_destroy(struct pool *p);
+
+/*
+ * Finds an upstream connection for the call: attaches an idle one now
+ * (call_attach), or queues the call (dialling if the pool may grow), or
+ * fails it (call_fail) when the wait queue is full or no endpoint is
+ * healthy. The call may be finished and freed when this returns.
+ */
+void pool_acquire(struct pool *p, struct call *c);
+
+/* Removes a waiting call from the queue (client left, timeout). */
+void pool_cancel_wait(struct pool *p, struct call *c);
+
+/*
+ * The call on `up` ended. A clean connection goes to the first waiter or
+ * back to idle; a dirty one (or one past its lifetime, or of a draining
+ * pool) is closed with `reason`.
+ */
+void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const char *reason);
+
+/* Upstream callbacks (direct calls from upstream.c). */
+void pool_on_connected(struct pool *p, struct upstream_conn *up);
+void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, const char *what);
+void pool_on_idle_lost(struct pool *p, struct upstream_conn *up);
+void pool_on_busy_lost(struct pool *p, struct upstream_conn *up);
+/* The connection is closing: take it off every list. */
+void pool_forget(struct pool *p, struct upstream_conn *up);
+
+/* Periodic upkeep: idle timeouts, min_idle, readmission, retries. */
+void pool_janitor(struct pool *p, uint64_t now);
+
+/* Why a call that waited too long failed (reverse pools distinguish agents). */
+enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call *c);
+
+/* Number of open connections of a reverse pool's agent. */
+uint32_t pool_agent_conns(const struct pool *p, const char *agent_id);
+
+/* Frees a pool that has no connection and no waiter left. */
+void pool_free(struct pool *p);
+
+/* Admin drain/resume. */
+void pool_set_draining(struct pool *p, bool draining);
+
+const char *endpoint_health_name(enum endpoint_health h);
+enum endpoint_health endpoint_health(const struct endpoint *e, uint64_t now);
+
+/* Total open upstream connections. */
+static inline uint32_t pool_total(const struct pool *p)
+{
+    return p->n_connecting + p->n_idle + p->n_busy;
+}
+
+#endif

@@ -1,0 +1,279 @@
+/*
+ * sidecar: process lifecycle around the loop.
+ *
+ *   RUNNING --SIGTERM/SIGINT--> DRAINING: listeners closed, idle clients
+ *     closed, in-flight calls finish (clients close after their reply);
+ *     after shutdown_grace_ms the rest fail with "shutting down".
+ *   DRAINING --no clients, no calls--> STOPPING: pools and timers closed;
+ *     uv_run returns once the last handle is closed.
+ */
+#include "proxy/sidecar.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/agent.h"
+#include "proxy/call.h"
+#include "proxy/client.h"
+#include "proxy/listener.h"
+#include "proxy/log.h"
+#include "proxy/pool.h"
+
+#define JANITOR_INTERVAL_MS 100
+
+static void flush_check_cb(uv_check_t *h)
+{
+    struct sidecar *sc = h->data;
+    /* Flushing can schedule more flushes (a write completes at once and
+     * resumes a peer); the loop ends when the list is empty. */
+    while (!list_empty(&sc->flush_list)) {
+        struct list_node *n = list_first(&sc->flush_list);
+        list_remove(n);
+        wire_flush(list_entry(n, struct wire, flush_node));
+    }
+    uv_check_stop(&sc->flush_check);
+}
+
+void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node)
+{
+    if (list_empty(&sc->flush_list))
+        uv_check_start(&sc->flush_check, flush_check_cb);
+    list_push_back(&sc->flush_list, node);
+}
+
+/* Closes clients that sat between calls longer than their listener allows. */
+static void close_idle_clients(struct sidecar *sc, uint64_t now)
+{
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &sc->clients)
+    {
+        struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
+        uint64_t limit = cl->listener->lc->client_idle_timeout_ms;
+        if (!limit || (cl->state != CLIENT_IDLE && cl->state != CLIENT_PREFIX))
+            continue;
+        if (now - cl->last_active >= limit)
+            client_close(cl, "client_idle_timeout_ms reached");
+    }
+}
+
+static void janitor_cb(uv_timer_t *t)
+{
+    struct sidecar *sc = t->data;
+    uint64_t now = uv_now(sc->loop);
+    for (size_t i = 0; i < sc->n_pools; i++)
+        pool_janitor(sc->pools[i], now);
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &sc->retired_pools)
+    {
+        struct pool *p = list_entry(n, struct pool, retired_node);
+        pool_janitor(p, now);
+        if (pool_total(p) == 0 && p->n_waiters == 0)
+            pool_free(p);
+    }
+    /* A walk over every client is cheap once a second, wasteful ten times. */
+    if (++sc->janitor_ticks % 10 == 0)
+        close_idle_clients(sc, now);
+}
+
+void sidecar_retire_pool(struct sidecar *sc, struct pool *p)
+{
+    p->retired = true;
+    if (p->agents) {
+        agent_listener_stop(p->agents);
+        p->agents = NULL;
+    }
+    list_push_back(&sc->retired_pools, &p->retired_node);
+    log_info("pool %s: retired by a reload (%u connections, %u waiting calls)", p->pc->name,
+             pool_total(p), p->n_waiters);
+    pool_janitor(p, uv_now(sc->loop));
+}
+
+static void stop_everything(struct sidecar *sc)
+{
+    if (sc->state == SIDECAR_STOPPING)
+        return;
+    sc->state = SIDECAR_STOPPING;
+    log_info("shutdown: closing upstream connections");
+    for (size_t i = 0; i < sc->n_pools; i++)
+        pool_destroy(sc->pools[i]);
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &sc->retired_pools)
+    {
+        pool_destroy(list_entry(n, struct pool, retired_node));
+    }
+    uv_close((uv_handle_t *)&sc->janitor, NULL);
+    uv_close((uv_handle_t *)&sc->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&sc->sig_term, NULL);
+    uv_close((uv_handle_t *)&sc->sig_int, NULL);
+    uv_close((uv_handle_t *)&sc->sig_hup, NULL);
+    uv_close((uv_handle_t *)&sc->flush_check, NULL);
+}
+
+static void shutdown_timer_cb(uv_timer_t *t)
+{
+    struct sidecar *sc = t->data;
+    if (sc->state != SIDECAR_DRAINING)
+        return;
+    if (sc->n_calls == 0 && sc->n_clients == 0) {
+        stop_everything(sc);
+        return;
+    }
+    if (!sc->draining_deadline_passed) {
+        /* Grace is over: fail what is left. */
+        sc->draining_deadline_passed = true;
+        log_warn("shutdown: grace period over, failing %u calls", sc->n_calls);
+        while (!list_empty(&sc->calls)) {
+            struct call *c = list_entry(list_first(&sc->calls), struct call, sc_node);
+            call_fail(c, CALL_CAUSE_SHUTTING_DOWN, NULL);
+        }
+        struct list_node *n, *tmp;
+        list_for_each_safe(n, tmp, &sc->clients)
+        {
+            struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
+            client_drain_and_close(cl, "shutting down");
+        }
+        /* Clients still flushing get a last second, then go. */
+        uv_timer_start(&sc->shutdown_timer, shutdown_timer_cb, 1000, 0);
+        return;
+    }
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &sc->clients)
+    {
+        client_close(list_entry(n, struct client_conn, sc_node), "shutting down");
+    }
+}
+
+void sidecar_maybe_finish_drain(struct sidecar *sc)
+{
+    if (sc->state != SIDECAR_DRAINING || sc->n_calls || sc->n_clients)
+        return;
+    /* Finish from the loop, not from deep inside a callback. */
+    uv_timer_start(&sc->shutdown_timer, shutdown_timer_cb, 0, 0);
+}
+
+void sidecar_shutdown(struct sidecar *sc, const char *why)
+{
+    if (sc->state != SIDECAR_RUNNING)
+        return;
+    sc->state = SIDECAR_DRAINING;
+    log_info("shutdown (%s): draining %u clients, %u calls, grace %llu ms", why, sc->n_clients,
+             sc->n_calls, (unsigned long long)sc->cfg->shutdown_grace_ms);
+    /* Stopped listeners free themselves: forget them here. */
+    for (size_t i = 0; i < sc->n_listeners; i++)
+        listener_stop(sc->listeners[i]);
+    sc->n_listeners = 0;
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &sc->clients)
+    {
+        struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
+        if (cl->state == CLIENT_IDLE || cl->state == CLIENT_PREFIX)
+            client_drain_and_close(cl, "shutting down");
+    }
+    uv_timer_start(&sc->shutdown_timer, shutdown_timer_cb, sc->cfg->shutdown_grace_ms, 0);
+    sidecar_maybe_finish_drain(sc);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    struct sidecar *sc = s->data;
+    if (signum == SIGHUP) {
+        int rc = reload_start(sc, NULL, NULL);
+        if (rc)
+            log_warn("SIGHUP: reload not started: %s",
+                     rc == UV_EBUSY ? "a reload is already running" : uv_strerror(rc));
+        return;
+    }
+    if (sc->state == SIDECAR_RUNNING) {
+        sidecar_shutdown(sc, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        return;
+    }
+    /* A second signal: stop waiting for the grace period. */
+    if (sc->state == SIDECAR_DRAINING && !sc->draining_deadline_passed)
+        uv_timer_start(&sc->shutdown_timer, shutdown_timer_cb, 0, 0);
+}
+
+int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char *err,
+                  size_t err_size)
+{
+    sc->loop = loop;
+    sc->cfg = cfg;
+    sc->state = SIDECAR_RUNNING;
+    list_init(&sc->clients);
+    list_init(&sc->calls);
+    list_init(&sc->flush_list);
+    list_init(&sc->retired_pools);
+    sc->started_at = uv_now(loop);
+    uv_update_time(loop);
+    log_set_level(cfg->log_level);
+
+    uv_check_init(loop, &sc->flush_check);
+    sc->flush_check.data = sc;
+    uv_timer_init(loop, &sc->janitor);
+    sc->janitor.data = sc;
+    uv_timer_init(loop, &sc->shutdown_timer);
+    sc->shutdown_timer.data = sc;
+    uv_signal_init(loop, &sc->sig_term);
+    sc->sig_term.data = sc;
+    uv_signal_init(loop, &sc->sig_int);
+    sc->sig_int.data = sc;
+    uv_signal_init(loop, &sc->sig_hup);
+    sc->sig_hup.data = sc;
+
+    sc->pools = calloc(cfg->n_pools, sizeof(*sc->pools));
+    sc->listeners = calloc(cfg->n_listeners, sizeof(*sc->listeners));
+    if (!sc->pools || !sc->listeners) {
+        snprintf(err, err_size, "out of memory");
+        return UV_ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->n_pools; i++) {
+        int rc = pool_create(sc, cfg, i, &sc->pools[i]);
+        if (rc) {
+            snprintf(err, err_size, "pool %s: %s", cfg->pools[i].name, uv_strerror(rc));
+            return rc;
+        }
+        sc->n_pools++;
+        if (cfg->pools[i].reverse) {
+            rc = agent_listener_start(sc->pools[i], &sc->pools[i]->agents, err, err_size);
+            if (rc)
+                return rc;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        int rc = listener_start(sc, &cfg->listeners[i], &sc->listeners[i], err, err_size);
+        if (rc)
+            return rc;
+        sc->n_listeners++;
+    }
+    uv_timer_start(&sc->janitor, janitor_cb, 0, JANITOR_INTERVAL_MS);
+    uv_signal_start(&sc->sig_term, signal_cb, SIGTERM);
+    uv_signal_start(&sc->sig_int, signal_cb, SIGINT);
+    uv_signal_start(&sc->sig_hup, signal_cb, SIGHUP);
+    return 0;
+}
+
+void sidecar_abort_start(struct sidecar *sc)
+{
+    for (size_t i = 0; i < sc->n_pools; i++)
+        if (sc->pools[i]->agents) {
+            agent_listener_stop(sc->pools[i]->agents);
+            sc->pools[i]->agents = NULL;
+        }
+    for (size_t i = 0; i < sc->n_listeners; i++)
+        listener_stop(sc->listeners[i]);
+    sc->n_listeners = 0;
+    if (sc->janitor.data)
+        stop_everything(sc);
+    uv_run(sc->loop, UV_RUN_DEFAULT);
+}
+
+void sidecar_free(struct sidecar *sc)
+{
+    for (size_t i = 0; i < sc->n_pools; i++)
+        pool_free(sc->pools[i]);
+    while (!list_empty(&sc->retired_pools))
+        pool_free(list_entry(list_first(&sc->retired_pools), struct pool, retired_node));
+    free(sc->pools);
+    free(sc->listeners);
+    config_unref(sc->cfg);
+}

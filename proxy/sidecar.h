@@ -1,0 +1,109 @@
+/*
+ * sidecar: the process-wide context passed to every object: the loop, the
+ * current config snapshot, listeners, pools, clients and calls, and the
+ * shared machinery (read buffer, deferred flushes, janitor, signals).
+ * Only this struct is "global", and it is passed explicitly.
+ */
+#ifndef SIDECAR_SIDECAR_H
+#define SIDECAR_SIDECAR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "proxy/list.h"
+#include "proxy/reload.h"
+
+struct listener;
+struct pool;
+struct admin;
+
+enum sidecar_state {
+    SIDECAR_RUNNING,
+    SIDECAR_DRAINING, /* listeners closed; in-flight calls finishing */
+    SIDECAR_STOPPING, /* closing every handle; the loop ends after */
+};
+
+/* X(field, help) — process-wide counters. */
+#define SIDECAR_COUNTERS(X)                                                                        \
+    X(clients_accepted, "Client connections accepted")                                             \
+    X(clients_rejected, "Client connections closed at accept (max_clients or draining)")           \
+    X(clients_closed, "Client connections closed")                                                 \
+    X(client_protocol_errors, "Client connections closed for a protocol error")                    \
+    X(calls_no_route, "Calls that matched no route")
+
+struct sidecar_stats {
+#define X(name, help) uint64_t name;
+    SIDECAR_COUNTERS(X)
+#undef X
+};
+
+struct sidecar {
+    uv_loop_t *loop;
+    struct config *cfg; /* current snapshot (ref held) */
+    char *config_path;  /* re-read on reload; NULL = reload not possible */
+    enum sidecar_state state;
+
+    struct listener **listeners;
+    size_t n_listeners;
+    struct pool **pools; /* same order as cfg->pools */
+    size_t n_pools;
+    struct list_node retired_pools; /* replaced by a reload, finishing their calls */
+    struct reload_status last_reload;
+    bool reload_running;
+    struct admin *admin;
+
+    struct list_node clients; /* every client_conn */
+    uint32_t n_clients;
+    struct list_node calls; /* every unfinished call */
+    uint32_t n_calls;
+
+    uint64_t next_client_id;
+    uint64_t next_call_id;
+    uint64_t next_upstream_id;
+    uint64_t started_at; /* uv_now ms */
+    uint64_t started_wall_ms;
+
+    struct list_node flush_list;
+    uv_check_t flush_check;
+    uv_timer_t janitor;
+    uint64_t janitor_ticks;
+    uv_timer_t shutdown_timer;
+    uv_signal_t sig_term;
+    uv_signal_t sig_int;
+    uv_signal_t sig_hup;
+    bool draining_deadline_passed;
+    int exit_code;
+
+    struct sidecar_stats stats;
+
+    uint8_t readbuf[64 * 1024]; /* loop-wide read buffer (see wire.h) */
+};
+
+/* Builds listeners, pools and admin from cfg (takes a ref). On failure
+ * returns a UV error and writes a message into err. */
+__attribute__((warn_unused_result)) int sidecar_start(struct sidecar *sc, uv_loop_t *loop,
+                                                      struct config *cfg, char *err,
+                                                      size_t err_size);
+
+/* Begins a graceful shutdown (SIGTERM, SIGINT, POST /drain). */
+void sidecar_shutdown(struct sidecar *sc, const char *why);
+
+/* After a failed sidecar_start: closes what was opened and runs the loop dry. */
+void sidecar_abort_start(struct sidecar *sc);
+
+/* After uv_run returns: frees what is left. */
+void sidecar_free(struct sidecar *sc);
+
+/* Queues a wire for the end-of-iteration flush. */
+void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node);
+
+/* Takes a pool out of service after a reload: it finishes its calls,
+ * closes its connections as they come back, and is freed when empty. */
+void sidecar_retire_pool(struct sidecar *sc, struct pool *p);
+
+/* A client or call went away: lets a drain finish. */
+void sidecar_maybe_finish_drain(struct sidecar *sc);
+
+#endif

@@ -1,0 +1,555 @@
+/*
+ * upstream: dialling, reading and closing one upstream connection.
+ *
+ *   upstream_dial --> RESOLVING (host names only, uv_getaddrinfo)
+ *                 --> CONNECTING (uv_tcp_connect / uv_pipe_connect, dial timer)
+ *                 --> pool_on_connected: IDLE or BUSY
+ *
+ * Frames read while BUSY go to the call when they carry its stream id;
+ * frames of older streams are late and dropped; anything else breaks the
+ * protocol and closes the connection. Handles (socket, dial timer) and the
+ * getaddrinfo request are counted; the struct is freed when all are done.
+ */
+#include "proxy/upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/call.h"
+#include "proxy/client.h"
+#include "proxy/log.h"
+#include "proxy/pool.h"
+#include "proxy/sidecar.h"
+
+const char *upstream_state_name(enum upstream_state s)
+{
+    switch (s) {
+    case UPSTREAM_RESOLVING:
+        return "resolving";
+    case UPSTREAM_CONNECTING:
+        return "connecting";
+    case UPSTREAM_HANDSHAKE:
+        return "handshake";
+    case UPSTREAM_IDLE:
+        return "idle";
+    case UPSTREAM_BUSY:
+        return "busy";
+    case UPSTREAM_CLOSING:
+        return "closing";
+    }
+    return "?";
+}
+
+void upstream_set_state(struct upstream_conn *up, enum upstream_state s)
+{
+    /* Legal moves; anything else is a bug worth a loud log. */
+    bool ok;
+    switch (s) {
+    case UPSTREAM_CONNECTING:
+        ok = up->state == UPSTREAM_RESOLVING || up->state == UPSTREAM_CONNECTING;
+        break;
+    case UPSTREAM_IDLE:
+        ok = up->state == UPSTREAM_CONNECTING || up->state == UPSTREAM_HANDSHAKE ||
+             up->state == UPSTREAM_BUSY;
+        break;
+    case UPSTREAM_BUSY:
+        ok = up->state != UPSTREAM_CLOSING && up->state != UPSTREAM_RESOLVING;
+        break;
+    default:
+        ok = true;
+    }
+    if (!ok)
+        log_error("up#%llu: bad state change %s -> %s", (unsigned long long)up->id,
+                  upstream_state_name(up->state), upstream_state_name(s));
+    up->state = s;
+    if (s == UPSTREAM_IDLE || s == UPSTREAM_BUSY)
+        upstream_update_reading(up);
+}
+
+static void maybe_free(struct upstream_conn *up)
+{
+    if (up->open_handles > 0 || up->gai_pending)
+        return;
+    wire_release(&up->wire);
+    buf_free(&up->ident);
+    free(up);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct upstream_conn *up;
+    if (h->type == UV_TIMER)
+        up = h->data;
+    else
+        up = upstream_from_wire(h->data);
+    up->open_handles--;
+    maybe_free(up);
+}
+
+void upstream_close(struct upstream_conn *up, const char *reason)
+{
+    if (up->state == UPSTREAM_CLOSING)
+        return;
+    struct pool *p = up->pool;
+    struct call *c = up->call;
+    pool_forget(p, up);
+    enum upstream_state was = up->state;
+    up->state = UPSTREAM_CLOSING;
+    up->close_reason = reason;
+    up->call = NULL;
+    uint64_t age = uv_now(p->sc->loop) - up->created_at;
+    if (!up->ep && (was == UPSTREAM_IDLE || was == UPSTREAM_BUSY || was == UPSTREAM_HANDSHAKE))
+        log_info("up#%llu pool=%s agent=%s peer=%s: closed (%s) age=%llums calls=%llu",
+                 (unsigned long long)up->id, p->pc->name, up->agent_id, up->peer, reason,
+                 (unsigned long long)age, (unsigned long long)up->calls_served);
+    else if (was == UPSTREAM_IDLE || was == UPSTREAM_BUSY)
+        log_info("up#%llu pool=%s endpoint=%s: closed (%s) age=%llums calls=%llu in=%llu out=%llu",
+                 (unsigned long long)up->id, p->pc->name, up->ep ? up->ep->addr->text : "-",
+                 reason, (unsigned long long)age, (unsigned long long)up->calls_served,
+                 (unsigned long long)up->wire.bytes_in, (unsigned long long)up->wire.bytes_out);
+    else
+        log_debug("up#%llu pool=%s: closed while %s (%s)", (unsigned long long)up->id,
+                  p->pc->name, upstream_state_name(was), reason);
+
+    uv_timer_stop(&up->dial_timer);
+    uv_close((uv_handle_t *)&up->dial_timer, handle_closed);
+    if (up->gai_pending)
+        uv_cancel((uv_req_t *)&up->gai_req);
+    if (up->wire.handle_open)
+        wire_close(&up->wire, handle_closed);
+
+    if (c) {
+        c->up = NULL;
+        call_upstream_lost(c, CALL_CAUSE_UPSTREAM_LOST, reason);
+    }
+}
+
+/* A frame that is not for the current call: late (drop) or a violation. */
+static void on_stray_frame(struct upstream_conn *up, const struct frame *f)
+{
+    if (f->stream_id <= up->last_stream_id) {
+        log_debug("up#%llu: dropped late %s for stream %llu", (unsigned long long)up->id,
+                  frame_kind_name(f->kind), (unsigned long long)f->stream_id);
+        return;
+    }
+    if (f->control)
+        return;
+    log_warn("up#%llu: %s for stream %llu that was never opened", (unsigned long long)up->id,
+             frame_kind_name(f->kind), (unsigned long long)f->stream_id);
+    struct call *c = up->call;
+    if (c) {
+        up->call = NULL;
+        c->up = NULL;
+        upstream_close(up, "protocol error: frame for an unopened stream");
+        call_upstream_lost(c, CALL_CAUSE_UPSTREAM_PROTOCOL, "frame for an unopened stream");
+        return;
+    }
+    upstream_close(up, "protocol error: frame for an unopened stream");
+}
+
+/* --- reverse pools: accepted agent connections -------------------------- */
+
+#define AGENT_ID_MAX 256
+
+/* The agent is ready for calls: it joins the pool like a dialled connection. */
+static void agent_ready(struct upstream_conn *up)
+{
+    uv_timer_stop(&up->dial_timer);
+    log_info("up#%llu pool=%s: agent %s connected from %s", (unsigned long long)up->id,
+             up->pool->pc->name, up->agent_id, up->peer);
+    buf_free(&up->ident);
+    pool_on_connected(up->pool, up);
+}
+
+/* Sends the identify call (stream 1) or declares the agent ready. */
+static void agent_start(struct upstream_conn *up)
+{
+    const char *rpc = up->pool->pc->identify_rpc;
+    if (!rpc) {
+        agent_ready(up);
+        return;
+    }
+    struct buf *out = &up->wire.out;
+    up->last_stream_id = 1;
+    if (frame_append(out, FRAME_KIND_INVOKE, true, false, 1, 1, rpc, strlen(rpc)) != 0 ||
+        frame_append(out, FRAME_KIND_MESSAGE, true, false, 1, 2, NULL, 0) != 0 ||
+        frame_append(out, FRAME_KIND_CLOSE_SEND, true, false, 1, 3, NULL, 0) != 0) {
+        upstream_close(up, "out of memory");
+        return;
+    }
+    wire_schedule_flush(&up->wire);
+}
+
+/* Strips the DRPC!!!1 prefix an agent must send when the pool asks for it. */
+static bool agent_prefix(struct upstream_conn *up, struct wire_frames *it)
+{
+    if (!up->pool->pc->header || up->prefix_seen == DRPC_HEADER_LEN)
+        return true;
+    while (up->prefix_seen < DRPC_HEADER_LEN && wire_frames_avail(it) > 0) {
+        if (it->data[it->pos] != (uint8_t)DRPC_HEADER[up->prefix_seen]) {
+            upstream_close(up, "agent did not send the DRPC!!!1 header");
+            return false;
+        }
+        wire_frames_skip(it, 1);
+        up->prefix_seen++;
+    }
+    if (up->prefix_seen < DRPC_HEADER_LEN)
+        return false;
+    agent_start(up);
+    return up->state == UPSTREAM_HANDSHAKE;
+}
+
+/* Frames of the identify call: the reply message becomes the agent id. */
+static void identify_on_frame(struct upstream_conn *up, const struct frame *f)
+{
+    if (f->control)
+        return;
+    switch (f->kind) {
+    case FRAME_KIND_MESSAGE:
+        if (up->ident.len + f->len > AGENT_ID_MAX) {
+            upstream_close(up, "identify reply longer than 256 bytes");
+            return;
+        }
+        if (buf_append(&up->ident, f->data, f->len) != 0)
+            upstream_close(up, "out of memory");
+        return;
+    case FRAME_KIND_CLOSE_SEND:
+    case FRAME_KIND_CLOSE: {
+        const char *p = (const char *)up->ident.data;
+        size_t n = up->ident.len;
+        while (n && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+            p++;
+            n--;
+        }
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\n' || p[n - 1] == '\r'))
+            n--;
+        if (n == 0 || memchr(p, '\0', n)) {
+            upstream_close(up, "identify returned an empty or invalid id");
+            return;
+        }
+        memcpy(up->agent_id, p, n);
+        up->agent_id[n] = '\0';
+        agent_ready(up);
+        return;
+    }
+    case FRAME_KIND_ERROR: {
+        uint64_t code;
+        const uint8_t *text;
+        size_t len;
+        frame_error_decode(f->data, f->len, &code, &text, &len);
+        log_warn("up#%llu pool=%s: identify call failed: code=%llu %.*s",
+                 (unsigned long long)up->id, up->pool->pc->name, (unsigned long long)code,
+                 (int)len, (const char *)text);
+        upstream_close(up, "identify call failed");
+        return;
+    }
+    default:
+        upstream_close(up, "unexpected frame during identify");
+        return;
+    }
+}
+
+static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct upstream_conn *up = upstream_from_wire(s->data);
+    if (up->state == UPSTREAM_CLOSING)
+        return;
+    if (nread < 0) {
+        const char *why = nread == UV_EOF ? "closed by upstream" : uv_strerror((int)nread);
+        if (up->state == UPSTREAM_BUSY)
+            upstream_close(up, nread == UV_EOF ? "closed by upstream mid-call" : why);
+        else if (up->state == UPSTREAM_HANDSHAKE)
+            upstream_close(up, nread == UV_EOF ? "agent closed during handshake" : why);
+        else
+            pool_on_idle_lost(up->pool, up);
+        return;
+    }
+    if (nread == 0)
+        return;
+
+    size_t max = (size_t)up->pool->cfg->max_message_size;
+    struct wire_frames it;
+    struct frame f;
+    enum frame_result r = FRAME_NEED_MORE;
+    wire_frames_begin(&it, &up->wire, nread, buf);
+    if (up->state != UPSTREAM_HANDSHAKE || agent_prefix(up, &it)) {
+        while ((r = wire_frames_next(&it, max, &f)) == FRAME_OK) {
+            if (up->call && f.stream_id == up->call->up_sid)
+                call_on_upstream_frame(up->call, &f);
+            else if (up->state == UPSTREAM_HANDSHAKE && f.stream_id == up->last_stream_id)
+                identify_on_frame(up, &f);
+            else
+                on_stray_frame(up, &f);
+            if (up->state == UPSTREAM_CLOSING)
+                break;
+        }
+    }
+    if (wire_frames_end(&it) != 0 && up->state != UPSTREAM_CLOSING) {
+        upstream_close(up, "out of memory");
+        return;
+    }
+    if (r < 0 && up->state != UPSTREAM_CLOSING) {
+        log_warn("up#%llu: protocol error from upstream: %s", (unsigned long long)up->id,
+                 frame_strerror(r));
+        struct call *c = up->call;
+        if (c) {
+            up->call = NULL;
+            c->up = NULL;
+            upstream_close(up, "upstream protocol error");
+            call_upstream_lost(c, r == FRAME_ERR_TOO_LARGE ? CALL_CAUSE_TOO_LARGE
+                                                           : CALL_CAUSE_UPSTREAM_PROTOCOL,
+                               frame_strerror(r));
+        } else {
+            upstream_close(up, "upstream protocol error");
+        }
+    }
+}
+
+void upstream_update_reading(struct upstream_conn *up)
+{
+    if (up->state != UPSTREAM_IDLE && up->state != UPSTREAM_BUSY &&
+        up->state != UPSTREAM_HANDSHAKE)
+        return;
+    size_t high = (size_t)up->pool->cfg->call_buffer_bytes;
+    size_t queued = 0;
+    if (up->call && up->call->client)
+        queued = wire_queued(&up->call->client->wire);
+    if (up->wire.reading && queued > high)
+        wire_read_stop(&up->wire);
+    else if (!up->wire.reading && queued <= high / 4)
+        wire_read_start(&up->wire, upstream_read_cb);
+}
+
+void upstream_on_wire_written(struct upstream_conn *up, int status)
+{
+    if (up->state == UPSTREAM_CLOSING)
+        return;
+    if (status < 0) {
+        upstream_close(up, uv_strerror(status));
+        return;
+    }
+    if (up->call && up->call->client)
+        client_update_reading(up->call->client);
+}
+
+static void on_connected(struct upstream_conn *up)
+{
+    struct pool *p = up->pool;
+    uv_timer_stop(&up->dial_timer);
+    wire_tune(&up->wire);
+    if (p->pc->header) {
+        if (buf_append(&up->wire.out, DRPC_HEADER, DRPC_HEADER_LEN) != 0) {
+            pool_on_dial_failed(p, up, UV_ENOMEM, "connect");
+            return;
+        }
+        wire_schedule_flush(&up->wire);
+    }
+    log_debug("up#%llu pool=%s: connected to %s", (unsigned long long)up->id, p->pc->name,
+              up->ep ? up->ep->resolved : "-");
+    pool_on_connected(p, up);
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+    struct upstream_conn *up = req->data;
+    if (status == UV_ECANCELED || up->state == UPSTREAM_CLOSING)
+        return;
+    if (status < 0) {
+        pool_on_dial_failed(up->pool, up, status, "connect");
+        return;
+    }
+    on_connected(up);
+}
+
+static void dial_timer_cb(uv_timer_t *t)
+{
+    struct upstream_conn *up = t->data;
+    if (up->state == UPSTREAM_CLOSING)
+        return;
+    if (up->state == UPSTREAM_HANDSHAKE) {
+        upstream_close(up, "agent handshake timed out");
+        return;
+    }
+    if (up->dial_error)
+        pool_on_dial_failed(up->pool, up, up->dial_error, "dial");
+    else
+        pool_on_dial_failed(up->pool, up, UV_ETIMEDOUT, "dial timeout");
+}
+
+static int start_connect(struct upstream_conn *up, const struct sockaddr *sa)
+{
+    upstream_set_state(up, UPSTREAM_CONNECTING);
+    up->connect_req.data = up;
+    return uv_tcp_connect(&up->connect_req, &up->wire.h.tcp, sa, connect_cb);
+}
+
+static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct upstream_conn *up = req->data;
+    up->gai_pending = false;
+    if (up->state == UPSTREAM_CLOSING) {
+        uv_freeaddrinfo(res);
+        maybe_free(up);
+        return;
+    }
+    if (status < 0 || !res) {
+        uv_freeaddrinfo(res);
+        pool_on_dial_failed(up->pool, up, status < 0 ? status : UV_EAI_NONAME, "resolve");
+        return;
+    }
+    struct sockaddr_storage ss;
+    memcpy(&ss, res->ai_addr, res->ai_addrlen);
+    uv_freeaddrinfo(res);
+    if (up->ep) {
+        char ip[64] = "?";
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+        else
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+        snprintf(up->ep->resolved, sizeof(up->ep->resolved), "%s", ip);
+    }
+    int rc = start_connect(up, (struct sockaddr *)&ss);
+    if (rc < 0)
+        pool_on_dial_failed(up->pool, up, rc, "connect");
+}
+
+int upstream_dial(struct pool *p, struct endpoint *ep, struct upstream_conn **out)
+{
+    struct sidecar *sc = p->sc;
+    struct upstream_conn *up = calloc(1, sizeof(*up));
+    if (!up)
+        return UV_ENOMEM;
+    wire_init(&up->wire, sc, WIRE_UPSTREAM);
+    up->id = ++sc->next_upstream_id;
+    up->pool = p;
+    up->ep = ep;
+    up->created_at = uv_now(sc->loop);
+    list_init(&up->pool_node);
+
+    uv_timer_init(sc->loop, &up->dial_timer);
+    up->dial_timer.data = up;
+    up->open_handles = 1;
+
+    const struct config_addr *a = ep->addr;
+    int rc;
+    if (a->kind == CONFIG_ADDR_UNIX) {
+        rc = uv_pipe_init(sc->loop, &up->wire.h.pipe, 0);
+    } else {
+        rc = uv_tcp_init(sc->loop, &up->wire.h.tcp);
+        up->wire.is_tcp = true;
+    }
+    if (rc == 0) {
+        up->wire.h.handle.data = &up->wire;
+        up->wire.handle_open = true;
+        up->open_handles++;
+    }
+
+    up->state = ep->literal ? UPSTREAM_CONNECTING : UPSTREAM_RESOLVING;
+    list_push_back(&p->connecting, &up->pool_node);
+    p->n_connecting++;
+    ep->n_conns++;
+    ep->dials++;
+    p->stats.dials++;
+
+    if (rc == 0 && a->kind == CONFIG_ADDR_UNIX) {
+        up->connect_req.data = up;
+        uv_pipe_connect(&up->connect_req, &up->wire.h.pipe, a->path, connect_cb);
+    } else if (rc == 0 && ep->literal) {
+        rc = start_connect(up, (struct sockaddr *)&ep->sa);
+    } else if (rc == 0) {
+        char port[8];
+        snprintf(port, sizeof(port), "%u", a->port);
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        up->gai_req.data = up;
+        rc = uv_getaddrinfo(sc->loop, &up->gai_req, gai_cb, a->host, port, &hints);
+        if (rc == 0)
+            up->gai_pending = true;
+    }
+    if (rc < 0) {
+        /* Report the failure from the loop, never from inside this call. */
+        up->dial_error = rc;
+        uv_timer_start(&up->dial_timer, dial_timer_cb, 0, 0);
+    } else {
+        uv_timer_start(&up->dial_timer, dial_timer_cb, p->pc->dial_timeout_ms, 0);
+    }
+    *out = up;
+    return 0;
+}
+
+void upstream_accept(struct pool *p, uv_stream_t *server)
+{
+    struct sidecar *sc = p->sc;
+    struct upstream_conn *up = calloc(1, sizeof(*up));
+    if (!up) {
+        log_error("pool %s: out of memory accepting an agent", p->pc->name);
+        return;
+    }
+    wire_init(&up->wire, sc, WIRE_UPSTREAM);
+    up->id = ++sc->next_upstream_id;
+    up->pool = p;
+    up->created_at = up->connected_at = uv_now(sc->loop);
+    list_init(&up->pool_node);
+    uv_timer_init(sc->loop, &up->dial_timer);
+    up->dial_timer.data = up;
+    up->open_handles = 1;
+    int rc;
+    if (p->pc->accept.kind == CONFIG_ADDR_UNIX) {
+        rc = uv_pipe_init(sc->loop, &up->wire.h.pipe, 0);
+    } else {
+        rc = uv_tcp_init(sc->loop, &up->wire.h.tcp);
+        up->wire.is_tcp = true;
+    }
+    if (rc == 0) {
+        up->wire.h.handle.data = &up->wire;
+        up->wire.handle_open = true;
+        up->open_handles++;
+        rc = uv_accept(server, &up->wire.h.stream);
+    }
+    /* Not on any pool list yet: closing now touches no counters. */
+    up->state = UPSTREAM_HANDSHAKE;
+    if (rc != 0) {
+        up->state = UPSTREAM_CLOSING;
+        uv_close((uv_handle_t *)&up->dial_timer, handle_closed);
+        if (up->wire.handle_open)
+            wire_close(&up->wire, handle_closed);
+        return;
+    }
+    wire_peer_name(&up->wire, up->peer, sizeof(up->peer));
+    if (up->wire.is_tcp) {
+        /* Default agent id: the remote IP address. */
+        snprintf(up->agent_id, sizeof(up->agent_id), "%s", up->peer);
+        char *colon = strrchr(up->agent_id, ':');
+        if (colon)
+            *colon = '\0';
+        if (up->agent_id[0] == '[') {
+            size_t n = strlen(up->agent_id);
+            memmove(up->agent_id, up->agent_id + 1, n);
+            n = strlen(up->agent_id);
+            if (n && up->agent_id[n - 1] == ']')
+                up->agent_id[n - 1] = '\0';
+        }
+    } else {
+        snprintf(up->agent_id, sizeof(up->agent_id), "conn-%llu", (unsigned long long)up->id);
+    }
+    if (pool_total(p) >= p->pc->max_conns || sc->state == SIDECAR_STOPPING) {
+        p->stats.agents_rejected++;
+        log_warn("pool %s: agent from %s rejected: max_conns %u reached", p->pc->name, up->peer,
+                 p->pc->max_conns);
+        up->state = UPSTREAM_CLOSING;
+        uv_close((uv_handle_t *)&up->dial_timer, handle_closed);
+        wire_close(&up->wire, handle_closed);
+        return;
+    }
+    p->stats.agents_accepted++;
+    list_push_back(&p->connecting, &up->pool_node);
+    p->n_connecting++;
+    wire_tune(&up->wire);
+    uv_timer_start(&up->dial_timer, dial_timer_cb, p->pc->dial_timeout_ms, 0);
+    upstream_update_reading(up);
+    if (!p->pc->header)
+        agent_start(up);
+}

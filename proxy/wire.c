@@ -1,0 +1,239 @@
+/*
+ * wire: socket I/O shared by client and upstream connections (see wire.h).
+ * Completion of writes is reported to the owner by a direct call
+ * (client_on_wire_written / upstream_on_wire_written), not a stored pointer.
+ */
+#include "proxy/wire.h"
+
+#include <string.h>
+
+#include "proxy/client.h"
+#include "proxy/sidecar.h"
+#include "proxy/upstream.h"
+
+/* A private input buffer bigger than this is freed once it empties. */
+#define WIRE_READ_CHUNK (64 * 1024)
+
+void wire_init(struct wire *w, struct sidecar *sc, enum wire_owner owner)
+{
+    memset(w, 0, sizeof(*w));
+    w->sc = sc;
+    w->owner = owner;
+    list_init(&w->flush_node);
+    w->h.handle.data = w;
+}
+
+void wire_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct wire *w = h->data;
+    if (w->in.len == 0) {
+        buf->base = (char *)w->sc->readbuf;
+        buf->len = sizeof(w->sc->readbuf);
+        return;
+    }
+    if (buf_reserve(&w->in, WIRE_READ_CHUNK) != 0) {
+        /* libuv turns a zero-length buffer into UV_ENOBUFS for read_cb. */
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    buf->base = (char *)w->in.data + w->in.len;
+    buf->len = w->in.cap - w->in.len;
+}
+
+void wire_frames_begin(struct wire_frames *it, struct wire *w, ssize_t nread, const uv_buf_t *buf)
+{
+    it->w = w;
+    it->pos = 0;
+    w->bytes_in += (uint64_t)nread;
+    if (buf->base == (char *)w->sc->readbuf) {
+        it->shared = true;
+        it->data = w->sc->readbuf;
+        it->len = (size_t)nread;
+    } else {
+        it->shared = false;
+        w->in.len += (size_t)nread;
+        it->data = w->in.data;
+        it->len = w->in.len;
+    }
+}
+
+enum frame_result wire_frames_next(struct wire_frames *it, size_t max_data, struct frame *f)
+{
+    size_t used;
+    enum frame_result r = frame_parse(it->data + it->pos, it->len - it->pos, max_data, f, &used);
+    if (r == FRAME_OK)
+        it->pos += used;
+    return r;
+}
+
+int wire_frames_end(struct wire_frames *it)
+{
+    struct wire *w = it->w;
+    size_t rest = it->len - it->pos;
+    if (it->shared)
+        return buf_append(&w->in, it->data + it->pos, rest);
+    if (rest == 0) {
+        /* Idle connections should cost nothing: drop the private buffer. */
+        buf_free(&w->in);
+        return 0;
+    }
+    buf_consume(&w->in, it->pos);
+    return 0;
+}
+
+int wire_put_frame(struct wire *w, const struct frame *f, uint64_t stream_id, uint64_t message_id)
+{
+    int rc = buf_reserve(&w->out, FRAME_HEADER_MAX + f->len);
+    if (rc)
+        return rc;
+    w->out.len += frame_header_encode(w->out.data + w->out.len, f->kind, f->done, f->control,
+                                      stream_id, message_id, f->len);
+    if (f->len)
+        memcpy(w->out.data + w->out.len, f->data, f->len);
+    w->out.len += f->len;
+    return 0;
+}
+
+static void notify_written(struct wire *w, int status)
+{
+    switch (w->owner) {
+    case WIRE_CLIENT:
+        client_on_wire_written(client_from_wire(w), status);
+        break;
+    case WIRE_UPSTREAM:
+        upstream_on_wire_written(upstream_from_wire(w), status);
+        break;
+    }
+}
+
+static void wire_write_cb(uv_write_t *req, int status)
+{
+    struct wire *w = req->data;
+    w->writing = false;
+    if (status == 0)
+        w->bytes_out += w->inflight.len;
+    /* Keep modest storage for the next write, drop big bursts. */
+    if (w->inflight.cap > 4 * WIRE_READ_CHUNK)
+        buf_free(&w->inflight);
+    else
+        buf_reset(&w->inflight);
+    if (status == UV_ECANCELED)
+        return; /* the handle is closing; the owner already knows */
+    notify_written(w, status);
+}
+
+void wire_flush(struct wire *w)
+{
+    if (!w->handle_open || w->writing || w->out.len == 0)
+        return;
+    uv_buf_t b = uv_buf_init((char *)w->out.data, (unsigned)w->out.len);
+    int n = uv_try_write(&w->h.stream, &b, 1);
+    if (n > 0) {
+        w->bytes_out += (uint64_t)n;
+        buf_consume(&w->out, (size_t)n);
+        if (w->out.len == 0) {
+            if (w->out.cap > 4 * WIRE_READ_CHUNK)
+                buf_free(&w->out);
+            notify_written(w, 0);
+            return;
+        }
+    } else if (n < 0 && n != UV_EAGAIN) {
+        notify_written(w, n);
+        return;
+    }
+    /* The rest goes through uv_write; the wire owns those bytes until the
+     * callback, new frames keep accumulating in w->out meanwhile. */
+    struct buf tmp = w->inflight;
+    w->inflight = w->out;
+    w->out = tmp;
+    buf_reset(&w->out);
+    w->write_req.data = w;
+    b = uv_buf_init((char *)w->inflight.data, (unsigned)w->inflight.len);
+    int rc = uv_write(&w->write_req, &w->h.stream, &b, 1, wire_write_cb);
+    if (rc < 0) {
+        notify_written(w, rc);
+        return;
+    }
+    w->writing = true;
+}
+
+void wire_schedule_flush(struct wire *w)
+{
+    if (!w->handle_open || list_linked(&w->flush_node))
+        return;
+    sidecar_schedule_flush(w->sc, &w->flush_node);
+}
+
+void wire_read_start(struct wire *w, uv_read_cb cb)
+{
+    if (!w->handle_open || w->reading || w->shutdown)
+        return;
+    if (uv_read_start(&w->h.stream, wire_alloc_cb, cb) == 0)
+        w->reading = true;
+}
+
+void wire_read_stop(struct wire *w)
+{
+    if (!w->handle_open || !w->reading)
+        return;
+    uv_read_stop(&w->h.stream);
+    w->reading = false;
+}
+
+void wire_tune(struct wire *w)
+{
+    if (w->is_tcp) {
+        uv_tcp_nodelay(&w->h.tcp, 1);
+        uv_tcp_keepalive(&w->h.tcp, 1, 60);
+    }
+}
+
+void wire_close(struct wire *w, uv_close_cb cb)
+{
+    if (!w->handle_open)
+        return;
+    wire_read_stop(w);
+    w->shutdown = true;
+    if (list_linked(&w->flush_node))
+        list_remove(&w->flush_node);
+    w->handle_open = false;
+    uv_close(&w->h.handle, cb);
+}
+
+void wire_release(struct wire *w)
+{
+    buf_free(&w->in);
+    buf_free(&w->out);
+    buf_free(&w->inflight);
+}
+
+void wire_peer_name(struct wire *w, char *out, size_t size)
+{
+    if (!w->is_tcp) {
+        snprintf(out, size, "unix");
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&w->h.tcp, (struct sockaddr *)&ss, &len) != 0) {
+        snprintf(out, size, "?");
+        return;
+    }
+    char ip[64] = "?";
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        uv_ip4_name(a, ip, sizeof(ip));
+        port = ntohs(a->sin_port);
+        snprintf(out, size, "%s:%d", ip, port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, ip, sizeof(ip));
+        port = ntohs(a->sin6_port);
+        snprintf(out, size, "[%s]:%d", ip, port);
+    } else {
+        snprintf(out, size, "?");
+    }
+}

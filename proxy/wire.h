@@ -1,0 +1,131 @@
+/*
+ * wire: one DRPC byte stream (TCP or unix socket) as the proxy uses it,
+ * embedded in both client and upstream connections.
+ *
+ *   socket --read--> [shared loop buffer]--frames--> owner's handler
+ *                        | partial frame left over
+ *                        v
+ *                     wire.in (private, freed when it empties)
+ *
+ *   owner appends frames --> wire.out --flush (uv_try_write, then
+ *                                        uv_write of the rest)--> socket
+ *
+ * Buffer ownership: wire.in and wire.out belong to the wire; the bytes of
+ * an in-flight uv_write live in wire.inflight, owned by the wire until the
+ * write callback. Idle connections hold no buffers at all: reads land in a
+ * loop-wide buffer and only an incomplete frame is copied out.
+ *
+ * Flushes are deferred: wire_schedule_flush() puts the wire on the
+ * sidecar's flush list, drained once per loop iteration (a uv_check
+ * handle), so all frames produced by one read leave in one write.
+ */
+#ifndef SIDECAR_WIRE_H
+#define SIDECAR_WIRE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "proxy/buf.h"
+#include "proxy/frame.h"
+#include "proxy/list.h"
+
+struct sidecar;
+
+enum wire_owner {
+    WIRE_CLIENT,
+    WIRE_UPSTREAM,
+};
+
+struct wire {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    enum wire_owner owner;
+    struct sidecar *sc;
+    bool is_tcp;
+    bool handle_open; /* h initialised and not yet closed */
+    bool reading;
+    bool writing;  /* a uv_write is in flight */
+    bool shutdown; /* no more frames will be read (EOF seen or closing) */
+
+    struct buf in;       /* incomplete frame carried over between reads */
+    struct buf out;      /* frames waiting to be written */
+    struct buf inflight; /* bytes owned by the in-flight write */
+    uv_write_t write_req;
+    struct list_node flush_node; /* on sidecar.flush_list while a flush is due */
+
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+};
+
+/* Iterates the frames of one read (see wire.c for the buffer dance). */
+struct wire_frames {
+    struct wire *w;
+    const uint8_t *data;
+    size_t len;
+    size_t pos;
+    bool shared; /* data is the loop-wide buffer */
+};
+
+void wire_init(struct wire *w, struct sidecar *sc, enum wire_owner owner);
+
+/* alloc callback for uv_read_start on any wire */
+void wire_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* Starts iterating the nread bytes just read into buf (nread > 0). */
+void wire_frames_begin(struct wire_frames *it, struct wire *w, ssize_t nread, const uv_buf_t *buf);
+
+/* Next frame; FRAME_NEED_MORE when the rest is incomplete, < 0 on a protocol error. */
+enum frame_result wire_frames_next(struct wire_frames *it, size_t max_data, struct frame *f);
+
+/* Bytes not yet handed out as frames (for a prefix check before framing). */
+static inline size_t wire_frames_avail(const struct wire_frames *it)
+{
+    return it->len - it->pos;
+}
+
+/* Skips n bytes (a connection prefix). */
+static inline void wire_frames_skip(struct wire_frames *it, size_t n)
+{
+    it->pos += n;
+}
+
+/* Keeps the unparsed rest for the next read. Returns 0 or UV_ENOMEM. */
+__attribute__((warn_unused_result)) int wire_frames_end(struct wire_frames *it);
+
+/* Appends a frame with new stream/message ids to the output. */
+__attribute__((warn_unused_result)) int wire_put_frame(struct wire *w, const struct frame *f,
+                                                       uint64_t stream_id, uint64_t message_id);
+
+/* Bytes queued toward this wire's peer and not yet written. */
+static inline size_t wire_queued(const struct wire *w)
+{
+    return w->out.len + w->inflight.len;
+}
+
+void wire_schedule_flush(struct wire *w);
+
+/* Writes what is queued: uv_try_write first, uv_write for the rest. */
+void wire_flush(struct wire *w);
+
+/* Read control; both are idempotent. */
+void wire_read_start(struct wire *w, uv_read_cb cb);
+void wire_read_stop(struct wire *w);
+
+/* Turns TCP_NODELAY (and keepalive) on for TCP wires. */
+void wire_tune(struct wire *w);
+
+/* Starts closing: stops reading, drops the flush, uv_close(cb). Idempotent. */
+void wire_close(struct wire *w, uv_close_cb cb);
+
+/* Frees buffers; call from the close callback. */
+void wire_release(struct wire *w);
+
+/* "ip:port" or "unix" of the remote end, for logs. */
+void wire_peer_name(struct wire *w, char *out, size_t size);
+
+#endif
