@@ -98,6 +98,7 @@ struct config_metadata_pair {
 };
 
 struct config_route {
+    char *name; /* "name", default "route<N>"; for logs and metrics */
     /* "match": all given conditions must hold; none given = default route. */
     char *rpc;         /* "rpc": exact RPC name, or NULL */
     char *rpc_prefix;  /* "rpc_prefix": RPC name prefix, or NULL */
