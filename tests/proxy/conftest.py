@@ -68,9 +68,6 @@ class Sidecar:
             t = 30 if VALGRIND else 10
             for lst in config["listeners"]:
                 wait_connectable(lst["address"], t)
-            admin = config.get("admin", {})
-            if admin.get("enabled", True) and admin.get("address"):
-                wait_connectable(admin["address"], t)
 
     def write_config(self, config):
         with open(self.path, "w") as f:

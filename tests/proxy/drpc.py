@@ -11,6 +11,7 @@ wire behaviour (see shared/drpc-wire.md and the transcripts):
   connection; replies Message(s) then CloseSend, or a single Error.
 """
 
+import select
 import socket
 import struct
 import threading
@@ -163,10 +164,12 @@ def dial(addr, timeout=10.0):
 class PacketReader:
     """Assembles packets from frames, as the Go reader does."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, keep_control=False):
         self.sock = sock
         self.buf = bytearray()
         self.last = (0, 0)
+        self.keep_control = keep_control  # servers see soft Cancel packets
+        self.pushed = []
 
     def _fill(self):
         try:
@@ -189,11 +192,15 @@ class PacketReader:
 
     def read_packet(self):
         """Returns (kind, sid, mid, data); control frames are skipped."""
+        if self.pushed:
+            return self.pushed.pop()
         cur = None
         data = bytearray()
         while True:
             kind, sid, mid, done, control, d = self.read_frame()
             if control:
+                if self.keep_control and kind == KIND_CANCEL:
+                    return kind, sid, mid, b""
                 continue
             if (sid, mid) < self.last:
                 raise ValueError("id monotonicity violation: %r after %r" % ((sid, mid), self.last))
@@ -368,7 +375,7 @@ class _ServerConn(threading.Thread):
             self.server._gone(self)
 
     def _serve(self):
-        reader = PacketReader(self.sock)
+        reader = PacketReader(self.sock, keep_control=True)
         if self.server.header:
             while len(reader.buf) < 8:
                 reader._fill()
@@ -409,6 +416,26 @@ class _ServerConn(threading.Thread):
                 return msgs
             elif kind in (KIND_CLOSE, KIND_CANCEL, KIND_ERROR):
                 return None
+
+    def _sleep(self, reader, sid, seconds):
+        """Sleeps, stopping early (False) when the stream is cancelled or replaced."""
+        deadline = time.time() + seconds
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                return True
+            if not reader.buf and not reader.pushed:
+                r, _, _ = select.select([self.sock], [], [], left)
+                if not r:
+                    return True
+            kind, s, mid, data = reader.read_packet()
+            if s < sid:
+                continue
+            if s > sid:
+                reader.pushed.append((kind, s, mid, data))
+                return False
+            if kind in (KIND_CANCEL, KIND_CLOSE, KIND_ERROR):
+                return False
 
     def _call(self, reader, sid, rpc, md):
         self.server.calls.append(rpc)
@@ -458,7 +485,8 @@ class _ServerConn(threading.Thread):
         elif name == "Metadata":
             reply(KIND_MESSAGE, "".join("%s=%s\n" % kv for kv in sorted(md.items())).encode())
         elif name == "Sleep":
-            time.sleep(int(req) / 1000.0)
+            if not self._sleep(reader, sid, int(req) / 1000.0):
+                return  # cancelled: like the Go server, send nothing more
             reply(KIND_MESSAGE, b"slept")
         elif name == "Conn":
             reply(KIND_MESSAGE, b"%d %d" % (self.conn_id, self.rpcs))
