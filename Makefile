@@ -57,6 +57,9 @@ FUZZ_CFLAGS = -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-
 
 FORMAT_SRC := $(wildcard proxy/*.[ch] config/*.[ch] admin/*.[ch] tests/*/*.[ch])
 
+# Keep intermediate objects (fuzz objects are only reached through patterns).
+.SECONDARY:
+
 .PHONY: all deps binaries test unit-tests run asan valgrind fuzz fuzz-long fuzz-bins \
         format format-check install clean bench bench-quick
 

@@ -24,9 +24,9 @@
 
 #include "config/config_pos.h"
 
-#define MS_MAX_DAY 86400000ULL
+#define MS_MAX_DAY   86400000ULL
 #define MS_MAX_MONTH (30ULL * MS_MAX_DAY)
-#define PATH_LEN 256
+#define PATH_LEN     256
 
 struct parser {
     const char *file;
@@ -389,8 +389,9 @@ static int get_addr(struct parser *ps, const json_t *obj, const char *path, cons
 static int parse_listener(struct parser *ps, const json_t *v, const char *path,
                           struct config_listener *l, size_t index)
 {
-    static const char *const keys[] = {"name", "address", "header", "max_clients", "mode",
-                                       "reuse_port", "client_idle_timeout_ms", NULL};
+    static const char *const keys[] = {
+        "name", "address", "header", "max_clients", "mode", "reuse_port", "client_idle_timeout_ms",
+        NULL};
     int rc;
     if ((rc = get_object(ps, v, path)) || (rc = check_keys(ps, v, path, keys)))
         return rc;
@@ -436,12 +437,26 @@ static int parse_listener(struct parser *ps, const json_t *v, const char *path,
 
 static int parse_pool(struct parser *ps, const json_t *v, const char *path, struct config_pool *pl)
 {
-    static const char *const keys[] = {
-        "name",           "endpoints",        "accept",          "identify",
-        "max_conns",      "min_idle",         "idle_timeout_ms", "max_lifetime_ms",
-        "dial_timeout_ms", "max_waiters",     "wait_timeout_ms", "call_timeout_ms",
-        "balance",        "header",           "cancel",          "eject_after_failures",
-        "eject_ms",       "backoff_base_ms",  "backoff_max_ms",  NULL};
+    static const char *const keys[] = {"name",
+                                       "endpoints",
+                                       "accept",
+                                       "identify",
+                                       "max_conns",
+                                       "min_idle",
+                                       "idle_timeout_ms",
+                                       "max_lifetime_ms",
+                                       "dial_timeout_ms",
+                                       "max_waiters",
+                                       "wait_timeout_ms",
+                                       "call_timeout_ms",
+                                       "balance",
+                                       "header",
+                                       "cancel",
+                                       "eject_after_failures",
+                                       "eject_ms",
+                                       "backoff_base_ms",
+                                       "backoff_max_ms",
+                                       NULL};
     static const char *const balances[] = {"round_robin", "least_busy", NULL};
     static const char *const cancels[] = {"soft", "close", NULL};
     int rc;
@@ -454,8 +469,9 @@ static int parse_pool(struct parser *ps, const json_t *v, const char *path, stru
     char p[PATH_LEN];
     if (eps && acc) {
         join(p, path, "accept");
-        return fail(ps, p, "\"endpoints\" and \"accept\" are exclusive: a pool either dials "
-                           "endpoints or accepts agents");
+        return fail(ps, p,
+                    "\"endpoints\" and \"accept\" are exclusive: a pool either dials "
+                    "endpoints or accepts agents");
     }
     if (!eps && !acc)
         return fail(ps, path, "needs \"endpoints\" (dialled pool) or \"accept\" (reverse pool)");
@@ -503,25 +519,20 @@ static int parse_pool(struct parser *ps, const json_t *v, const char *path, stru
     int balance = 0, cancel = 0;
     if ((rc = get_u32(ps, v, path, "max_conns", 1, 65535, 16, &pl->max_conns)) ||
         (rc = get_u32(ps, v, path, "min_idle", 0, 65535, 0, &pl->min_idle)) ||
-        (rc = get_u64(ps, v, path, "idle_timeout_ms", 0, MS_MAX_DAY, 60000,
-                      &pl->idle_timeout_ms)) ||
-        (rc = get_u64(ps, v, path, "max_lifetime_ms", 0, MS_MAX_MONTH, 0,
-                      &pl->max_lifetime_ms)) ||
-        (rc = get_u64(ps, v, path, "dial_timeout_ms", 1, MS_MAX_DAY, 5000,
-                      &pl->dial_timeout_ms)) ||
+        (rc =
+             get_u64(ps, v, path, "idle_timeout_ms", 0, MS_MAX_DAY, 60000, &pl->idle_timeout_ms)) ||
+        (rc = get_u64(ps, v, path, "max_lifetime_ms", 0, MS_MAX_MONTH, 0, &pl->max_lifetime_ms)) ||
+        (rc = get_u64(ps, v, path, "dial_timeout_ms", 1, MS_MAX_DAY, 5000, &pl->dial_timeout_ms)) ||
         (rc = get_u32(ps, v, path, "max_waiters", 0, 1000000, 1024, &pl->max_waiters)) ||
-        (rc = get_u64(ps, v, path, "wait_timeout_ms", 0, MS_MAX_DAY, 5000,
-                      &pl->wait_timeout_ms)) ||
-        (rc = get_u64(ps, v, path, "call_timeout_ms", 0, MS_MAX_MONTH, 0,
-                      &pl->call_timeout_ms)) ||
+        (rc = get_u64(ps, v, path, "wait_timeout_ms", 0, MS_MAX_DAY, 5000, &pl->wait_timeout_ms)) ||
+        (rc = get_u64(ps, v, path, "call_timeout_ms", 0, MS_MAX_MONTH, 0, &pl->call_timeout_ms)) ||
         (rc = get_choice(ps, v, path, "balance", balances, 0, &balance)) ||
         (rc = get_bool(ps, v, path, "header", false, &pl->header)) ||
         (rc = get_choice(ps, v, path, "cancel", cancels, 0, &cancel)) ||
-        (rc = get_u32(ps, v, path, "eject_after_failures", 0, 1000, 3,
-                      &pl->eject_after_failures)) ||
+        (rc =
+             get_u32(ps, v, path, "eject_after_failures", 0, 1000, 3, &pl->eject_after_failures)) ||
         (rc = get_u64(ps, v, path, "eject_ms", 1, MS_MAX_DAY, 10000, &pl->eject_ms)) ||
-        (rc = get_u64(ps, v, path, "backoff_base_ms", 1, MS_MAX_DAY, 100,
-                      &pl->backoff_base_ms)) ||
+        (rc = get_u64(ps, v, path, "backoff_base_ms", 1, MS_MAX_DAY, 100, &pl->backoff_base_ms)) ||
         (rc = get_u64(ps, v, path, "backoff_max_ms", 1, MS_MAX_DAY, 5000, &pl->backoff_max_ms)))
         return rc;
     pl->balance = (enum config_balance)balance;
@@ -542,13 +553,11 @@ static int parse_pool(struct parser *ps, const json_t *v, const char *path, stru
     return 0;
 }
 
-static int parse_route(struct parser *ps, const json_t *v, const char *path,
-                       struct config_route *r, const struct config *cfg, size_t index)
+static int parse_route(struct parser *ps, const json_t *v, const char *path, struct config_route *r,
+                       const struct config *cfg, size_t index)
 {
-    static const char *const keys[] = {"name",           "match",
-                                       "pool",           "add_metadata",
-                                       "call_timeout_ms", "agent_from_metadata",
-                                       NULL};
+    static const char *const keys[] = {
+        "name", "match", "pool", "add_metadata", "call_timeout_ms", "agent_from_metadata", NULL};
     int rc;
     char p[PATH_LEN];
     if ((rc = get_object(ps, v, path)) || (rc = check_keys(ps, v, path, keys)) ||
@@ -601,8 +610,8 @@ static int parse_route(struct parser *ps, const json_t *v, const char *path,
         if ((rc = get_object(ps, add, p)))
             return rc;
         r->n_add_metadata = json_object_size(add);
-        r->add_metadata = calloc(r->n_add_metadata ? r->n_add_metadata : 1,
-                                 sizeof(*r->add_metadata));
+        r->add_metadata =
+            calloc(r->n_add_metadata ? r->n_add_metadata : 1, sizeof(*r->add_metadata));
         if (!r->add_metadata)
             return UV_ENOMEM;
         const char *key;
@@ -625,8 +634,7 @@ static int parse_route(struct parser *ps, const json_t *v, const char *path,
     }
     if (json_object_get(v, "call_timeout_ms")) {
         r->has_call_timeout = true;
-        if ((rc = get_u64(ps, v, path, "call_timeout_ms", 0, MS_MAX_MONTH, 0,
-                          &r->call_timeout_ms)))
+        if ((rc = get_u64(ps, v, path, "call_timeout_ms", 0, MS_MAX_MONTH, 0, &r->call_timeout_ms)))
             return rc;
     }
     if ((rc = get_string(ps, v, path, "agent_from_metadata", false, &r->agent_from_metadata)))
@@ -641,9 +649,12 @@ static int parse_route(struct parser *ps, const json_t *v, const char *path,
 
 static int parse_admin(struct parser *ps, const json_t *root, struct config_admin *a)
 {
-    static const char *const keys[] = {"enabled",        "address",
-                                       "token",          "allow_insecure",
-                                       "show_metadata_values", "request_timeout_ms",
+    static const char *const keys[] = {"enabled",
+                                       "address",
+                                       "token",
+                                       "allow_insecure",
+                                       "show_metadata_values",
+                                       "request_timeout_ms",
                                        NULL};
     const json_t *v = json_object_get(root, "admin");
     const char *path = "admin";
@@ -656,8 +667,7 @@ static int parse_admin(struct parser *ps, const json_t *root, struct config_admi
             (rc = get_addr(ps, v, path, "address", false, true, &a->addr)) ||
             (rc = get_string(ps, v, path, "token", false, &a->token)) ||
             (rc = get_bool(ps, v, path, "allow_insecure", false, &a->allow_insecure)) ||
-            (rc = get_bool(ps, v, path, "show_metadata_values", false,
-                           &a->show_metadata_values)) ||
+            (rc = get_bool(ps, v, path, "show_metadata_values", false, &a->show_metadata_values)) ||
             (rc = get_u64(ps, v, path, "request_timeout_ms", 100, MS_MAX_DAY, 10000,
                           &a->request_timeout_ms)))
             return rc;
@@ -683,8 +693,7 @@ static int parse_access_log(struct parser *ps, const json_t *root, struct config
     if (!v || json_is_null(v))
         return 0;
     int rc, format = 0;
-    if ((rc = get_object(ps, v, "access_log")) ||
-        (rc = check_keys(ps, v, "access_log", keys)) ||
+    if ((rc = get_object(ps, v, "access_log")) || (rc = check_keys(ps, v, "access_log", keys)) ||
         (rc = get_string(ps, v, "access_log", "path", true, &al->path)) ||
         (rc = get_choice(ps, v, "access_log", "format", formats, 0, &format)))
         return rc;
@@ -727,10 +736,18 @@ static int check_duplicate_addresses(struct parser *ps, const struct config *cfg
 
 static int parse_root(struct parser *ps, const json_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "listeners",         "admin",          "pools",           "routes",
-        "access_log",        "log_level",      "max_clients",     "shutdown_grace_ms",
-        "max_message_size",  "max_metadata_size", "call_buffer_bytes", NULL};
+    static const char *const keys[] = {"listeners",
+                                       "admin",
+                                       "pools",
+                                       "routes",
+                                       "access_log",
+                                       "log_level",
+                                       "max_clients",
+                                       "shutdown_grace_ms",
+                                       "max_message_size",
+                                       "max_metadata_size",
+                                       "call_buffer_bytes",
+                                       NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     int rc;
     if (!json_is_object(root))
@@ -1098,18 +1115,18 @@ json_t *config_to_json(const struct config *cfg, bool redact)
     json_object_set_new(root, "routes", rs);
 
     const struct config_admin *a = &cfg->admin;
-    json_t *admin = json_pack("{s:b, s:o, s:b, s:b, s:I}", "enabled", a->enabled, "address",
-                              addr_json(&a->addr), "allow_insecure", a->allow_insecure,
-                              "show_metadata_values", a->show_metadata_values,
-                              "request_timeout_ms", (json_int_t)a->request_timeout_ms);
+    json_t *admin =
+        json_pack("{s:b, s:o, s:b, s:b, s:I}", "enabled", a->enabled, "address",
+                  addr_json(&a->addr), "allow_insecure", a->allow_insecure, "show_metadata_values",
+                  a->show_metadata_values, "request_timeout_ms", (json_int_t)a->request_timeout_ms);
     if (a->token)
         json_object_set_new(admin, "token", json_string(redact ? "<redacted>" : a->token));
     json_object_set_new(root, "admin", admin);
     if (cfg->access_log.enabled)
-        json_object_set_new(root, "access_log",
-                            json_pack("{s:s, s:s}", "path", cfg->access_log.path, "format",
-                                      cfg->access_log.format == CONFIG_LOG_FORMAT_JSON ? "json"
-                                                                                        : "text"));
+        json_object_set_new(
+            root, "access_log",
+            json_pack("{s:s, s:s}", "path", cfg->access_log.path, "format",
+                      cfg->access_log.format == CONFIG_LOG_FORMAT_JSON ? "json" : "text"));
     json_object_set_new(root, "log_level", json_string(config_log_level_name(cfg->log_level)));
     json_object_set_new(root, "max_clients", json_integer((json_int_t)cfg->max_clients));
     json_object_set_new(root, "shutdown_grace_ms",

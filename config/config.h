@@ -59,10 +59,10 @@ enum config_log_format {
 struct config_listener {
     char *name;
     struct config_addr addr;
-    bool accept_header;             /* "header": accept an optional DRPC!!!1 prefix */
-    uint32_t max_clients;           /* 0 = no per-listener limit */
-    uint32_t unix_mode;             /* "mode": file mode of a unix socket, default 0660 */
-    bool reuse_port;                /* "reuse_port": SO_REUSEPORT on TCP, default true */
+    bool accept_header;              /* "header": accept an optional DRPC!!!1 prefix */
+    uint32_t max_clients;            /* 0 = no per-listener limit */
+    uint32_t unix_mode;              /* "mode": file mode of a unix socket, default 0660 */
+    bool reuse_port;                 /* "reuse_port": SO_REUSEPORT on TCP, default true */
     uint64_t client_idle_timeout_ms; /* close a client idle this long between calls; 0 = never */
 };
 
@@ -75,21 +75,21 @@ struct config_pool {
     struct config_addr accept; /* reverse pools: where agents dial in */
     char *identify_rpc;        /* reverse pools: "identify": {"rpc": ...}; NULL = off */
 
-    uint32_t max_conns;           /* default 16, 1..65535 */
-    uint32_t min_idle;            /* default 0, <= max_conns */
-    uint64_t idle_timeout_ms;     /* default 60000; 0 = never */
-    uint64_t max_lifetime_ms;     /* default 0 = unlimited; checked at release */
-    uint64_t dial_timeout_ms;     /* default 5000 */
-    uint32_t max_waiters;         /* default 1024; 0 = fail fast when all busy */
-    uint64_t wait_timeout_ms;     /* default 5000 */
-    uint64_t call_timeout_ms;     /* default 0 = none */
-    enum config_balance balance;  /* default round_robin */
-    bool header;                  /* send DRPC!!!1 on new upstream connections */
+    uint32_t max_conns;             /* default 16, 1..65535 */
+    uint32_t min_idle;              /* default 0, <= max_conns */
+    uint64_t idle_timeout_ms;       /* default 60000; 0 = never */
+    uint64_t max_lifetime_ms;       /* default 0 = unlimited; checked at release */
+    uint64_t dial_timeout_ms;       /* default 5000 */
+    uint32_t max_waiters;           /* default 1024; 0 = fail fast when all busy */
+    uint64_t wait_timeout_ms;       /* default 5000 */
+    uint64_t call_timeout_ms;       /* default 0 = none */
+    enum config_balance balance;    /* default round_robin */
+    bool header;                    /* send DRPC!!!1 on new upstream connections */
     enum config_cancel_mode cancel; /* default soft */
-    uint32_t eject_after_failures; /* default 3; 0 = never eject */
-    uint64_t eject_ms;             /* default 10000 */
-    uint64_t backoff_base_ms;      /* default 100 */
-    uint64_t backoff_max_ms;       /* default 5000 */
+    uint32_t eject_after_failures;  /* default 3; 0 = never eject */
+    uint64_t eject_ms;              /* default 10000 */
+    uint64_t backoff_base_ms;       /* default 100 */
+    uint64_t backoff_max_ms;        /* default 5000 */
 };
 
 struct config_metadata_pair {
@@ -100,8 +100,8 @@ struct config_metadata_pair {
 struct config_route {
     char *name; /* "name", default "route<N>"; for logs and metrics */
     /* "match": all given conditions must hold; none given = default route. */
-    char *rpc;         /* "rpc": exact RPC name, or NULL */
-    char *rpc_prefix;  /* "rpc_prefix": RPC name prefix, or NULL */
+    char *rpc;            /* "rpc": exact RPC name, or NULL */
+    char *rpc_prefix;     /* "rpc_prefix": RPC name prefix, or NULL */
     char *metadata_key;   /* "metadata": {"key": K, "value": V}: key must be present */
     char *metadata_value; /* ... and equal V when V is given (may be NULL) */
 
@@ -118,11 +118,11 @@ struct config_route {
 };
 
 struct config_admin {
-    bool enabled;               /* default true; "admin": {"enabled": false} turns it off */
-    struct config_addr addr;    /* default 127.0.0.1:9901 */
-    char *token;                /* NULL = no token */
-    bool allow_insecure;        /* allow a non-loopback address without a token */
-    bool show_metadata_values;  /* /calls shows metadata values */
+    bool enabled;                /* default true; "admin": {"enabled": false} turns it off */
+    struct config_addr addr;     /* default 127.0.0.1:9901 */
+    char *token;                 /* NULL = no token */
+    bool allow_insecure;         /* allow a non-loopback address without a token */
+    bool show_metadata_values;   /* /calls shows metadata values */
     uint64_t request_timeout_ms; /* default 10000 */
 };
 
@@ -155,8 +155,8 @@ struct config {
 
 struct config_error {
     char file[256];
-    int line;   /* 1-based; 0 when not known */
-    int column; /* 1-based; 0 when not known */
+    int line;       /* 1-based; 0 when not known */
+    int column;     /* 1-based; 0 when not known */
     char path[256]; /* JSON path, e.g. "pools[1].max_conns"; "" for the whole file */
     char text[512];
 };

@@ -8,7 +8,7 @@
 #include <uv.h>
 
 #define MAX_DEPTH 64
-#define MAX_PATH 256
+#define MAX_PATH  256
 
 struct scanner {
     const char *p;
@@ -176,11 +176,15 @@ static void scan_value(struct scanner *s, const char *path)
     case '"':
         scan_string(s, NULL, 0);
         break;
-    default:
+    default: {
         /* number, true, false, null */
-        while (s->p < s->end && !strchr(",]} \t\r\n", *s->p))
+        const char *start = s->p;
+        while (s->p < s->end && *s->p && !strchr(",]} \t\r\n", *s->p))
             advance(s);
+        if (s->p == start)
+            s->failed = true; /* not JSON we understand: stop indexing */
         break;
+    }
     }
     s->depth--;
 }

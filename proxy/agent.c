@@ -52,8 +52,8 @@ int agent_listener_start(struct pool *p, struct agent_listener **out, char *err,
         const char *host = strcmp(a->host, "localhost") == 0 ? "127.0.0.1" : a->host;
         if (uv_ip4_addr(host, a->port, (struct sockaddr_in *)&ss) != 0 &&
             uv_ip6_addr(host, a->port, (struct sockaddr_in6 *)&ss) != 0) {
-            snprintf(err, err_size, "pool %s: accept %s: host must be an IP address",
-                     p->pc->name, a->text);
+            snprintf(err, err_size, "pool %s: accept %s: host must be an IP address", p->pc->name,
+                     a->text);
             free(al);
             return UV_EINVAL;
         }
@@ -67,8 +67,7 @@ int agent_listener_start(struct pool *p, struct agent_listener **out, char *err,
     if (rc == 0)
         rc = uv_listen(&al->h.stream, 128, on_agent_connection);
     if (rc) {
-        snprintf(err, err_size, "pool %s: accept %s: %s", p->pc->name, a->text,
-                 uv_strerror(rc));
+        snprintf(err, err_size, "pool %s: accept %s: %s", p->pc->name, a->text, uv_strerror(rc));
         if (al->open)
             uv_close(&al->h.handle, agent_listener_closed);
         else

@@ -31,9 +31,8 @@ struct agent_listener {
 };
 
 /* Listens on the pool's "accept" address. 0 or a UV error (message in err). */
-__attribute__((warn_unused_result)) int agent_listener_start(struct pool *p,
-                                                             struct agent_listener **out,
-                                                             char *err, size_t err_size);
+__attribute__((warn_unused_result)) int
+agent_listener_start(struct pool *p, struct agent_listener **out, char *err, size_t err_size);
 
 /* Stops accepting; freed when the handle is closed. */
 void agent_listener_stop(struct agent_listener *al);

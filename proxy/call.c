@@ -360,8 +360,8 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
         rc = frame_append_packet(out, FRAME_KIND_INVOKE_METADATA, c->up_sid, ++c->up_msg,
                                  c->meta_packet.data, c->meta_packet.len, FRAME_SPLIT);
     if (rc == 0)
-        rc = frame_append_packet(out, FRAME_KIND_INVOKE, c->up_sid, ++c->up_msg, c->rpc,
-                                 c->rpc_len, FRAME_SPLIT);
+        rc = frame_append_packet(out, FRAME_KIND_INVOKE, c->up_sid, ++c->up_msg, c->rpc, c->rpc_len,
+                                 FRAME_SPLIT);
     if (rc != 0) {
         call_fail(c, CALL_CAUSE_INTERNAL, NULL);
         return;
@@ -546,9 +546,10 @@ void call_client_gone(struct call *c)
     }
     c->result = CALL_RESULT_CANCELLED;
     bool clean = cancel_upstream(c);
-    call_finish(c, clean, c->pool && c->pool->pc->cancel == CONFIG_CANCEL_CLOSE
-                              ? "client gone (cancel: close)"
-                              : "client gone mid-packet");
+    call_finish(c, clean,
+                c->pool && c->pool->pc->cancel == CONFIG_CANCEL_CLOSE
+                    ? "client gone (cancel: close)"
+                    : "client gone mid-packet");
 }
 
 void call_upstream_lost(struct call *c, enum call_cause cause, const char *detail)

@@ -61,10 +61,10 @@ struct call {
 
     char *rpc;
     size_t rpc_len;
-    char *agent; /* reverse pools: the agent the call must reach, or NULL */
-    struct metadata md;      /* decoded client metadata (+ route additions) */
-    struct buf meta_packet;  /* InvokeMetadata data to send upstream; empty = none */
-    struct buf pending;      /* client frames that arrived before attach */
+    char *agent;            /* reverse pools: the agent the call must reach, or NULL */
+    struct metadata md;     /* decoded client metadata (+ route additions) */
+    struct buf meta_packet; /* InvokeMetadata data to send upstream; empty = none */
+    struct buf pending;     /* client frames that arrived before attach */
 
     uint64_t client_sid;
     uint64_t up_sid;

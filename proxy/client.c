@@ -110,8 +110,7 @@ static void protocol_error(struct client_conn *cl, uint64_t sid, const char *why
     struct sidecar *sc = cl->wire.sc;
     sc->stats.client_protocol_errors++;
     char text[256];
-    snprintf(text, sizeof(text), "drpc-sidecar: %s: %s", call_cause_text(CALL_CAUSE_PROTOCOL),
-             why);
+    snprintf(text, sizeof(text), "drpc-sidecar: %s: %s", call_cause_text(CALL_CAUSE_PROTOCOL), why);
     log_warn("client#%llu %s: %s", (unsigned long long)cl->id, cl->peer, text);
     if (cl->call) {
         call_fail(cl->call, CALL_CAUSE_PROTOCOL, why);
@@ -373,7 +372,6 @@ void client_accept(struct listener *l)
     l->accepted++;
     wire_tune(&cl->wire);
     wire_peer_name(&cl->wire, cl->peer, sizeof(cl->peer));
-    log_debug("client#%llu %s: accepted on %s", (unsigned long long)cl->id, cl->peer,
-              l->lc->name);
+    log_debug("client#%llu %s: accepted on %s", (unsigned long long)cl->id, cl->peer, l->lc->name);
     wire_read_start(&cl->wire, client_read_cb);
 }

@@ -31,15 +31,15 @@ struct client_conn {
     struct list_node sc_node; /* sidecar.clients */
     struct call *call;
 
-    uint64_t last_sid;      /* highest stream id started; older frames are late */
-    struct buf meta;        /* InvokeMetadata packet being assembled */
-    uint64_t meta_sid;      /* its stream id (0 = none) */
+    uint64_t last_sid; /* highest stream id started; older frames are late */
+    struct buf meta;   /* InvokeMetadata packet being assembled */
+    uint64_t meta_sid; /* its stream id (0 = none) */
     uint64_t meta_msg;
     bool meta_done;
-    struct buf invoke;      /* Invoke packet being assembled */
+    struct buf invoke; /* Invoke packet being assembled */
     uint64_t invoke_sid;
     uint64_t invoke_msg;
-    uint8_t prefix_seen;    /* bytes of DRPC!!!1 matched so far */
+    uint8_t prefix_seen; /* bytes of DRPC!!!1 matched so far */
 
     uint64_t connected_at; /* uv_now ms */
     uint64_t last_active;  /* uv_now ms */

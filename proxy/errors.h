@@ -18,7 +18,7 @@
     X(DIAL_FAILED, 1005, "dial_failed", "could not connect to upstream")                           \
     X(UPSTREAM_LOST, 1006, "upstream_lost", "upstream connection lost mid-call")                   \
     X(DEADLINE, 1007, "deadline_exceeded", "call deadline exceeded")                               \
-    X(TOO_LARGE, 1008, "message_too_large", "message larger than max_message_size")               \
+    X(TOO_LARGE, 1008, "message_too_large", "message larger than max_message_size")                \
     X(SHUTTING_DOWN, 1009, "shutting_down", "sidecar is shutting down")                            \
     X(CANCELLED, 1010, "cancelled", "call cancelled by an operator")                               \
     X(PROTOCOL, 1011, "protocol_error", "protocol error")                                          \

@@ -78,9 +78,12 @@ const char *frame_strerror(enum frame_result r)
 const char *frame_kind_name(uint8_t kind)
 {
     static const char *const names[] = {
-        [FRAME_KIND_INVOKE] = "invoke",       [FRAME_KIND_MESSAGE] = "message",
-        [FRAME_KIND_ERROR] = "error",         [FRAME_KIND_CANCEL] = "cancel",
-        [FRAME_KIND_CLOSE] = "close",         [FRAME_KIND_CLOSE_SEND] = "close_send",
+        [FRAME_KIND_INVOKE] = "invoke",
+        [FRAME_KIND_MESSAGE] = "message",
+        [FRAME_KIND_ERROR] = "error",
+        [FRAME_KIND_CANCEL] = "cancel",
+        [FRAME_KIND_CLOSE] = "close",
+        [FRAME_KIND_CLOSE_SEND] = "close_send",
         [FRAME_KIND_INVOKE_METADATA] = "invoke_metadata",
     };
     if (kind_known(kind))
@@ -106,7 +109,8 @@ int frame_append(struct buf *b, uint8_t kind, bool done, bool control, uint64_t 
     int rc = buf_reserve(b, FRAME_HEADER_MAX + len);
     if (rc)
         return rc;
-    b->len += frame_header_encode(b->data + b->len, kind, done, control, stream_id, message_id, len);
+    b->len +=
+        frame_header_encode(b->data + b->len, kind, done, control, stream_id, message_id, len);
     if (len)
         memcpy(b->data + b->len, data, len);
     b->len += len;
@@ -138,8 +142,8 @@ int frame_append_error(struct buf *b, uint64_t stream_id, uint64_t message_id, u
 {
     uint8_t hdr[FRAME_HEADER_MAX];
     size_t data_len = FRAME_ERROR_CODE_LEN + text_len;
-    size_t h = frame_header_encode(hdr, FRAME_KIND_ERROR, true, false, stream_id, message_id,
-                                   data_len);
+    size_t h =
+        frame_header_encode(hdr, FRAME_KIND_ERROR, true, false, stream_id, message_id, data_len);
     int rc = buf_reserve(b, h + data_len);
     if (rc)
         return rc;

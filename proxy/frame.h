@@ -31,12 +31,12 @@ enum frame_kind {
     FRAME_KIND_INVOKE_METADATA = 7, /* data: protobuf map<string,string> */
 };
 
-#define FRAME_HEADER_MAX (1 + 3 * 10) /* control byte + three varints */
+#define FRAME_HEADER_MAX   (1 + 3 * 10) /* control byte + three varints */
 #define FRAME_CONTROL_DONE 0x01u
 #define FRAME_CONTROL_FLAG 0x80u
 
 /* The optional connection prefix of drpcmigrate listeners. */
-#define DRPC_HEADER "DRPC!!!1"
+#define DRPC_HEADER     "DRPC!!!1"
 #define DRPC_HEADER_LEN 8
 
 struct frame {

@@ -17,7 +17,8 @@ struct list_node {
 #define list_entry(node, type, member) ((type *)((char *)(node)-offsetof(type, member)))
 
 #define list_for_each_safe(pos, tmp, head)                                                         \
-    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); (pos) = (tmp), (tmp) = (pos)->next)
+    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);                               \
+         (pos) = (tmp), (tmp) = (pos)->next)
 
 static inline void list_init(struct list_node *head)
 {

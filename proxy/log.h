@@ -11,12 +11,12 @@
 void log_set_level(enum config_log_level level);
 enum config_log_level log_get_level(void);
 
-__attribute__((format(printf, 2, 3))) void log_write(enum config_log_level level,
-                                                     const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) void log_write(enum config_log_level level, const char *fmt,
+                                                     ...);
 
 #define log_error(...) log_write(CONFIG_LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_write(CONFIG_LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_write(CONFIG_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_write(CONFIG_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_write(CONFIG_LOG_INFO, __VA_ARGS__)
 #define log_debug(...)                                                                             \
     do {                                                                                           \
         if (log_get_level() >= CONFIG_LOG_DEBUG)                                                   \

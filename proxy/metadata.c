@@ -24,7 +24,7 @@ static char *dup_bytes(const void *p, size_t n)
 static struct metadata_pair *find_pair(const struct metadata *md, const void *key, size_t len)
 {
     for (size_t i = 0; i < md->n; i++)
-        if (md->pairs[i].key_len == len && memcmp(md->pairs[i].key, key, len) == 0)
+        if (md->pairs[i].key_len == len && (len == 0 || memcmp(md->pairs[i].key, key, len) == 0))
             return &md->pairs[i];
     return NULL;
 }
@@ -113,7 +113,7 @@ int metadata_encode(const struct metadata *md, struct buf *b)
     msg.data = ptrs;
     size_t need = drpcsidecar__invoke_metadata__get_packed_size(&msg);
     rc = buf_reserve(b, need);
-    if (rc)
+    if (rc || need == 0)
         goto out;
     b->len += drpcsidecar__invoke_metadata__pack(&msg, b->data + b->len);
 out:

@@ -322,14 +322,13 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
         if (delay > p->pc->backoff_max_ms)
             delay = p->pc->backoff_max_ms;
         e->backoff_until = now + delay;
-        if (p->pc->eject_after_failures &&
-            e->consecutive_failures >= p->pc->eject_after_failures &&
+        if (p->pc->eject_after_failures && e->consecutive_failures >= p->pc->eject_after_failures &&
             e->ejected_until <= now) {
             e->ejected_until = now + p->pc->eject_ms;
             e->ejections++;
-            log_warn("pool %s: endpoint %s ejected for %llu ms after %u failures (%s)",
-                     p->pc->name, e->addr->text, (unsigned long long)p->pc->eject_ms,
-                     e->consecutive_failures, e->last_error);
+            log_warn("pool %s: endpoint %s ejected for %llu ms after %u failures (%s)", p->pc->name,
+                     e->addr->text, (unsigned long long)p->pc->eject_ms, e->consecutive_failures,
+                     e->last_error);
         } else {
             log_warn("pool %s: %s", p->pc->name, e->last_error);
         }
@@ -395,8 +394,7 @@ void pool_janitor(struct pool *p, uint64_t now)
     if (pc->idle_timeout_ms) {
         /* The tail of the idle list has waited longest. */
         while (!list_empty(&p->idle) && pool_total(p) > pc->min_idle) {
-            struct upstream_conn *up =
-                list_entry(p->idle.prev, struct upstream_conn, pool_node);
+            struct upstream_conn *up = list_entry(p->idle.prev, struct upstream_conn, pool_node);
             if (now - up->idle_since < pc->idle_timeout_ms)
                 break;
             upstream_close(up, "idle timeout");

@@ -84,7 +84,7 @@ struct endpoint {
 
 struct pool {
     struct sidecar *sc;
-    struct config *cfg;          /* snapshot this pool was built from (ref held) */
+    struct config *cfg;           /* snapshot this pool was built from (ref held) */
     const struct config_pool *pc; /* in cfg */
     size_t index;                 /* in sc->pools */
 
@@ -101,8 +101,8 @@ struct pool {
     struct list_node waiters; /* calls, FIFO */
     uint32_t n_waiters;
 
-    bool draining; /* admin drain: no checkouts, idle conns closed */
-    bool retired;  /* replaced by a reload: serves its waiters, then closes */
+    bool draining;                 /* admin drain: no checkouts, idle conns closed */
+    bool retired;                  /* replaced by a reload: serves its waiters, then closes */
     struct list_node retired_node; /* sidecar.retired_pools */
     struct agent_listener *agents; /* reverse pools: where agents dial in */
     struct pool_stats stats;

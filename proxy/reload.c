@@ -110,7 +110,8 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
         return UV_EINVAL;
     }
 
-    struct listener **listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*listeners));
+    struct listener **listeners =
+        calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*listeners));
     struct pool **pools = calloc(cfg->n_pools, sizeof(*pools));
     bool *kept_pool = calloc(sc->n_pools ? sc->n_pools : 1, sizeof(*kept_pool));
     bool *fresh_listener = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(bool));

@@ -83,9 +83,8 @@ struct sidecar {
 
 /* Builds listeners, pools and admin from cfg (takes a ref). On failure
  * returns a UV error and writes a message into err. */
-__attribute__((warn_unused_result)) int sidecar_start(struct sidecar *sc, uv_loop_t *loop,
-                                                      struct config *cfg, char *err,
-                                                      size_t err_size);
+__attribute__((warn_unused_result)) int
+sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char *err, size_t err_size);
 
 /* Begins a graceful shutdown (SIGTERM, SIGINT, POST /drain). */
 void sidecar_shutdown(struct sidecar *sc, const char *why);

@@ -105,12 +105,12 @@ void upstream_close(struct upstream_conn *up, const char *reason)
                  (unsigned long long)age, (unsigned long long)up->calls_served);
     else if (was == UPSTREAM_IDLE || was == UPSTREAM_BUSY)
         log_info("up#%llu pool=%s endpoint=%s: closed (%s) age=%llums calls=%llu in=%llu out=%llu",
-                 (unsigned long long)up->id, p->pc->name, up->ep ? up->ep->addr->text : "-",
-                 reason, (unsigned long long)age, (unsigned long long)up->calls_served,
+                 (unsigned long long)up->id, p->pc->name, up->ep ? up->ep->addr->text : "-", reason,
+                 (unsigned long long)age, (unsigned long long)up->calls_served,
                  (unsigned long long)up->wire.bytes_in, (unsigned long long)up->wire.bytes_out);
     else
-        log_debug("up#%llu pool=%s: closed while %s (%s)", (unsigned long long)up->id,
-                  p->pc->name, upstream_state_name(was), reason);
+        log_debug("up#%llu pool=%s: closed while %s (%s)", (unsigned long long)up->id, p->pc->name,
+                  upstream_state_name(was), reason);
 
     uv_timer_stop(&up->dial_timer);
     uv_close((uv_handle_t *)&up->dial_timer, handle_closed);
@@ -239,8 +239,8 @@ static void identify_on_frame(struct upstream_conn *up, const struct frame *f)
         size_t len;
         frame_error_decode(f->data, f->len, &code, &text, &len);
         log_warn("up#%llu pool=%s: identify call failed: code=%llu %.*s",
-                 (unsigned long long)up->id, up->pool->pc->name, (unsigned long long)code,
-                 (int)len, (const char *)text);
+                 (unsigned long long)up->id, up->pool->pc->name, (unsigned long long)code, (int)len,
+                 (const char *)text);
         upstream_close(up, "identify call failed");
         return;
     }
@@ -297,9 +297,9 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             up->call = NULL;
             c->up = NULL;
             upstream_close(up, "upstream protocol error");
-            call_upstream_lost(c, r == FRAME_ERR_TOO_LARGE ? CALL_CAUSE_TOO_LARGE
-                                                           : CALL_CAUSE_UPSTREAM_PROTOCOL,
-                               frame_strerror(r));
+            call_upstream_lost(
+                c, r == FRAME_ERR_TOO_LARGE ? CALL_CAUSE_TOO_LARGE : CALL_CAUSE_UPSTREAM_PROTOCOL,
+                frame_strerror(r));
         } else {
             upstream_close(up, "upstream protocol error");
         }
@@ -308,8 +308,7 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 void upstream_update_reading(struct upstream_conn *up)
 {
-    if (up->state != UPSTREAM_IDLE && up->state != UPSTREAM_BUSY &&
-        up->state != UPSTREAM_HANDSHAKE)
+    if (up->state != UPSTREAM_IDLE && up->state != UPSTREAM_BUSY && up->state != UPSTREAM_HANDSHAKE)
         return;
     size_t high = (size_t)up->pool->cfg->call_buffer_bytes;
     size_t queued = 0;

@@ -53,7 +53,7 @@ struct upstream_conn {
     uv_connect_t connect_req;
     uv_getaddrinfo_t gai_req;
     bool gai_pending;
-    int dial_error; /* a dial that failed before it started; reported from the loop */
+    int dial_error;   /* a dial that failed before it started; reported from the loop */
     int open_handles; /* handles still to be closed before free */
     const char *close_reason;
 };

@@ -602,3 +602,35 @@ class Agent:
     def close(self):
         self.server.closed = True
         self.server.kill_connections()
+
+
+def main(argv):
+    """Command line: `serve ADDR` runs the test service; `call ADDR RPC [DATA]` calls it."""
+    import sys
+
+    if len(argv) >= 2 and argv[0] == "serve":
+        srv = TestServer(argv[1])
+        print("drpc test server listening on %s" % srv.addr, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            srv.close()
+        return 0
+    if len(argv) >= 3 and argv[0] == "call":
+        with Conn(argv[1]) as c:
+            try:
+                out = c.unary(argv[2], (argv[3] if len(argv) > 3 else "").encode())
+            except DrpcError as e:
+                print("error code=%d text=%s" % (e.code, e.message))
+                return 1
+        sys.stdout.buffer.write(out + b"\n")
+        return 0
+    print("usage: drpc.py serve ADDR | call ADDR RPC [DATA]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
