@@ -124,7 +124,9 @@ static int check_keys(struct parser *ps, const json_t *obj, const char *path,
         if (!ok) {
             char p[PATH_LEN];
             join(p, path, key);
-            return fail(ps, p, "unknown key \"%s\"", key);
+            fail(ps, p, "unknown key \"%s\"", key);
+            config_pos_find_key(&ps->pos, p, &ps->err->line, &ps->err->column);
+            return UV_EINVAL;
         }
     }
     return 0;

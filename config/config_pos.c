@@ -37,7 +37,7 @@ static void skip_ws(struct scanner *s)
         advance(s);
 }
 
-static int add(struct config_pos *idx, const char *path, int line, int column)
+static int add(struct config_pos *idx, const char *path, int line, int column, int is_key)
 {
     if (idx->n == idx->cap) {
         size_t cap = idx->cap ? idx->cap * 2 : 64;
@@ -50,7 +50,7 @@ static int add(struct config_pos *idx, const char *path, int line, int column)
     char *copy = strdup(path);
     if (!copy)
         return UV_ENOMEM;
-    idx->entries[idx->n++] = (struct config_pos_entry){copy, line, column};
+    idx->entries[idx->n++] = (struct config_pos_entry){copy, is_key, line, column};
     return 0;
 }
 
@@ -112,6 +112,7 @@ static void scan_object(struct scanner *s, const char *path)
             return;
         }
         char key[MAX_PATH];
+        int key_line = s->line, key_column = s->column;
         scan_string(s, key, sizeof(key));
         skip_ws(s);
         if (s->p < s->end && *s->p == ':')
@@ -123,6 +124,10 @@ static void scan_object(struct scanner *s, const char *path)
         else
             snprintf(child, sizeof(child), "%s", key);
         child[MAX_PATH - 1] = '\0'; /* paths only label error messages */
+        if (add(s->idx, child, key_line, key_column, 1) != 0) {
+            s->failed = true;
+            return;
+        }
         scan_value(s, child);
         skip_ws(s);
         if (s->p < s->end && *s->p == ',') {
@@ -158,7 +163,7 @@ static void scan_value(struct scanner *s, const char *path)
     skip_ws(s);
     if (s->p >= s->end || s->failed)
         return;
-    if (add(s->idx, path, s->line, s->column) != 0) {
+    if (add(s->idx, path, s->line, s->column, 0) != 0) {
         s->failed = true;
         return;
     }
@@ -200,13 +205,25 @@ int config_pos_build(struct config_pos *idx, const char *text, size_t len)
     return s.failed && idx->n == 0 ? UV_ENOMEM : 0;
 }
 
+int config_pos_find_key(const struct config_pos *idx, const char *path, int *line, int *column)
+{
+    for (size_t i = 0; i < idx->n; i++) {
+        if (idx->entries[i].is_key && strcmp(idx->entries[i].path, path) == 0) {
+            *line = idx->entries[i].line;
+            *column = idx->entries[i].column;
+            return 0;
+        }
+    }
+    return config_pos_find(idx, path, line, column);
+}
+
 int config_pos_find(const struct config_pos *idx, const char *path, int *line, int *column)
 {
     char buf[MAX_PATH];
     snprintf(buf, sizeof(buf), "%s", path);
     for (;;) {
         for (size_t i = 0; i < idx->n; i++) {
-            if (strcmp(idx->entries[i].path, buf) == 0) {
+            if (!idx->entries[i].is_key && strcmp(idx->entries[i].path, buf) == 0) {
                 *line = idx->entries[i].line;
                 *column = idx->entries[i].column;
                 return 0;

@@ -13,6 +13,7 @@
 
 struct config_pos_entry {
     char *path;
+    int is_key; /* position of the key naming the value, not of the value */
     int line;   /* 1-based */
     int column; /* 1-based, in bytes */
 };
@@ -32,6 +33,9 @@ __attribute__((warn_unused_result)) int config_pos_build(struct config_pos *idx,
  * indexed parent. Returns 0 when found, -1 when nothing matched.
  */
 int config_pos_find(const struct config_pos *idx, const char *path, int *line, int *column);
+
+/* Position of the key that names the value at path (for "unknown key"). */
+int config_pos_find_key(const struct config_pos *idx, const char *path, int *line, int *column);
 
 void config_pos_free(struct config_pos *idx);
 

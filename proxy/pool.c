@@ -389,6 +389,10 @@ void pool_janitor(struct pool *p, uint64_t now)
         serve_waiters(p);
         return;
     }
+    /* A reload may have shrunk the pool: idle connections over the limit go first. */
+    while (pool_total(p) > pc->max_conns && !list_empty(&p->idle))
+        upstream_close(list_entry(p->idle.prev, struct upstream_conn, pool_node),
+                       "pool shrunk by a reload");
     if (pc->reverse)
         return; /* agents dial in: nothing to dial, and closing them idle would hurt */
     if (pc->idle_timeout_ms) {
