@@ -108,6 +108,8 @@ static void record_result(struct call *c)
         break;
     }
     histo_record(&p->stats.call_us, (uv_hrtime() - c->started_hr) / 1000);
+    const char *route = c->route_index >= 0 ? c->cfg->routes[c->route_index].name : NULL;
+    sidecar_count_result(c->sc, p->pc->name, route ? route : "", (int)c->result);
     p->stats.bytes_to_upstream += c->bytes_up;
     p->stats.bytes_from_upstream += c->bytes_down;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/admin.h"
 #include "proxy/agent.h"
 #include "proxy/call.h"
 #include "proxy/client.h"
@@ -76,6 +77,25 @@ static void janitor_cb(uv_timer_t *t)
         close_idle_clients(sc, now);
 }
 
+void sidecar_count_result(struct sidecar *sc, const char *pool, const char *route, int result)
+{
+    struct route_counter *rc;
+    for (rc = sc->route_counters; rc; rc = rc->next)
+        if (strcmp(rc->pool, pool) == 0 && strcmp(rc->route, route) == 0)
+            break;
+    if (!rc) {
+        rc = calloc(1, sizeof(*rc));
+        if (!rc)
+            return; /* a lost sample is better than a failed call */
+        snprintf(rc->pool, sizeof(rc->pool), "%s", pool);
+        snprintf(rc->route, sizeof(rc->route), "%s", route);
+        rc->next = sc->route_counters;
+        sc->route_counters = rc;
+    }
+    if (result >= 0 && result < 4)
+        rc->results[result]++;
+}
+
 void sidecar_retire_pool(struct sidecar *sc, struct pool *p)
 {
     p->retired = true;
@@ -95,6 +115,8 @@ static void stop_everything(struct sidecar *sc)
         return;
     sc->state = SIDECAR_STOPPING;
     log_info("shutdown: closing upstream connections");
+    if (sc->admin)
+        admin_stop(sc->admin);
     for (size_t i = 0; i < sc->n_pools; i++)
         pool_destroy(sc->pools[i]);
     struct list_node *n, *tmp;
@@ -203,8 +225,11 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
     list_init(&sc->calls);
     list_init(&sc->flush_list);
     list_init(&sc->retired_pools);
-    sc->started_at = uv_now(loop);
     uv_update_time(loop);
+    sc->started_at = uv_now(loop);
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    sc->started_wall_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
     log_set_level(cfg->log_level);
 
     uv_check_init(loop, &sc->flush_check);
@@ -245,6 +270,11 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
             return rc;
         sc->n_listeners++;
     }
+    if (cfg->admin.enabled) {
+        int rc = admin_start(sc, &sc->admin, err, err_size);
+        if (rc)
+            return rc;
+    }
     uv_timer_start(&sc->janitor, janitor_cb, 0, JANITOR_INTERVAL_MS);
     uv_signal_start(&sc->sig_term, signal_cb, SIGTERM);
     uv_signal_start(&sc->sig_int, signal_cb, SIGINT);
@@ -262,6 +292,8 @@ void sidecar_abort_start(struct sidecar *sc)
     for (size_t i = 0; i < sc->n_listeners; i++)
         listener_stop(sc->listeners[i]);
     sc->n_listeners = 0;
+    if (sc->admin && !sc->janitor.data)
+        admin_stop(sc->admin);
     if (sc->janitor.data)
         stop_everything(sc);
     uv_run(sc->loop, UV_RUN_DEFAULT);
@@ -275,5 +307,12 @@ void sidecar_free(struct sidecar *sc)
         pool_free(list_entry(list_first(&sc->retired_pools), struct pool, retired_node));
     free(sc->pools);
     free(sc->listeners);
+    if (sc->admin)
+        admin_free(sc->admin);
+    while (sc->route_counters) {
+        struct route_counter *next = sc->route_counters->next;
+        free(sc->route_counters);
+        sc->route_counters = next;
+    }
     config_unref(sc->cfg);
 }

@@ -39,6 +39,14 @@ struct sidecar_stats {
 #undef X
 };
 
+/* Finished calls by (pool, route, result), for /metrics. Few routes: a list. */
+struct route_counter {
+    struct route_counter *next;
+    char pool[64];
+    char route[64];
+    uint64_t results[4]; /* indexed by enum call_result */
+};
+
 struct sidecar {
     uv_loop_t *loop;
     struct config *cfg; /* current snapshot (ref held) */
@@ -77,6 +85,7 @@ struct sidecar {
     int exit_code;
 
     struct sidecar_stats stats;
+    struct route_counter *route_counters;
 
     uint8_t readbuf[64 * 1024]; /* loop-wide read buffer (see wire.h) */
 };
@@ -101,6 +110,9 @@ void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node);
 /* Takes a pool out of service after a reload: it finishes its calls,
  * closes its connections as they come back, and is freed when empty. */
 void sidecar_retire_pool(struct sidecar *sc, struct pool *p);
+
+/* Counts a finished call under its pool and route. */
+void sidecar_count_result(struct sidecar *sc, const char *pool, const char *route, int result);
 
 /* A client or call went away: lets a drain finish. */
 void sidecar_maybe_finish_drain(struct sidecar *sc);
