@@ -32,7 +32,7 @@ LDLIBS     = $(PKG_LIBS) -lm
 # Debian packages: what building, testing and fuzzing need.
 DEB_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libprotobuf-c-dev \
             protobuf-c-compiler libcmocka-dev node-llhttp clang libclang-rt-14-dev \
-            python3 python3-pytest curl valgrind clang-format procps
+            python3 python3-pytest curl valgrind clang-format procps chromium
 
 CORE_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c config/*.c admin/*.c))
 CORE_OBJ  := $(CORE_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/metadata.pb-c.o
