@@ -1,0 +1,286 @@
+"""drpc-sidecar benchmark harness (make bench / make bench-quick).
+
+Starts the C test server, drpc-sidecar in front of it, and HAProxy in TCP
+mode in front of it, then runs the same drpc-bench workload against the
+three targets in alternating rounds (A B C A B C ...) and reports medians
+with the ratios sidecar/haproxy and sidecar/direct. Also measures the
+sidecar's RSS per idle client connection and, with callgrind, user-space
+instructions per proxied unary call. Results go to stdout and, as JSON,
+to BUILD/bench/results.json. No thresholds: numbers, not verdicts.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("port %d never opened" % port)
+
+
+class Procs:
+    def __init__(self):
+        self.procs = []
+
+    def start(self, cmd, port=None, **kw):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        self.procs.append(p)
+        if port:
+            wait_port(port)
+        return p
+
+    def stop_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def sidecar_config(listen, admin, upstream, max_conns):
+    return {
+        "log_level": "warn",
+        "max_clients": 100000,
+        "listeners": [{"name": "bench", "address": "127.0.0.1:%d" % listen}],
+        "admin": {"address": "127.0.0.1:%d" % admin},
+        "pools": [{"name": "default", "endpoints": ["127.0.0.1:%d" % upstream],
+                   "max_conns": max_conns, "max_waiters": 100000, "wait_timeout_ms": 30000}],
+    }
+
+
+def bench(build, port, args, duration, warmup):
+    cmd = [os.path.join(build, "drpc-bench"), "--addr", "127.0.0.1:%d" % port,
+           "--duration", str(duration), "--warmup", str(warmup)] + args
+    out = subprocess.run(cmd, capture_output=True, timeout=duration + warmup + 60)
+    line = out.stdout.decode().strip().splitlines()[-1] if out.stdout else ""
+    res = dict(kv.split("=") for kv in line.split())
+    return {k: float(v) for k, v in res.items()}
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def idle_rss_per_conn(port, pid, n):
+    """Opens n idle client connections; returns RSS growth per connection in bytes."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, n + 1000)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    time.sleep(0.2)
+    before = rss_kib(pid)
+    socks = []
+    for _ in range(n):
+        socks.append(socket.create_connection(("127.0.0.1", port)))
+    time.sleep(1.0)
+    after = rss_kib(pid)
+    for s in socks:
+        s.close()
+    return (after - before) * 1024 / n, before, after
+
+
+def callgrind_instructions(build, upstream_port, tmp, calls_small, calls_big):
+    """User-space instructions per proxied 64 B unary call: the slope between
+    two runs with different call counts, so startup and shutdown cancel out."""
+    if not shutil.which("valgrind"):
+        return None
+    totals = []
+    for n in (calls_small, calls_big):
+        listen, admin = free_port(), free_port()
+        cfg_path = os.path.join(tmp, "cg-%d.json" % n)
+        with open(cfg_path, "w") as f:
+            json.dump(sidecar_config(listen, admin, upstream_port, 16), f)
+        out_file = os.path.join(tmp, "callgrind.%d.out" % n)
+        p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out_file,
+                              os.path.join(build, "drpc-sidecar"), "-c", cfg_path],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(listen, 60)
+        subprocess.run([os.path.join(build, "drpc-bench"), "--addr", "127.0.0.1:%d" % listen,
+                        "--conns", "1", "--duration", "120", "--max-calls", str(n)],
+                       capture_output=True, timeout=300)
+        p.send_signal(signal.SIGTERM)
+        p.wait(120)
+        total = None
+        with open(out_file) as f:
+            for line in f:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    total = int(line.split()[1])
+        totals.append(total)
+    if None in totals:
+        return None
+    return (totals[1] - totals[0]) / (calls_big - calls_small)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--mode", choices=["full", "quick"], default="full")
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    quick = a.mode == "quick"
+    rounds = 1 if quick else 3
+    duration = 1.0 if quick else 5.0
+    warmup = 0.3 if quick else 1.0
+    tmp = tempfile.mkdtemp(prefix="drpc-bench-")
+    procs = Procs()
+    haproxy = shutil.which("haproxy")
+    try:
+        up = free_port()
+        procs.start([os.path.join(build, "drpc-testd"), "--listen", "127.0.0.1:%d" % up], up)
+        sc_port, sc_admin = free_port(), free_port()
+        with open(os.path.join(tmp, "sidecar.json"), "w") as f:
+            json.dump(sidecar_config(sc_port, sc_admin, up, 16), f)
+        procs.start([os.path.join(build, "drpc-sidecar"), "-c",
+                          os.path.join(tmp, "sidecar.json")], sc_port)
+        sc32_port, sc32_admin = free_port(), free_port()
+        with open(os.path.join(tmp, "sidecar32.json"), "w") as f:
+            json.dump(sidecar_config(sc32_port, sc32_admin, up, 32), f)
+        procs.start([os.path.join(build, "drpc-sidecar"), "-c",
+                     os.path.join(tmp, "sidecar32.json")], sc32_port)
+        ha_port = None
+        if haproxy:
+            ha_port = free_port()
+            with open(os.path.join(tmp, "haproxy.cfg"), "w") as f:
+                f.write("global\n  maxconn 9000\n\ndefaults\n  mode tcp\n"
+                        "  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\n"
+                        "listen drpc\n  bind 127.0.0.1:%d\n  server up 127.0.0.1:%d\n"
+                        % (ha_port, up))
+            procs.start([haproxy, "-f", os.path.join(tmp, "haproxy.cfg"), "-db"], ha_port)
+
+        n = 64 if not quick else 16
+        workloads = [
+            ("unary 64 B, 1 conn", ["--conns", "1", "--size", "64"], "rps", sc_port),
+            ("unary 64 B, 64 conns", ["--conns", "64", "--size", "64"], "rps", sc_port),
+            ("unary 16 KiB, 16 conns", ["--conns", "16", "--size", "16384"], "rps", sc_port),
+            ("stream 1 MiB msgs, 4 conns", ["--conns", "4", "--mode", "stream", "--stream-count",
+                                            "4", "--stream-size", "1048576"], "mbps", sc_port),
+            ("256 callers, pool of 32", ["--conns", "256", "--size", "64"], "rps", sc32_port),
+        ]
+        if quick:
+            workloads[1] = ("unary 64 B, 16 conns", ["--conns", str(n), "--size", "64"], "rps",
+                            sc_port)
+        targets = [("direct", up), ("sidecar", None), ("haproxy", ha_port)]
+        results = []
+        for name, args, metric, sport in workloads:
+            runs = {t: [] for t, _ in targets}
+            for _ in range(rounds):
+                for t, port in targets:
+                    if t == "sidecar":
+                        port = sport
+                    if port is None:
+                        continue
+                    runs[t].append(bench(build, port, args, duration, warmup))
+            row = {"workload": name, "metric": metric}
+            for t, _ in targets:
+                if not runs[t]:
+                    row[t] = None
+                    continue
+                row[t] = {k: statistics.median(r[k] for r in runs[t]) for k in runs[t][0]}
+            results.append(row)
+
+        # the wait-time p99 of the 256-caller row comes from the sidecar's own metrics
+        pools = json.load(urllib.request.urlopen("http://127.0.0.1:%d/pools" % sc32_admin))
+        wait_p99_ms = pools["pools"][0]["wait_ms"]["p99"]
+
+        # a fresh sidecar, so memory freed by the load above cannot hide the cost
+        idle_n = 1000 if quick else 10000
+        idle_port, idle_admin = free_port(), free_port()
+        with open(os.path.join(tmp, "idle.json"), "w") as f:
+            json.dump(sidecar_config(idle_port, idle_admin, up, 16), f)
+        idle_sc = procs.start([os.path.join(build, "drpc-sidecar"), "-c",
+                               os.path.join(tmp, "idle.json")], idle_port)
+        per_conn, rss_before, rss_after = idle_rss_per_conn(idle_port, idle_sc.pid, idle_n)
+        ha_per_conn = None
+        if haproxy:
+            ha_pid = [p for p in procs.procs if p.args[0] == haproxy][0].pid
+            ha_per_conn = idle_rss_per_conn(ha_port, ha_pid, idle_n)[0]
+
+        instr = callgrind_instructions(build, up, tmp, 200 if quick else 1000,
+                                       1200 if quick else 6000)
+    finally:
+        procs.stop_all()
+
+    def fmt(row, t, key):
+        v = row[t]
+        return "n/a" if v is None else ("%.0f" % v[key] if v[key] >= 100 else "%.1f" % v[key])
+
+    print()
+    print("drpc-sidecar benchmark (%s): nproc=%d loadavg=%s rounds=%d duration=%.0fs each" %
+          (a.mode, os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg()), rounds,
+           duration))
+    print("%-28s %-6s %10s %10s %10s %9s %9s %8s %8s %8s %7s" %
+          ("workload", "metric", "direct", "sidecar", "haproxy", "sc/ha", "sc/direct",
+           "p50 sc", "p50 ha", "p99 sc", "errors"))
+    for row in results:
+        m = row["metric"]
+        sc_v = row["sidecar"][m] if row["sidecar"] else None
+        ha_v = row["haproxy"][m] if row["haproxy"] else None
+        di_v = row["direct"][m] if row["direct"] else None
+        errs = sum(int(row[t]["errors"]) for t in ("direct", "sidecar", "haproxy") if row[t])
+        print("%-28s %-6s %10s %10s %10s %9s %9s %8s %8s %8s %7d" % (
+            row["workload"], m, fmt(row, "direct", m), fmt(row, "sidecar", m),
+            fmt(row, "haproxy", m),
+            "%.2f" % (sc_v / ha_v) if sc_v and ha_v else "n/a",
+            "%.2f" % (sc_v / di_v) if sc_v and di_v else "n/a",
+            fmt(row, "sidecar", "p50_us"), fmt(row, "haproxy", "p50_us"),
+            fmt(row, "sidecar", "p99_us"), errs))
+    one = results[0]
+    if one["haproxy"]:
+        add_sc = one["sidecar"]["p50_us"] - one["direct"]["p50_us"]
+        add_ha = one["haproxy"]["p50_us"] - one["direct"]["p50_us"]
+        print("added p50 latency over direct, 1 conn: sidecar %.0f us, haproxy %.0f us "
+              "(ratio %.2f)" % (add_sc, add_ha, add_sc / add_ha if add_ha > 0 else float("nan")))
+    print("256 callers over a pool of 32: p99 wait for an upstream connection %.2f ms" %
+          wait_p99_ms)
+    print("idle client connections (%d): sidecar RSS %+.0f bytes/conn (%d -> %d KiB)%s" % (
+        idle_n, per_conn, rss_before, rss_after,
+        ", haproxy %+.0f bytes/conn" % ha_per_conn if ha_per_conn is not None else ""))
+    if instr is not None:
+        print("user-space instructions per proxied 64 B unary call (callgrind): %.0f" % instr)
+
+    out_dir = os.path.join(build, "bench")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump({"mode": a.mode, "nproc": os.cpu_count(), "loadavg": os.getloadavg(),
+                   "rounds": rounds, "duration_s": duration, "workloads": results,
+                   "wait_p99_ms_pool32": wait_p99_ms, "idle_rss_bytes_per_conn": per_conn,
+                   "haproxy_idle_rss_bytes_per_conn": ha_per_conn,
+                   "instructions_per_call": instr}, f, indent=2)
+    print("results: %s" % os.path.join(out_dir, "results.json"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
