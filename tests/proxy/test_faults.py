@@ -1,0 +1,235 @@
+"""Faults and hostile peers, each bounded in time and count: upstreams that
+send garbage, break id rules, stall or vanish; dials that hang; slow
+readers; connection floods. Each call fails with the right cause or
+succeeds; the sidecar stays up and other clients never notice."""
+
+import os
+import resource
+import socket
+import threading
+import time
+
+import pytest
+
+import drpc
+from conftest import basic_config, free_port
+
+ECHO = "/test.Echo/"
+
+
+class RawUpstream:
+    """Accepts connections and answers every request with handler(sock, request_bytes)."""
+
+    def __init__(self, handler):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.handler = handler
+        self.conns = []
+        self.closed = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self.closed:
+            try:
+                s, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(s)
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    return
+                self.handler(s, data)
+        except OSError:
+            pass
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def sid_of(request):
+    """Stream id of the first frame of a request (ids < 128 in these tests)."""
+    return request[1]
+
+
+@pytest.mark.parametrize("reply,cause", [
+    (lambda sid: b"\xff" * 16, 1012),                                       # garbage
+    (lambda sid: drpc.frame(drpc.KIND_MESSAGE, sid, 5, b"x", done=False) +
+     drpc.frame(drpc.KIND_MESSAGE, sid, 2, b"y"), 1012),                    # id goes backwards
+    (lambda sid: drpc.frame(drpc.KIND_INVOKE, sid, 1, b"/x/y"), 1012),     # invoke from a server
+    (lambda sid: bytes([0x05, sid, 0x01]) + b"\xff\xff\xff\xff\x0f", 1008),  # 4 GiB frame
+    (lambda sid: drpc.frame(drpc.KIND_MESSAGE, sid + 5, 1, b"x"), 1012),   # unopened stream
+])
+def test_hostile_upstream_fails_only_that_call(sidecar, reply, cause):
+    bad = RawUpstream(lambda s, req: s.sendall(reply(sid_of(req))))
+    good = drpc.TestServer()
+    try:
+        cfg = basic_config(good.addr)
+        cfg["pools"].append({"name": "bad", "endpoints": [bad.addr], "max_conns": 2})
+        cfg["routes"] = [{"match": {"rpc_prefix": "/bad."}, "pool": "bad"}, {"pool": "default"}]
+        sc = sidecar(cfg)
+        with drpc.Conn(sc.addr) as c, drpc.Conn(sc.addr) as other:
+            with pytest.raises(drpc.DrpcError) as e:
+                c.unary("/bad.Svc/Call", b"x")
+            assert e.value.code == cause
+            assert c.unary(ECHO + "Unary", b"same client") == b"same client"
+            assert other.unary(ECHO + "Unary", b"other") == b"other"
+        # the broken connection was not returned to the pool
+        time.sleep(0.2)
+        assert all(s.fileno() == -1 or _closed(s) for s in bad.conns)
+    finally:
+        bad.close()
+        good.close()
+
+
+def _closed(s):
+    s.setblocking(False)
+    try:
+        return s.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_upstream_closes_halfway_through_a_frame(sidecar):
+    bad = RawUpstream(lambda s, req: (s.sendall(drpc.frame(drpc.KIND_MESSAGE, sid_of(req), 1,
+                                                           b"y" * 100)[:50]),
+                                      s.shutdown(socket.SHUT_RDWR)))
+    try:
+        sc = sidecar(basic_config(bad.addr))
+        with drpc.Conn(sc.addr) as c:
+            with pytest.raises(drpc.DrpcError) as e:
+                c.unary(ECHO + "Unary", b"x")
+            assert e.value.code == 1006
+    finally:
+        bad.close()
+
+
+def test_silent_upstream_hits_call_timeout(sidecar):
+    silent = RawUpstream(lambda s, req: None)  # reads, never answers
+    try:
+        sc = sidecar(basic_config(silent.addr, call_timeout_ms=300))
+        with drpc.Conn(sc.addr) as c:
+            t0 = time.time()
+            with pytest.raises(drpc.DrpcError) as e:
+                c.unary(ECHO + "Unary", b"x")
+            assert e.value.code == 1007
+            assert time.time() - t0 < 1.5
+    finally:
+        silent.close()
+
+
+def test_dial_that_hangs_hits_dial_timeout(sidecar):
+    # A listener whose backlog is full and that never accepts: SYNs go unanswered.
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    addr = "127.0.0.1:%d" % hole.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        f = socket.socket()
+        f.setblocking(False)
+        try:
+            f.connect(("127.0.0.1", hole.getsockname()[1]))
+        except BlockingIOError:
+            pass
+        fillers.append(f)
+    try:
+        sc = sidecar(basic_config(addr, dial_timeout_ms=300, wait_timeout_ms=5000))
+        with drpc.Conn(sc.addr) as c:
+            t0 = time.time()
+            with pytest.raises(drpc.DrpcError) as e:
+                c.unary(ECHO + "Unary", b"x")
+            assert e.value.code == 1005
+            assert "dial timeout" in e.value.message
+            assert time.time() - t0 < 2
+    finally:
+        for f in fillers:
+            f.close()
+        hole.close()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_slow_reader_is_back_pressured(upstream, sidecar):
+    cfg = basic_config(upstream.addr)
+    cfg["call_buffer_bytes"] = 256 * 1024
+    sc = sidecar(cfg)
+    base = rss_kib(sc.proc.pid)
+    slow = drpc.Conn(sc.addr)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    # ask for 100 MB and read almost nothing for 3 seconds
+    slow.start_unary(ECHO + "ServerStream", b"100 1048576")
+    peak = 0
+    with drpc.Conn(sc.addr) as other:
+        for _ in range(15):
+            t0 = time.time()
+            assert other.unary(ECHO + "Unary", b"fast") == b"fast"
+            assert time.time() - t0 < 0.5
+            slow.sock.recv(1024)
+            peak = max(peak, rss_kib(sc.proc.pid))
+            time.sleep(0.2)
+    grown = peak - base
+    # The call's buffering stays near call_buffer_bytes (+ one read and one
+    # frame); sanitizer builds keep freed memory in quarantine, hence more room.
+    limit = 32 * 1024 if "ASAN_OPTIONS" in os.environ else 4 * 1024
+    assert grown < limit, "sidecar grew by %d KiB under a slow reader" % grown
+    slow.close()
+
+
+def test_connection_flood_with_max_clients(upstream, sidecar):
+    n, limit = 3000, 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < n + 500:
+        pytest.skip("RLIMIT_NOFILE hard limit %d too low" % hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 500), hard))
+    cfg = basic_config(upstream.addr)
+    cfg["max_clients"] = limit
+    sc = sidecar(cfg)
+    time.sleep(0.2)
+    base = rss_kib(sc.proc.pid)
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(tuple(sc.addr.rsplit(":", 1)[:1]) +
+                                                  (int(sc.addr.rsplit(":", 1)[1]),)))
+        time.sleep(1.0)
+        alive = 0
+        for s in socks:
+            s.setblocking(False)
+            try:
+                alive += s.recv(1) != b""
+            except BlockingIOError:
+                alive += 1
+            except OSError:
+                pass
+        assert alive == limit, alive
+        peak = rss_kib(sc.proc.pid)
+        limit = 64 * 1024 if "ASAN_OPTIONS" in os.environ else 8 * 1024
+        assert peak - base < limit, "RSS grew %d KiB for %d clients" % (peak - base, limit)
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.5)
+    with drpc.Conn(sc.addr) as c:
+        assert c.unary(ECHO + "Unary", b"after the flood") == b"after the flood"
+    print("flood: %d connections, %d served, RSS %d -> %d KiB" % (n, limit, base, peak))
