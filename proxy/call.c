@@ -17,7 +17,9 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "proxy/accesslog.h"
 #include "proxy/client.h"
+#include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/pool.h"
 #include "proxy/router.h"
@@ -114,6 +116,41 @@ static void record_result(struct call *c)
     p->stats.bytes_from_upstream += c->bytes_down;
 }
 
+static const char *result_name(const struct call *c);
+
+/* One access-log line for the finished call. */
+static void log_access(struct call *c)
+{
+    struct sidecar *sc = c->sc;
+    if (!sc->accesslog)
+        return;
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    uint64_t end = uv_hrtime();
+    const char *route = c->route_index >= 0 ? c->cfg->routes[c->route_index].name : NULL;
+    struct accesslog_entry e = {
+        .time_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000,
+        .call_id = c->id,
+        .client_id = c->client ? c->client->id : 0,
+        .client_peer = c->client ? c->client->peer : "-",
+        .listener = c->client && c->client->listener ? c->client->listener->lc->name : "-",
+        .route = route ? route : "-",
+        .pool = c->pool ? c->pool->pc->name : "-",
+        .endpoint = c->up ? (c->up->ep ? c->up->ep->addr->text : c->up->agent_id) : "-",
+        .rpc = c->rpc ? c->rpc : "",
+        .rpc_len = c->rpc_len,
+        .result = result_name(c),
+        .error_code = c->result == CALL_RESULT_FAILED ? call_cause_code(c->fail_cause) : 0,
+        .duration_us = (end - c->started_hr) / 1000,
+        .wait_us = ((c->attached_hr ? c->attached_hr : end) - c->started_hr) / 1000,
+        .bytes_up = c->bytes_up,
+        .bytes_down = c->bytes_down,
+        .msgs_up = c->msgs_up,
+        .msgs_down = c->msgs_down,
+    };
+    accesslog_call(sc->accesslog, &e);
+}
+
 static const char *result_name(const struct call *c)
 {
     switch (c->result) {
@@ -144,6 +181,7 @@ static void call_finish(struct call *c, bool up_clean, const char *reason)
     if (c->timer_init)
         uv_timer_stop(&c->timer);
     record_result(c);
+    log_access(c);
     log_debug("call#%llu %.*s: %s in %lluus", (unsigned long long)c->id, (int)c->rpc_len,
               c->rpc ? c->rpc : "", result_name(c),
               (unsigned long long)((uv_hrtime() - c->started_hr) / 1000));

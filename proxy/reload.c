@@ -10,6 +10,7 @@
 #include "proxy/agent.h"
 #include "proxy/listener.h"
 #include "proxy/log.h"
+#include "proxy/notify.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
 
@@ -268,6 +269,7 @@ static void load_done(uv_work_t *w, int status)
         snprintf(st->error, sizeof(st->error), "%s", err);
         log_error("reload: refused, keeping the running config: %s", err);
     }
+    notify_send(rc == 0 ? "READY=1\nSTATUS=serving (reloaded)" : "READY=1\nSTATUS=reload refused");
     if (job->cb)
         job->cb(sc, rc, rc ? err : NULL, job->arg);
     free(job->path);
@@ -292,6 +294,11 @@ int reload_start(struct sidecar *sc, reload_done_cb cb, void *arg)
     job->cb = cb;
     job->arg = arg;
     job->work.data = job;
+    /* uv_hrtime is CLOCK_MONOTONIC, which is what systemd expects here. */
+    char msg[96];
+    snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)(uv_hrtime() / 1000));
+    notify_send(msg);
     int rc = uv_queue_work(sc->loop, &job->work, load_work, load_done);
     if (rc) {
         free(job->path);

@@ -14,11 +14,13 @@
 #include <string.h>
 
 #include "admin/admin.h"
+#include "proxy/accesslog.h"
 #include "proxy/agent.h"
 #include "proxy/call.h"
 #include "proxy/client.h"
 #include "proxy/listener.h"
 #include "proxy/log.h"
+#include "proxy/notify.h"
 #include "proxy/pool.h"
 
 #define JANITOR_INTERVAL_MS 100
@@ -129,6 +131,9 @@ static void stop_everything(struct sidecar *sc)
     uv_close((uv_handle_t *)&sc->sig_term, NULL);
     uv_close((uv_handle_t *)&sc->sig_int, NULL);
     uv_close((uv_handle_t *)&sc->sig_hup, NULL);
+    uv_close((uv_handle_t *)&sc->sig_usr1, NULL);
+    accesslog_close(sc->accesslog);
+    sc->accesslog = NULL;
     uv_close((uv_handle_t *)&sc->flush_check, NULL);
 }
 
@@ -179,6 +184,7 @@ void sidecar_shutdown(struct sidecar *sc, const char *why)
     if (sc->state != SIDECAR_RUNNING)
         return;
     sc->state = SIDECAR_DRAINING;
+    notify_send("STOPPING=1");
     log_info("shutdown (%s): draining %u clients, %u calls, grace %llu ms", why, sc->n_clients,
              sc->n_calls, (unsigned long long)sc->cfg->shutdown_grace_ms);
     /* Stopped listeners free themselves: forget them here. */
@@ -199,6 +205,11 @@ void sidecar_shutdown(struct sidecar *sc, const char *why)
 static void signal_cb(uv_signal_t *s, int signum)
 {
     struct sidecar *sc = s->data;
+    if (signum == SIGUSR1) {
+        log_info("SIGUSR1: reopening the access log");
+        accesslog_reopen(sc->accesslog);
+        return;
+    }
     if (signum == SIGHUP) {
         int rc = reload_start(sc, NULL, NULL);
         if (rc)
@@ -244,6 +255,13 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
     sc->sig_int.data = sc;
     uv_signal_init(loop, &sc->sig_hup);
     sc->sig_hup.data = sc;
+    uv_signal_init(loop, &sc->sig_usr1);
+    sc->sig_usr1.data = sc;
+    if (cfg->access_log.enabled) {
+        int rc = accesslog_open(loop, &cfg->access_log, &sc->accesslog, err, err_size);
+        if (rc)
+            return rc;
+    }
 
     sc->pools = calloc(cfg->n_pools, sizeof(*sc->pools));
     sc->listeners = calloc(cfg->n_listeners, sizeof(*sc->listeners));
@@ -279,6 +297,9 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
     uv_signal_start(&sc->sig_term, signal_cb, SIGTERM);
     uv_signal_start(&sc->sig_int, signal_cb, SIGINT);
     uv_signal_start(&sc->sig_hup, signal_cb, SIGHUP);
+    uv_signal_start(&sc->sig_usr1, signal_cb, SIGUSR1);
+    /* Listeners are open: tell systemd (Type=notify) we are ready. */
+    notify_send("READY=1\nSTATUS=serving");
     return 0;
 }
 

@@ -18,6 +18,7 @@
 struct listener;
 struct pool;
 struct admin;
+struct accesslog;
 
 enum sidecar_state {
     SIDECAR_RUNNING,
@@ -61,6 +62,7 @@ struct sidecar {
     struct reload_status last_reload;
     bool reload_running;
     struct admin *admin;
+    struct accesslog *accesslog; /* NULL when access_log is not configured */
 
     struct list_node clients; /* every client_conn */
     uint32_t n_clients;
@@ -81,6 +83,7 @@ struct sidecar {
     uv_signal_t sig_term;
     uv_signal_t sig_int;
     uv_signal_t sig_hup;
+    uv_signal_t sig_usr1;
     bool draining_deadline_passed;
     int exit_code;
 

@@ -1,0 +1,135 @@
+"""Operations: access log (formats, reopen), systemd readiness over
+$NOTIFY_SOCKET, and a zero-downtime upgrade with SO_REUSEPORT."""
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+import drpc
+from conftest import basic_config, free_port
+
+ECHO = "/test.Echo/"
+
+
+def wait_lines(path, n, timeout=5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                lines = f.read().splitlines()
+            if len(lines) >= n:
+                return lines
+        time.sleep(0.05)
+    raise AssertionError("%s: fewer than %d lines" % (path, n))
+
+
+def test_access_log_json_and_reopen(upstream, sidecar, tmpdir_path):
+    path = os.path.join(tmpdir_path, "access.log")
+    cfg = basic_config(upstream.addr)
+    cfg["access_log"] = {"path": path, "format": "json"}
+    sc = sidecar(cfg)
+    with drpc.Conn(sc.addr) as c:
+        c.unary(ECHO + "Unary", b"hello", {"secret": "do-not-log"})
+        with pytest.raises(drpc.DrpcError):
+            c.unary(ECHO + "Error", b"9 nope")
+        with pytest.raises(drpc.DrpcError):
+            c.unary("/weird\x01\"name", b"")
+    lines = wait_lines(path, 3)
+    recs = [json.loads(l) for l in lines]
+    assert recs[0]["rpc"] == ECHO + "Unary" and recs[0]["result"] == "ok"
+    assert recs[0]["pool"] == "default" and recs[0]["listener"] == "local"
+    assert recs[0]["bytes_up"] == 5 and recs[0]["msgs_down"] == 1
+    assert recs[0]["duration_us"] >= recs[0]["wait_us"] >= 0
+    assert recs[1]["result"] == "app_error"
+    assert recs[2]["rpc"] == "/weird\x01\"name"
+    assert "do-not-log" not in open(path).read()
+    # logrotate: move the file away, SIGUSR1, new lines go to a new file
+    os.rename(path, path + ".1")
+    sc.signal(signal.SIGUSR1)
+    time.sleep(0.2)
+    with drpc.Conn(sc.addr) as c:
+        c.unary(ECHO + "Unary", b"after rotate")
+    assert len(wait_lines(path, 1)) == 1
+    assert len(open(path + ".1").read().splitlines()) == 3
+
+
+def test_access_log_text(upstream, sidecar, tmpdir_path):
+    path = os.path.join(tmpdir_path, "access.txt")
+    cfg = basic_config(upstream.addr)
+    cfg["access_log"] = {"path": path, "format": "text"}
+    sc = sidecar(cfg)
+    with drpc.Conn(sc.addr) as c:
+        c.unary(ECHO + "Unary", b"x")
+    line = wait_lines(path, 1)[0]
+    assert " rpc=/test.Echo/Unary " in line and " result=ok " in line
+    assert line.startswith("time=") and " pool=default " in line
+
+
+def test_systemd_readiness(upstream, sidecar, tmpdir_path):
+    path = os.path.join(tmpdir_path, "notify.sock")
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.bind(path)
+    rx.settimeout(5)
+    os.environ["NOTIFY_SOCKET"] = path
+    try:
+        sc = sidecar(basic_config(upstream.addr))
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    msg = rx.recv(4096).decode()
+    assert "READY=1" in msg.split("\n")
+    sc.signal(signal.SIGHUP)
+    assert rx.recv(4096).decode().startswith("RELOADING=1\nMONOTONIC_USEC=")
+    assert "READY=1" in rx.recv(4096).decode()
+    sc.stop()
+    assert rx.recv(4096).decode() == "STOPPING=1"
+    rx.close()
+
+
+def test_zero_downtime_upgrade_with_reuse_port(upstream, sidecar):
+    cfg = basic_config(upstream.addr)
+    old = sidecar(cfg)
+    failures, done = [], [0]
+    stop = threading.Event()
+
+    def client():
+        c = None
+        while not stop.is_set():
+            try:
+                if c is None:
+                    c = drpc.Conn(old.addr)
+                assert c.unary(ECHO + "Unary", b"u") == b"u"
+                done[0] += 1
+            except (drpc.ConnectionLost, ConnectionError, OSError):
+                # the old process closed an idle connection (or reset one it
+                # had not accepted yet): nothing was processed, dial again
+                if c:
+                    c.close()
+                c = None
+            except Exception as e:  # noqa: BLE001
+                failures.append(repr(e))
+                return
+        if c:
+            c.close()
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    new_cfg = dict(cfg, admin={"address": "127.0.0.1:%d" % free_port()})
+    new = sidecar(new_cfg)  # same listener port, SO_REUSEPORT
+    time.sleep(0.5)
+    before = done[0]
+    old.signal(signal.SIGTERM)
+    assert old.proc.wait(15) == 0
+    time.sleep(0.8)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not failures, failures[:3]
+    assert done[0] > before  # calls kept flowing through the new process
+    assert new.proc.poll() is None
