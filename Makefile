@@ -32,7 +32,7 @@ LDLIBS     = $(PKG_LIBS) -lm
 # Debian packages: what building, testing and fuzzing need.
 DEB_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libprotobuf-c-dev \
             protobuf-c-compiler libcmocka-dev node-llhttp clang libclang-rt-14-dev \
-            python3 python3-pytest curl valgrind clang-format procps chromium
+            python3 python3-pytest curl valgrind clang-format procps chromium haproxy python3-yaml groff-base
 
 CORE_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c config/*.c admin/*.c))
 CORE_OBJ  := $(CORE_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/metadata.pb-c.o
@@ -61,7 +61,7 @@ FORMAT_SRC := $(wildcard proxy/*.[ch] config/*.[ch] admin/*.[ch] tests/*/*.[ch])
 .SECONDARY:
 
 .PHONY: all deps binaries test unit-tests run asan valgrind fuzz fuzz-long fuzz-bins \
-        format format-check install clean bench bench-quick
+        format format-check install install-files clean bench bench-quick
 
 all: deps
 	@$(MAKE) --no-print-directory binaries
@@ -191,8 +191,15 @@ format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 install: all
+	@$(MAKE) --no-print-directory install-files
+
+# Copies what `make` built; no rebuild (the Dockerfile and tests use it).
+install-files:
 	install -D -m 0755 $(B)/drpc-sidecar $(DESTDIR)$(PREFIX)/bin/drpc-sidecar
+	install -D -m 0644 config/drpc-sidecar.1 $(DESTDIR)$(PREFIX)/share/man/man1/drpc-sidecar.1
 	install -D -m 0644 config/example.json $(DESTDIR)$(PREFIX)/share/drpc-sidecar/example.json
+	install -D -m 0644 config/drpc-sidecar.service \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system/drpc-sidecar.service
 
 clean:
 	rm -rf build build-asan
