@@ -61,7 +61,7 @@ FORMAT_SRC := $(wildcard proxy/*.[ch] config/*.[ch] admin/*.[ch] tests/*/*.[ch])
 .SECONDARY:
 
 .PHONY: all deps binaries test unit-tests run asan valgrind fuzz fuzz-long fuzz-bins \
-        format format-check install install-files clean bench bench-quick
+        format format-check install install-files clean bench bench-quick soak
 
 all: deps
 	@$(MAKE) --no-print-directory binaries
@@ -182,6 +182,11 @@ bench: all
 
 bench-quick: all
 	@tests/bench/run.sh $(B) quick
+
+# Long mixed load with upstream kills and reloads; not in CI.
+DURATION ?= 30m
+soak: all
+	@$(PYTHON) tests/soak/soak.py --build $(B) --duration $(DURATION)
 
 # --- housekeeping -----------------------------------------------------------
 format:
