@@ -257,6 +257,12 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
     sc->sig_hup.data = sc;
     uv_signal_init(loop, &sc->sig_usr1);
     sc->sig_usr1.data = sc;
+    /* Signals first: a SIGTERM that arrives once a listener is open must
+     * drain, not kill the process with the default action. */
+    uv_signal_start(&sc->sig_term, signal_cb, SIGTERM);
+    uv_signal_start(&sc->sig_int, signal_cb, SIGINT);
+    uv_signal_start(&sc->sig_hup, signal_cb, SIGHUP);
+    uv_signal_start(&sc->sig_usr1, signal_cb, SIGUSR1);
     if (cfg->access_log.enabled) {
         int rc = accesslog_open(loop, &cfg->access_log, &sc->accesslog, err, err_size);
         if (rc)
@@ -294,10 +300,6 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
             return rc;
     }
     uv_timer_start(&sc->janitor, janitor_cb, 0, JANITOR_INTERVAL_MS);
-    uv_signal_start(&sc->sig_term, signal_cb, SIGTERM);
-    uv_signal_start(&sc->sig_int, signal_cb, SIGINT);
-    uv_signal_start(&sc->sig_hup, signal_cb, SIGHUP);
-    uv_signal_start(&sc->sig_usr1, signal_cb, SIGUSR1);
     /* Listeners are open: tell systemd (Type=notify) we are ready. */
     notify_send("READY=1\nSTATUS=serving");
     return 0;

@@ -267,11 +267,9 @@ def test_all_endpoints_ejected(sidecar):
 
 def test_second_endpoint_takes_over(sidecar, upstream):
     dead = "127.0.0.1:%d" % free_port()
-    sc = sidecar(basic_config(dead, eject_after_failures=1))
-    sc.config["pools"][0]["endpoints"] = [dead, upstream.addr]
-    sc.stop()
-    sc2 = sidecar(dict(sc.config, listeners=[{"name": "l2", "address": "127.0.0.1:%d" % free_port()}],
-                       admin={"address": "127.0.0.1:%d" % free_port()}))
+    cfg = basic_config(dead, eject_after_failures=1)
+    cfg["pools"][0]["endpoints"] = [dead, upstream.addr]
+    sc2 = sidecar(cfg)
     ok = 0
     with drpc.Conn(sc2.addr) as c:
         for _ in range(10):

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# make run: a demo DRPC upstream on 127.0.0.1:8000 serving the test service,
+# make run: drpc-testd (the test service) on 127.0.0.1:8000 as the demo upstream,
 # and drpc-sidecar in front of it with config/example.json. Ctrl-C stops both.
 set -euo pipefail
 B=${1:-build}
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
 
-"$PY" tests/proxy/drpc.py serve 127.0.0.1:8000 >/dev/null &
+"$B/drpc-testd" --listen 127.0.0.1:8000 >/dev/null 2>&1 &
 upstream=$!
 trap 'kill $upstream 2>/dev/null; wait $upstream 2>/dev/null || true' EXIT
 
