@@ -9,6 +9,7 @@
  */
 #include "proxy/sidecar.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,15 @@ static void janitor_cb(uv_timer_t *t)
     /* A walk over every client is cheap once a second, wasteful ten times. */
     if (++sc->janitor_ticks % 10 == 0)
         close_idle_clients(sc, now);
+    /* After a flood of clients went away, hand the freed heap back to the
+     * OS (glibc keeps it otherwise), at most every ten seconds. */
+    if (sc->n_clients > sc->clients_peak)
+        sc->clients_peak = sc->n_clients;
+    if (sc->janitor_ticks % 100 == 0 || sc->clients_peak - sc->n_clients > 1000) {
+        if (sc->clients_peak > sc->n_clients + 1000)
+            malloc_trim(0);
+        sc->clients_peak = sc->n_clients;
+    }
 }
 
 void sidecar_count_result(struct sidecar *sc, const char *pool, const char *route, int result)

@@ -66,6 +66,7 @@ struct sidecar {
 
     struct list_node clients; /* every client_conn */
     uint32_t n_clients;
+    uint32_t clients_peak;  /* since the last heap trim */
     struct list_node calls; /* every unfinished call */
     uint32_t n_calls;
 
