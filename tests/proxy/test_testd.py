@@ -149,3 +149,25 @@ def test_agent_mode_through_a_reverse_pool(sidecar):
         for a in agents:
             a.terminate()
             assert a.wait(10) == 0
+
+
+def test_drpc_call_cli_through_the_sidecar(upstream, sidecar):
+    from conftest import basic_config
+
+    sc = sidecar(basic_config(upstream.addr))
+
+    def call(*args):
+        p = subprocess.run([binary("drpc-call")] + list(args), capture_output=True, timeout=20)
+        return p.returncode, p.stdout.decode()
+
+    assert call(sc.addr, "/test.Echo/Unary", "hello") == (0, "hello\n")
+    assert call("--meta", "a=1", sc.addr, "/test.Echo/Metadata", "x") == (0, "a=1\n\n")
+    assert call("--stream", "client", sc.addr, "/test.Echo/ClientStream", "a", "b") == (0, "ab\n")
+    assert call("--stream", "bidi", sc.addr, "/test.Echo/Bidi", "p", "q") == (0, "p\nq\n")
+    code, out = call("--stream", "server", "--hex", sc.addr, "/test.Echo/ServerStream", "2 3")
+    assert (code, out) == (0, "000102\n010203\n")
+    assert call(sc.addr, "/test.Echo/Error", "42 nope") == (1, "error code=42 text=nope\n")
+    code, out = call("--repeat", "3", sc.addr, "/test.Echo/Conn")
+    assert code == 0 and [l.split()[1] for l in out.split()[1::2]] == [] or len(out.split()) == 6
+    assert call("--soft-cancel-after", "100", sc.addr, "/test.Echo/Sleep", "3000") == \
+        (0, "cancelled\n")
