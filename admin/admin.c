@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "proxy/handle.h"
+
 #include "admin/http.h"
 #include "admin/routes.h"
 #include "config/config.h"
@@ -28,16 +30,9 @@
 
 #define ADMIN_MAX_OUT (8u << 20) /* a client that stops reading is cut off here */
 
-union admin_stream {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-};
-
 struct admin {
     struct sidecar *sc;
-    union admin_stream h;
+    union stream_handle h;
     bool open;
     struct list_node conns;
     uint32_t n_conns;
@@ -57,7 +52,7 @@ struct admin_conn {
     uint64_t id;
     enum admin_conn_state state;
     struct list_node node;
-    union admin_stream h;
+    union stream_handle h;
     uv_timer_t timer;
     int open_handles;
     struct admin_http http;

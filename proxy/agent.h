@@ -15,16 +15,13 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "proxy/handle.h"
+
 struct pool;
 
 struct agent_listener {
     struct pool *pool;
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    union stream_handle h;
     bool open;
     uint64_t accepted;
     uint64_t rejected; /* over max_conns or shutting down */

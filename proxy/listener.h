@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "proxy/handle.h"
+
 struct sidecar;
 struct config_listener;
 
@@ -20,12 +22,7 @@ struct listener {
     struct sidecar *sc;
     struct config *cfg;               /* ref held */
     const struct config_listener *lc; /* in cfg */
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    union stream_handle h;
     bool open;
     bool handle_closed;
     uint32_t n_clients;

@@ -413,6 +413,21 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         pool_on_dial_failed(up->pool, up, rc, "connect");
 }
 
+/* Initialises the connection's socket handle and counts it for the close. */
+static int init_socket(struct upstream_conn *up, bool unix_socket)
+{
+    uv_loop_t *loop = up->pool->sc->loop;
+    int rc =
+        unix_socket ? uv_pipe_init(loop, &up->wire.h.pipe, 0) : uv_tcp_init(loop, &up->wire.h.tcp);
+    if (rc)
+        return rc;
+    up->wire.is_tcp = !unix_socket;
+    up->wire.h.handle.data = &up->wire;
+    up->wire.handle_open = true;
+    up->open_handles++;
+    return 0;
+}
+
 int upstream_dial(struct pool *p, struct endpoint *ep, struct upstream_conn **out)
 {
     struct sidecar *sc = p->sc;
@@ -431,18 +446,7 @@ int upstream_dial(struct pool *p, struct endpoint *ep, struct upstream_conn **ou
     up->open_handles = 1;
 
     const struct config_addr *a = ep->addr;
-    int rc;
-    if (a->kind == CONFIG_ADDR_UNIX) {
-        rc = uv_pipe_init(sc->loop, &up->wire.h.pipe, 0);
-    } else {
-        rc = uv_tcp_init(sc->loop, &up->wire.h.tcp);
-        up->wire.is_tcp = true;
-    }
-    if (rc == 0) {
-        up->wire.h.handle.data = &up->wire;
-        up->wire.handle_open = true;
-        up->open_handles++;
-    }
+    int rc = init_socket(up, a->kind == CONFIG_ADDR_UNIX);
 
     up->state = ep->literal ? UPSTREAM_CONNECTING : UPSTREAM_RESOLVING;
     list_push_back(&p->connecting, &up->pool_node);
@@ -495,19 +499,9 @@ void upstream_accept(struct pool *p, uv_stream_t *server)
     uv_timer_init(sc->loop, &up->dial_timer);
     up->dial_timer.data = up;
     up->open_handles = 1;
-    int rc;
-    if (p->pc->accept.kind == CONFIG_ADDR_UNIX) {
-        rc = uv_pipe_init(sc->loop, &up->wire.h.pipe, 0);
-    } else {
-        rc = uv_tcp_init(sc->loop, &up->wire.h.tcp);
-        up->wire.is_tcp = true;
-    }
-    if (rc == 0) {
-        up->wire.h.handle.data = &up->wire;
-        up->wire.handle_open = true;
-        up->open_handles++;
+    int rc = init_socket(up, p->pc->accept.kind == CONFIG_ADDR_UNIX);
+    if (rc == 0)
         rc = uv_accept(server, &up->wire.h.stream);
-    }
     /* Not on any pool list yet: closing now touches no counters. */
     up->state = UPSTREAM_HANDSHAKE;
     if (rc != 0) {

@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "proxy/handle.h"
+
 #include "proxy/buf.h"
 #include "proxy/frame.h"
 #include "proxy/list.h"
@@ -38,12 +40,7 @@ enum wire_owner {
 };
 
 struct wire {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    union stream_handle h;
     enum wire_owner owner;
     struct sidecar *sc;
     bool is_tcp;

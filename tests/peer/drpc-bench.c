@@ -16,6 +16,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "proxy/handle.h"
+
 #include "proxy/buf.h"
 #include "proxy/frame.h"
 #include "tests/peer/peer_addr.h"
@@ -26,12 +28,7 @@ enum bench_mode {
 };
 
 struct bench_conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    union stream_handle h;
     uv_connect_t connect;
     uv_write_t write;
     struct buf in;

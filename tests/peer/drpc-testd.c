@@ -14,17 +14,14 @@
 #include <string.h>
 #include <uv.h>
 
+#include "proxy/handle.h"
+
 #include "tests/peer/peer_addr.h"
 #include "tests/peer/peer_server.h"
 
 #define MAX_LISTENERS 8
 
-static union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-} listeners[MAX_LISTENERS];
+static union stream_handle listeners[MAX_LISTENERS];
 static int n_listeners;
 static struct peer_server server;
 static uv_signal_t sig_term, sig_int;

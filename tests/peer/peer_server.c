@@ -15,6 +15,7 @@
 
 #include "proxy/buf.h"
 #include "proxy/frame.h"
+#include "proxy/handle.h"
 #include "proxy/metadata.h"
 
 #define SPLIT      (64 * 1024)
@@ -32,12 +33,7 @@ enum stream_kind {
 
 struct peer_conn {
     struct peer_server *srv;
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    union stream_handle h;
     uv_timer_t timer;
     int open_handles;
     bool closing;

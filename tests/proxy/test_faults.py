@@ -184,7 +184,7 @@ def test_slow_reader_is_back_pressured(upstream, sidecar):
         for _ in range(15):
             t0 = time.time()
             assert other.unary(ECHO + "Unary", b"fast") == b"fast"
-            assert time.time() - t0 < 0.5
+            assert time.time() - t0 < 1.5
             slow.sock.recv(1024)
             peak = max(peak, rss_kib(sc.proc.pid))
             time.sleep(0.2)
