@@ -12,7 +12,7 @@ import time
 import pytest
 
 import drpc
-from conftest import basic_config, free_port
+from conftest import INSTRUMENTED, basic_config, free_port
 
 ECHO = "/test.Echo/"
 
@@ -191,7 +191,7 @@ def test_slow_reader_is_back_pressured(upstream, sidecar):
     grown = peak - base
     # The call's buffering stays near call_buffer_bytes (+ one read and one
     # frame); sanitizer builds keep freed memory in quarantine, hence more room.
-    limit = 32 * 1024 if "ASAN_OPTIONS" in os.environ else 4 * 1024
+    limit = 32 * 1024 if INSTRUMENTED else 4 * 1024
     assert grown < limit, "sidecar grew by %d KiB under a slow reader" % grown
     slow.close()
 
@@ -224,7 +224,7 @@ def test_connection_flood_with_max_clients(upstream, sidecar):
                 pass
         assert alive == limit, alive
         peak = rss_kib(sc.proc.pid)
-        limit = 64 * 1024 if "ASAN_OPTIONS" in os.environ else 8 * 1024
+        limit = 64 * 1024 if INSTRUMENTED else 8 * 1024
         assert peak - base < limit, "RSS grew %d KiB for %d clients" % (peak - base, limit)
     finally:
         for s in socks:
@@ -312,7 +312,7 @@ def test_upstream_sigkilled_under_load_then_restarted(sidecar):
     assert ok[0] > before  # calls succeed again once it is back
     ep = json.load(urllib.request.urlopen(admin, timeout=5))["endpoints"][0]
     assert ep["ejections"] >= 1
-    assert rss_kib(sc.proc.pid) - base < (64 if "ASAN_OPTIONS" in os.environ else 16) * 1024
+    assert rss_kib(sc.proc.pid) - base < (64 if INSTRUMENTED else 16) * 1024
     print("kill test: ok=%d errors by code=%s" % (ok[0], causes))
 
 
@@ -355,6 +355,6 @@ def test_flood_of_10000_connections(upstream, sidecar):
     after = rss_kib(sc.proc.pid)
     print("flood: %d connections, %d served, RSS %d -> peak %d -> %d KiB" %
           (n, limit, base, peak, after))
-    assert peak - base < (64 if "ASAN_OPTIONS" in os.environ else 16) * 1024
-    if "ASAN_OPTIONS" not in os.environ:  # ASan's quarantine keeps freed memory
+    assert peak - base < (64 if INSTRUMENTED else 16) * 1024
+    if not INSTRUMENTED:  # ASan's quarantine keeps freed memory
         assert after - base < 1024, "RSS did not come back: %d -> %d KiB" % (base, after)
