@@ -67,6 +67,7 @@ class Sidecar:
                    "--errors-for-leak-kinds=definite", "--quiet"] + cmd
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         self.stopped = False
+        self.timed_out = False
         if wait:
             t = 30 if VALGRIND else 10
             for lst in config["listeners"]:
@@ -107,7 +108,7 @@ class Sidecar:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError("drpc-sidecar did not exit after SIGTERM:\n" + self.output())
+            self.timed_out = True
         return self.proc.returncode
 
     def check_clean(self):
@@ -142,13 +143,21 @@ def sidecar(tmpdir_path, request):
 
     yield start
     failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
-    for sc in started:
-        code = sc.stop()
+    # Stop every process before judging any, so one bad exit leaks nothing.
+    codes = [sc.stop() for sc in started]
+    problems = []
+    for sc, code in zip(started, codes):
         if failed:
             sys.stderr.write("---- sidecar log ----\n" + sc.output()[-8000:])
-        sc.check_clean()
-        if sc.expect_exit is not None:
-            assert code == sc.expect_exit, "drpc-sidecar exited %s:\n%s" % (code, sc.output()[-8000:])
+        try:
+            sc.check_clean()
+        except AssertionError as e:
+            problems.append(str(e))
+        if sc.timed_out:
+            problems.append("drpc-sidecar did not exit after SIGTERM:\n" + sc.output()[-8000:])
+        elif sc.expect_exit is not None and code != sc.expect_exit:
+            problems.append("drpc-sidecar exited %s:\n%s" % (code, sc.output()[-8000:]))
+    assert not problems, "\n".join(problems)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
