@@ -191,3 +191,58 @@ def _per_test_timeout():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)
+
+
+class BackgroundLoad:
+    """n clients making mixed unary and streaming calls until stopped; every
+    call must succeed (fault tests assert the fault touched no one else)."""
+
+    def __init__(self, addr, n=32, rpc_prefix="/test.Echo/"):
+        import threading
+
+        self.addr = addr
+        self.stop_event = threading.Event()
+        self.failures = []
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(i, rpc_prefix), daemon=True)
+                        for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, i, prefix):
+        try:
+            with drpc.Conn(self.addr) as c:
+                while not self.stop_event.is_set():
+                    if i % 3 == 0:
+                        assert len(c.server_stream(prefix + "ServerStream", b"4 512")) == 4
+                    elif i % 3 == 1:
+                        assert c.bidi(prefix + "Bidi", [b"a", b"b"]) == [b"a", b"b"]
+                    else:
+                        assert c.unary(prefix + "Unary", b"bg%d" % i) == b"bg%d" % i
+                    with self.lock:
+                        self.calls += 1
+        except Exception as e:  # noqa: BLE001
+            self.failures.append(repr(e))
+
+    def stop(self):
+        """Stops the clients and asserts none of their calls failed; idempotent."""
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(30)
+        assert not self.failures, self.failures[:3]
+        assert self.calls > 0
+
+
+@pytest.fixture
+def background_load():
+    loads = []
+
+    def start(addr, n=32):
+        load = BackgroundLoad(addr, n)
+        loads.append(load)
+        return load
+
+    yield start
+    for load in loads:
+        load.stop()

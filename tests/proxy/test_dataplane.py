@@ -320,8 +320,9 @@ def test_stale_unix_socket_is_replaced_live_one_refused(upstream, sidecar, tmpdi
     assert sc.proc.poll() is None
 
 
-def test_client_protocol_errors_affect_only_that_client(upstream, sidecar):
+def test_client_protocol_errors_affect_only_that_client(upstream, sidecar, background_load):
     sc = sidecar(basic_config(upstream.addr))
+    background_load(sc.addr)
     good = drpc.Conn(sc.addr)
     assert good.unary(ECHO + "Unary", b"before") == b"before"
     bad_inputs = [
@@ -345,6 +346,13 @@ def test_client_protocol_errors_affect_only_that_client(upstream, sidecar):
             with pytest.raises(drpc.ConnectionLost):
                 while True:
                     bad.reader.read_packet()
+    # a client that hangs up halfway through a frame (and mid-call)
+    half = drpc.Conn(sc.addr)
+    frame = drpc.frame(drpc.KIND_INVOKE, 1, 1, ECHO.encode() + b"Unary") + \
+        drpc.frame(drpc.KIND_MESSAGE, 1, 2, b"z" * 1000)
+    half.send_raw(frame[:len(frame) - 500])
+    time.sleep(0.1)
+    half.close()
     assert good.unary(ECHO + "Unary", b"after") == b"after"
     good.close()
 

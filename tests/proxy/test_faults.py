@@ -72,7 +72,7 @@ def sid_of(request):
     (lambda sid: bytes([0x05, sid, 0x01]) + b"\xff\xff\xff\xff\x0f", 1008),  # 4 GiB frame
     (lambda sid: drpc.frame(drpc.KIND_MESSAGE, sid + 5, 1, b"x"), 1012),   # unopened stream
 ])
-def test_hostile_upstream_fails_only_that_call(sidecar, reply, cause):
+def test_hostile_upstream_fails_only_that_call(sidecar, background_load, reply, cause):
     bad = RawUpstream(lambda s, req: s.sendall(reply(sid_of(req))))
     good = drpc.TestServer()
     try:
@@ -80,12 +80,14 @@ def test_hostile_upstream_fails_only_that_call(sidecar, reply, cause):
         cfg["pools"].append({"name": "bad", "endpoints": [bad.addr], "max_conns": 2})
         cfg["routes"] = [{"match": {"rpc_prefix": "/bad."}, "pool": "bad"}, {"pool": "default"}]
         sc = sidecar(cfg)
+        load = background_load(sc.addr)
         with drpc.Conn(sc.addr) as c, drpc.Conn(sc.addr) as other:
             with pytest.raises(drpc.DrpcError) as e:
                 c.unary("/bad.Svc/Call", b"x")
             assert e.value.code == cause
             assert c.unary(ECHO + "Unary", b"same client") == b"same client"
             assert other.unary(ECHO + "Unary", b"other") == b"other"
+        load.stop()
         # the broken connection was not returned to the pool
         time.sleep(0.2)
         assert all(s.fileno() == -1 or _closed(s) for s in bad.conns)
@@ -118,18 +120,26 @@ def test_upstream_closes_halfway_through_a_frame(sidecar):
         bad.close()
 
 
-def test_silent_upstream_hits_call_timeout(sidecar):
+def test_silent_upstream_hits_call_timeout(sidecar, background_load):
     silent = RawUpstream(lambda s, req: None)  # reads, never answers
+    good = drpc.TestServer()
     try:
-        sc = sidecar(basic_config(silent.addr, call_timeout_ms=300))
+        cfg = basic_config(good.addr)
+        cfg["pools"].append({"name": "silent", "endpoints": [silent.addr], "call_timeout_ms": 300})
+        cfg["routes"] = [{"match": {"rpc_prefix": "/silent."}, "pool": "silent"},
+                         {"pool": "default"}]
+        sc = sidecar(cfg)
+        load = background_load(sc.addr, 16)
         with drpc.Conn(sc.addr) as c:
             t0 = time.time()
             with pytest.raises(drpc.DrpcError) as e:
-                c.unary(ECHO + "Unary", b"x")
+                c.unary("/silent.Svc/Call", b"x")
             assert e.value.code == 1007
             assert time.time() - t0 < 1.5
+        load.stop()
     finally:
         silent.close()
+        good.close()
 
 
 def test_dial_that_hangs_hits_dial_timeout(sidecar):

@@ -105,3 +105,39 @@ def test_reload_under_load_100_times(sidecar):
     assert out.count("reload: refused") >= 5
     x.close()
     y.close()
+
+
+def test_reload_adds_and_removes_listeners(upstream, sidecar):
+    listen, admin = "127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()
+    cfg = make_config(listen, admin, [upstream.addr], 4, "a")
+    sc = sidecar(cfg)
+    extra = "127.0.0.1:%d" % free_port()
+    cfg2 = dict(cfg, listeners=cfg["listeners"] + [{"name": "extra", "address": extra}])
+    sc.write_config(cfg2)
+    sc.signal(signal.SIGHUP)
+    deadline = time.time() + 5
+    while True:
+        try:
+            with drpc.Conn(extra) as c:
+                assert c.unary(ECHO + "Unary", b"new listener") == b"new listener"
+            break
+        except OSError:
+            assert time.time() < deadline
+            time.sleep(0.05)
+    # a client of the listener about to go keeps its connection and calls
+    keeper = drpc.Conn(extra)
+    assert keeper.unary(ECHO + "Unary", b"k") == b"k"
+    sc.write_config(cfg)
+    sc.signal(signal.SIGHUP)
+    deadline = time.time() + 5
+    while True:
+        try:
+            drpc.dial(extra, timeout=0.5).close()
+            assert time.time() < deadline
+            time.sleep(0.05)
+        except OSError:
+            break
+    assert keeper.unary(ECHO + "Unary", b"still served") == b"still served"
+    keeper.close()
+    with drpc.Conn(listen) as c:
+        assert c.unary(ECHO + "Unary", b"old listener") == b"old listener"
