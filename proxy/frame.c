@@ -37,7 +37,9 @@ enum frame_result frame_parse(const uint8_t *buf, size_t len, size_t max_data, s
     bool is_control = (control & FRAME_CONTROL_FLAG) != 0;
     if (!is_control && !kind_known(kind))
         return FRAME_ERR_KIND;
-    if (ids[2] > max_data)
+    /* The second test keeps pos + length from wrapping when the caller
+     * passes SIZE_MAX ("no cap"). */
+    if (ids[2] > max_data || ids[2] > SIZE_MAX - pos)
         return FRAME_ERR_TOO_LARGE;
 
     size_t total = pos + (size_t)ids[2];
