@@ -1,403 +1,78 @@
 /*
  * config: JSON file -> validated, immutable struct config (see config.h).
  *
- *   text --jansson--> json_t --validate each item, fill defaults--> config
- *     \--config_pos--> path -> line:column, for the error of any value
+ *   bytes --jansson--> json_t --check each item, fill defaults--> config
+ *                                  | on the first error only
+ *                                  v
+ *        config_pos_find(bytes, JSON path) -> line:column of the value
  *
  * Validation is complete before anything starts: syntax, unknown keys,
  * types, ranges, addresses, duplicates and cross-references (routes to
- * pools, agent routes to reverse pools). The first error wins and names
- * file, line, column and JSON path. Keys starting with "_" are ignored
- * everywhere so files can carry annotations.
+ * pools, agent routes to reverse pools, routes hidden by earlier ones,
+ * listening sockets that clash). The first error wins and names file,
+ * line, column and JSON path. Config keys starting with "_" are ignored
+ * everywhere, so files can carry annotations; keys inside add_metadata
+ * are data and are all taken literally.
+ *
+ * Owns: reading the file, the top level, listeners, pools, admin and
+ * access log sections, the struct config life cycle (refs) and the error
+ * format. Beside it: config_read.c (typed values, positioned errors),
+ * config_routes.c (routes), config_addr.c (addresses), config_pos.c
+ * (positions), config_json.c (the effective config as JSON).
  */
 #include "config/config.h"
 
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 #include <uv.h>
 
-#include "config/config_pos.h"
+#include "config/config_addr.h"
+#include "config/config_read.h"
+#include "config/config_routes.h"
 
-#define MS_MAX_DAY   86400000ULL
-#define MS_MAX_MONTH (30ULL * MS_MAX_DAY)
-#define PATH_LEN     256
+#define PATH_LEN     CONFIG_POS_PATH_MAX
+#define MAX_FILE     (16u << 20)
+#define BOM          "\xef\xbb\xbf"
+#define UNIX_MODE_OK 0777
 
-struct parser {
-    const char *file;
-    struct config_pos pos;
-    struct config_error *err;
-};
+/* ---- listeners ------------------------------------------------------------ */
 
-static int fail(struct parser *ps, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(struct parser *ps, const char *path, const char *fmt, ...)
+/* "mode": "0660" (octal digits) or an integer (its value, e.g. 432 = 0660). */
+static int parse_mode(struct config_reader *rd, const json_t *mode, const char *p, uint32_t *out)
 {
-    struct config_error *e = ps->err;
-    memset(e, 0, sizeof(*e));
-    snprintf(e->file, sizeof(e->file), "%s", ps->file);
-    snprintf(e->path, sizeof(e->path), "%s", path);
-    if (config_pos_find(&ps->pos, path, &e->line, &e->column) != 0) {
-        e->line = 1;
-        e->column = 1;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->text, sizeof(e->text), fmt, ap);
-    va_end(ap);
-    return UV_EINVAL;
-}
-
-/* Appends s to out[*n], truncating at PATH_LEN (paths are for messages). */
-static void append(char *out, size_t *n, const char *s)
-{
-    size_t len = strlen(s);
-    if (len > PATH_LEN - 1 - *n)
-        len = PATH_LEN - 1 - *n;
-    memcpy(out + *n, s, len);
-    *n += len;
-    out[*n] = '\0';
-}
-
-static void join(char *out, const char *path, const char *key)
-{
-    size_t n = 0;
-    out[0] = '\0';
-    append(out, &n, path);
-    if (path[0])
-        append(out, &n, ".");
-    append(out, &n, key);
-}
-
-static void join_index(char *out, const char *path, size_t i)
-{
-    char idx[32];
-    size_t n = 0;
-    out[0] = '\0';
-    snprintf(idx, sizeof(idx), "[%zu]", i);
-    append(out, &n, path);
-    append(out, &n, idx);
-}
-
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "?";
-}
-
-/* Fails on keys not in allowed (NULL-terminated); "_" keys are annotations. */
-static int check_keys(struct parser *ps, const json_t *obj, const char *path,
-                      const char *const *allowed)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)obj, key, v)
-    {
-        if (key[0] == '_')
-            continue;
-        bool ok = false;
-        for (const char *const *a = allowed; *a; a++)
-            if (strcmp(*a, key) == 0)
-                ok = true;
-        if (!ok) {
-            char p[PATH_LEN];
-            join(p, path, key);
-            fail(ps, p, "unknown key \"%s\"", key);
-            config_pos_find_key(&ps->pos, p, &ps->err->line, &ps->err->column);
-            return UV_EINVAL;
-        }
-    }
-    return 0;
-}
-
-static int get_object(struct parser *ps, const json_t *v, const char *path)
-{
-    if (!json_is_object(v))
-        return fail(ps, path, "must be an object, not %s", type_name(v));
-    return 0;
-}
-
-static int get_u64(struct parser *ps, const json_t *obj, const char *path, const char *key,
-                   uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
-{
-    char p[PATH_LEN];
-    join(p, path, key);
-    const json_t *v = json_object_get(obj, key);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    if (!json_is_integer(v))
-        return fail(ps, p, "must be an integer, not %s", type_name(v));
-    json_int_t n = json_integer_value(v);
-    if (n < 0 || (uint64_t)n < min || (uint64_t)n > max)
-        return fail(ps, p, "must be between %llu and %llu", (unsigned long long)min,
-                    (unsigned long long)max);
-    *out = (uint64_t)n;
-    return 0;
-}
-
-static int get_u32(struct parser *ps, const json_t *obj, const char *path, const char *key,
-                   uint32_t min, uint32_t max, uint32_t def, uint32_t *out)
-{
-    uint64_t v;
-    int rc = get_u64(ps, obj, path, key, min, max, def, &v);
-    if (rc == 0)
-        *out = (uint32_t)v;
-    return rc;
-}
-
-static int get_bool(struct parser *ps, const json_t *obj, const char *path, const char *key,
-                    bool def, bool *out)
-{
-    char p[PATH_LEN];
-    join(p, path, key);
-    const json_t *v = json_object_get(obj, key);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    if (!json_is_boolean(v))
-        return fail(ps, p, "must be true or false, not %s", type_name(v));
-    *out = json_is_true(v);
-    return 0;
-}
-
-/* A non-empty string without NUL bytes; *out is a copy (NULL when absent). */
-static int get_string(struct parser *ps, const json_t *obj, const char *path, const char *key,
-                      bool required, char **out)
-{
-    char p[PATH_LEN];
-    join(p, path, key);
-    const json_t *v = json_object_get(obj, key);
-    *out = NULL;
-    if (!v) {
-        if (required)
-            return fail(ps, path[0] ? path : key, "missing required key \"%s\"", key);
-        return 0;
-    }
-    if (!json_is_string(v))
-        return fail(ps, p, "must be a string, not %s", type_name(v));
-    size_t n = json_string_length(v);
-    const char *s = json_string_value(v);
-    if (n == 0)
-        return fail(ps, p, "must not be empty");
-    if (strlen(s) != n)
-        return fail(ps, p, "must not contain NUL characters");
-    *out = strdup(s);
-    return *out ? 0 : UV_ENOMEM;
-}
-
-static int get_choice(struct parser *ps, const json_t *obj, const char *path, const char *key,
-                      const char *const *choices, int def, int *out)
-{
-    char p[PATH_LEN];
-    join(p, path, key);
-    const json_t *v = json_object_get(obj, key);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    if (json_is_string(v)) {
-        for (int i = 0; choices[i]; i++)
-            if (strcmp(choices[i], json_string_value(v)) == 0) {
-                *out = i;
-                return 0;
-            }
-    }
-    char list[256] = "";
-    for (int i = 0; choices[i]; i++) {
-        strncat(list, i ? ", \"" : "\"", sizeof(list) - strlen(list) - 1);
-        strncat(list, choices[i], sizeof(list) - strlen(list) - 1);
-        strncat(list, "\"", sizeof(list) - strlen(list) - 1);
-    }
-    return fail(ps, p, "must be one of %s", list);
-}
-
-/* ---- addresses ---------------------------------------------------------- */
-
-static bool valid_hostname(const char *h)
-{
-    if (!*h || strlen(h) > 253)
-        return false;
-    for (const char *c = h; *c; c++)
-        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '.' && *c != '_')
-            return false;
-    return true;
-}
-
-int config_addr_parse(const char *text, struct config_addr *out, const char **why)
-{
-    memset(out, 0, sizeof(*out));
-    *why = NULL;
-    if (strncmp(text, "unix:", 5) == 0) {
-        const char *path = text + 5;
-        if (!*path) {
-            *why = "unix socket path is empty";
-            return UV_EINVAL;
-        }
-        if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-            *why = "unix socket path is too long";
-            return UV_EINVAL;
-        }
-        out->kind = CONFIG_ADDR_UNIX;
-        out->path = strdup(path);
-        out->text = strdup(text);
-        if (!out->path || !out->text) {
-            config_addr_free(out);
-            return UV_ENOMEM;
-        }
-        return 0;
-    }
-    const char *colon = strrchr(text, ':');
-    if (!colon) {
-        *why = "expected host:port, [ipv6]:port or unix:/path";
-        return UV_EINVAL;
-    }
-    char host[256];
-    size_t hlen = (size_t)(colon - text);
-    if (text[0] == '[') {
-        if (hlen < 2 || text[hlen - 1] != ']') {
-            *why = "expected [ipv6]:port";
-            return UV_EINVAL;
-        }
-        if (hlen - 2 >= sizeof(host)) {
-            *why = "host is too long";
-            return UV_EINVAL;
-        }
-        memcpy(host, text + 1, hlen - 2);
-        host[hlen - 2] = '\0';
-        unsigned char buf[16];
-        if (inet_pton(AF_INET6, host, buf) != 1) {
-            *why = "not a valid IPv6 address";
-            return UV_EINVAL;
-        }
+    if (json_is_string(mode)) {
+        const char *s = json_string_value(mode);
+        size_t n = strlen(s);
+        if (n == 0 || n > 4 || strspn(s, "01234567") != n)
+            return config_read_fail(rd, p, "must be an octal file mode like \"0660\"");
+        *out = (uint32_t)strtoul(s, NULL, 8);
+    } else if (json_is_integer(mode)) {
+        json_int_t m = json_integer_value(mode);
+        if (m < 0 || m > 07777)
+            return config_read_fail(rd, p, "must be an octal file mode like \"0660\"");
+        *out = (uint32_t)m;
     } else {
-        if (hlen == 0) {
-            *why = "host is empty";
-            return UV_EINVAL;
-        }
-        if (hlen >= sizeof(host)) {
-            *why = "host is too long";
-            return UV_EINVAL;
-        }
-        memcpy(host, text, hlen);
-        host[hlen] = '\0';
-        if (strchr(host, ':')) {
-            *why = "IPv6 addresses must be written in brackets: [::1]:port";
-            return UV_EINVAL;
-        }
-        if (!valid_hostname(host)) {
-            *why = "host is not a valid name or address";
-            return UV_EINVAL;
-        }
+        return config_read_fail(rd, p, "must be an octal file mode like \"0660\", not %s",
+                                config_read_type_name(mode));
     }
-    const char *port = colon + 1;
-    if (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port)) {
-        *why = "port must be a number between 1 and 65535";
-        return UV_EINVAL;
-    }
-    long n = strtol(port, NULL, 10);
-    if (n < 1 || n > 65535) {
-        *why = "port must be a number between 1 and 65535";
-        return UV_EINVAL;
-    }
-    out->kind = CONFIG_ADDR_TCP;
-    out->port = (uint16_t)n;
-    out->host = strdup(host);
-    out->text = strdup(text);
-    if (!out->host || !out->text) {
-        config_addr_free(out);
-        return UV_ENOMEM;
-    }
+    if (*out > UNIX_MODE_OK)
+        return config_read_fail(rd, p,
+                                "must be at most \"0777\" (no setuid, setgid or sticky bits)");
     return 0;
 }
 
-void config_addr_free(struct config_addr *a)
-{
-    free(a->text);
-    free(a->host);
-    free(a->path);
-    memset(a, 0, sizeof(*a));
-}
-
-static bool addr_is_ip_literal(const struct config_addr *a)
-{
-    unsigned char buf[16];
-    return inet_pton(AF_INET, a->host, buf) == 1 || inet_pton(AF_INET6, a->host, buf) == 1;
-}
-
-static bool addr_is_loopback(const struct config_addr *a)
-{
-    if (a->kind == CONFIG_ADDR_UNIX)
-        return true;
-    if (strcmp(a->host, "localhost") == 0 || strcmp(a->host, "::1") == 0)
-        return true;
-    struct in_addr v4;
-    if (inet_pton(AF_INET, a->host, &v4) == 1)
-        return (ntohl(v4.s_addr) >> 24) == 127;
-    return false;
-}
-
-/* Parses the string at obj[key] as an address; local = must be bindable here. */
-static int get_addr(struct parser *ps, const json_t *obj, const char *path, const char *key,
-                    bool required, bool local, struct config_addr *out)
-{
-    char p[PATH_LEN];
-    join(p, path, key);
-    char *s = NULL;
-    int rc = get_string(ps, obj, path, key, required, &s);
-    if (rc || !s)
-        return rc;
-    const char *why = NULL;
-    rc = config_addr_parse(s, out, &why);
-    free(s);
-    if (rc == UV_EINVAL)
-        return fail(ps, p, "%s", why);
-    if (rc)
-        return rc;
-    if (local && out->kind == CONFIG_ADDR_TCP && strcmp(out->host, "localhost") != 0 &&
-        !addr_is_ip_literal(out)) {
-        config_addr_free(out);
-        return fail(ps, p, "a listening address must be an IP address or localhost");
-    }
-    return 0;
-}
-
-/* ---- sections ----------------------------------------------------------- */
-
-static int parse_listener(struct parser *ps, const json_t *v, const char *path,
+static int parse_listener(struct config_reader *rd, const json_t *v, const char *path,
                           struct config_listener *l, size_t index)
 {
     static const char *const keys[] = {
         "name", "address", "header", "max_clients", "mode", "reuse_port", "client_idle_timeout_ms",
         NULL};
     int rc;
-    if ((rc = get_object(ps, v, path)) || (rc = check_keys(ps, v, path, keys)))
-        return rc;
-    if ((rc = get_string(ps, v, path, "name", false, &l->name)))
+    if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
+        (rc = config_read_string(rd, v, path, "name", false, &l->name)))
         return rc;
     if (!l->name) {
         char name[32];
@@ -405,39 +80,91 @@ static int parse_listener(struct parser *ps, const json_t *v, const char *path,
         if (!(l->name = strdup(name)))
             return UV_ENOMEM;
     }
-    if ((rc = get_addr(ps, v, path, "address", true, true, &l->addr)) ||
-        (rc = get_bool(ps, v, path, "header", false, &l->accept_header)) ||
-        (rc = get_u32(ps, v, path, "max_clients", 0, 1000000, 0, &l->max_clients)) ||
-        (rc = get_bool(ps, v, path, "reuse_port", true, &l->reuse_port)) ||
-        (rc = get_u64(ps, v, path, "client_idle_timeout_ms", 0, MS_MAX_DAY, 0,
-                      &l->client_idle_timeout_ms)))
+    if ((rc = config_read_addr(rd, v, path, "address", true, true, &l->addr)) ||
+        (rc = config_read_bool(rd, v, path, "header", false, &l->accept_header)) ||
+        (rc = config_read_u32(rd, v, path, "max_clients", 0, 1000000, 0, &l->max_clients)) ||
+        (rc = config_read_bool(rd, v, path, "reuse_port", true, &l->reuse_port)) ||
+        (rc = config_read_u64(rd, v, path, "client_idle_timeout_ms", 0, CONFIG_READ_DAY_MS, 0,
+                              &l->client_idle_timeout_ms)))
         return rc;
     l->unix_mode = 0660;
     const json_t *mode = json_object_get(v, "mode");
     if (mode) {
         char p[PATH_LEN];
-        join(p, path, "mode");
+        config_read_join(p, path, "mode");
         if (l->addr.kind != CONFIG_ADDR_UNIX)
-            return fail(ps, p, "only applies to unix: listeners");
-        if (json_is_string(mode)) {
-            const char *s = json_string_value(mode);
-            char *end;
-            errno = 0;
-            long m = strtol(s, &end, 8);
-            if (!*s || *end || errno || m < 0 || m > 0777)
-                return fail(ps, p, "must be an octal file mode like \"0660\"");
-            l->unix_mode = (uint32_t)m;
-        } else if (json_is_integer(mode) && json_integer_value(mode) >= 0 &&
-                   json_integer_value(mode) <= 0777) {
-            l->unix_mode = (uint32_t)json_integer_value(mode);
-        } else {
-            return fail(ps, p, "must be an octal file mode like \"0660\"");
-        }
+            return config_read_fail(rd, p, "only applies to unix: listeners");
+        if ((rc = parse_mode(rd, mode, p, &l->unix_mode)))
+            return rc;
     }
     return 0;
 }
 
-static int parse_pool(struct parser *ps, const json_t *v, const char *path, struct config_pool *pl)
+static int parse_listeners(struct config_reader *rd, const json_t *root, struct config *cfg)
+{
+    const json_t *ls = json_object_get(root, "listeners");
+    if (!ls)
+        return config_read_missing(rd, "", "listeners");
+    if (!json_is_array(ls))
+        return config_read_fail(rd, "listeners", "must be an array, not %s",
+                                config_read_type_name(ls));
+    if (json_array_size(ls) == 0)
+        return config_read_fail(rd, "listeners", "must list at least one listener");
+    cfg->listeners = calloc(json_array_size(ls), sizeof(*cfg->listeners));
+    if (!cfg->listeners)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < json_array_size(ls); i++) {
+        char p[PATH_LEN];
+        config_read_join_index(p, "listeners", i);
+        cfg->n_listeners++; /* counted before parsing, so a partial one is freed */
+        int rc = parse_listener(rd, json_array_get(ls, i), p, &cfg->listeners[i], i);
+        if (rc)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->listeners[j].name, cfg->listeners[i].name) == 0) {
+                char np[PATH_LEN];
+                config_read_join(np, p, "name");
+                return config_read_fail(rd, np,
+                                        "duplicate listener name \"%s\" (also listeners[%zu])",
+                                        cfg->listeners[i].name, j);
+            }
+    }
+    return 0;
+}
+
+/* ---- pools ---------------------------------------------------------------- */
+
+static int parse_endpoints(struct config_reader *rd, const json_t *eps, const char *p,
+                           struct config_pool *pl)
+{
+    if (!json_is_array(eps))
+        return config_read_fail(rd, p, "must be an array of addresses, not %s",
+                                config_read_type_name(eps));
+    if (json_array_size(eps) == 0)
+        return config_read_fail(rd, p, "must list at least one endpoint");
+    pl->endpoints = calloc(json_array_size(eps), sizeof(*pl->endpoints));
+    if (!pl->endpoints)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < json_array_size(eps); i++) {
+        char ep[PATH_LEN];
+        config_read_join_index(ep, p, i);
+        const json_t *e = json_array_get(eps, i);
+        if (!json_is_string(e))
+            return config_read_fail(rd, ep, "must be a string address, not %s",
+                                    config_read_type_name(e));
+        const char *why;
+        int rc = config_addr_parse(json_string_value(e), &pl->endpoints[i], &why);
+        if (rc == UV_EINVAL)
+            return config_read_fail(rd, ep, "%s", why);
+        if (rc)
+            return rc;
+        pl->n_endpoints++;
+    }
+    return 0;
+}
+
+static int parse_pool(struct config_reader *rd, const json_t *v, const char *path,
+                      struct config_pool *pl)
 {
     static const char *const keys[] = {"name",
                                        "endpoints",
@@ -462,194 +189,123 @@ static int parse_pool(struct parser *ps, const json_t *v, const char *path, stru
     static const char *const balances[] = {"round_robin", "least_busy", NULL};
     static const char *const cancels[] = {"soft", "close", NULL};
     int rc;
-    if ((rc = get_object(ps, v, path)) || (rc = check_keys(ps, v, path, keys)) ||
-        (rc = get_string(ps, v, path, "name", true, &pl->name)))
+    if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
+        (rc = config_read_string(rd, v, path, "name", true, &pl->name)))
         return rc;
 
     const json_t *eps = json_object_get(v, "endpoints");
     const json_t *acc = json_object_get(v, "accept");
+    const json_t *id = json_object_get(v, "identify");
     char p[PATH_LEN];
     if (eps && acc) {
-        join(p, path, "accept");
-        return fail(ps, p,
-                    "\"endpoints\" and \"accept\" are exclusive: a pool either dials "
-                    "endpoints or accepts agents");
+        config_read_join(p, path, "accept");
+        return config_read_fail(rd, p,
+                                "\"endpoints\" and \"accept\" are exclusive: a pool either dials "
+                                "endpoints or accepts agents");
     }
     if (!eps && !acc)
-        return fail(ps, path, "needs \"endpoints\" (dialled pool) or \"accept\" (reverse pool)");
+        return config_read_fail(rd, path,
+                                "needs \"endpoints\" (dialled pool) or \"accept\" (reverse pool)");
     if (eps) {
-        join(p, path, "endpoints");
-        if (!json_is_array(eps))
-            return fail(ps, p, "must be an array of addresses, not %s", type_name(eps));
-        if (json_array_size(eps) == 0)
-            return fail(ps, p, "must list at least one endpoint");
-        pl->n_endpoints = json_array_size(eps);
-        pl->endpoints = calloc(pl->n_endpoints, sizeof(*pl->endpoints));
-        if (!pl->endpoints)
-            return UV_ENOMEM;
-        for (size_t i = 0; i < pl->n_endpoints; i++) {
-            char ep[PATH_LEN];
-            join_index(ep, p, i);
-            const json_t *e = json_array_get(eps, i);
-            if (!json_is_string(e))
-                return fail(ps, ep, "must be a string address, not %s", type_name(e));
-            const char *why;
-            rc = config_addr_parse(json_string_value(e), &pl->endpoints[i], &why);
-            if (rc == UV_EINVAL)
-                return fail(ps, ep, "%s", why);
-            if (rc)
-                return rc;
+        config_read_join(p, path, "endpoints");
+        if ((rc = parse_endpoints(rd, eps, p, pl)))
+            return rc;
+        if (id) {
+            config_read_join(p, path, "identify");
+            return config_read_fail(rd, p, "only applies to reverse pools (with \"accept\")");
         }
     } else {
         pl->reverse = true;
-        if ((rc = get_addr(ps, v, path, "accept", true, true, &pl->accept)))
+        if ((rc = config_read_addr(rd, v, path, "accept", true, true, &pl->accept)))
             return rc;
-        const json_t *id = json_object_get(v, "identify");
         if (id) {
-            join(p, path, "identify");
             static const char *const idkeys[] = {"rpc", NULL};
-            if ((rc = get_object(ps, id, p)) || (rc = check_keys(ps, id, p, idkeys)) ||
-                (rc = get_string(ps, id, p, "rpc", true, &pl->identify_rpc)))
+            config_read_join(p, path, "identify");
+            if ((rc = config_read_object(rd, id, p)) ||
+                (rc = config_read_keys(rd, id, p, idkeys)) ||
+                (rc = config_read_string(rd, id, p, "rpc", true, &pl->identify_rpc)))
                 return rc;
         }
     }
-    if (!pl->reverse && json_object_get(v, "identify")) {
-        join(p, path, "identify");
-        return fail(ps, p, "only applies to reverse pools (with \"accept\")");
-    }
 
     int balance = 0, cancel = 0;
-    if ((rc = get_u32(ps, v, path, "max_conns", 1, 65535, 16, &pl->max_conns)) ||
-        (rc = get_u32(ps, v, path, "min_idle", 0, 65535, 0, &pl->min_idle)) ||
-        (rc =
-             get_u64(ps, v, path, "idle_timeout_ms", 0, MS_MAX_DAY, 60000, &pl->idle_timeout_ms)) ||
-        (rc = get_u64(ps, v, path, "max_lifetime_ms", 0, MS_MAX_MONTH, 0, &pl->max_lifetime_ms)) ||
-        (rc = get_u64(ps, v, path, "dial_timeout_ms", 1, MS_MAX_DAY, 5000, &pl->dial_timeout_ms)) ||
-        (rc = get_u32(ps, v, path, "max_waiters", 0, 1000000, 1024, &pl->max_waiters)) ||
-        (rc = get_u64(ps, v, path, "wait_timeout_ms", 0, MS_MAX_DAY, 5000, &pl->wait_timeout_ms)) ||
-        (rc = get_u64(ps, v, path, "call_timeout_ms", 0, MS_MAX_MONTH, 0, &pl->call_timeout_ms)) ||
-        (rc = get_choice(ps, v, path, "balance", balances, 0, &balance)) ||
-        (rc = get_bool(ps, v, path, "header", false, &pl->header)) ||
-        (rc = get_choice(ps, v, path, "cancel", cancels, 0, &cancel)) ||
-        (rc =
-             get_u32(ps, v, path, "eject_after_failures", 0, 1000, 3, &pl->eject_after_failures)) ||
-        (rc = get_u64(ps, v, path, "eject_ms", 1, MS_MAX_DAY, 10000, &pl->eject_ms)) ||
-        (rc = get_u64(ps, v, path, "backoff_base_ms", 1, MS_MAX_DAY, 100, &pl->backoff_base_ms)) ||
-        (rc = get_u64(ps, v, path, "backoff_max_ms", 1, MS_MAX_DAY, 5000, &pl->backoff_max_ms)))
+    if ((rc = config_read_u32(rd, v, path, "max_conns", 1, 65535, 16, &pl->max_conns)) ||
+        (rc = config_read_u32(rd, v, path, "min_idle", 0, 65535, 0, &pl->min_idle)) ||
+        (rc = config_read_u64(rd, v, path, "idle_timeout_ms", 0, CONFIG_READ_DAY_MS, 60000,
+                              &pl->idle_timeout_ms)) ||
+        (rc = config_read_u64(rd, v, path, "max_lifetime_ms", 0, CONFIG_READ_MONTH_MS, 0,
+                              &pl->max_lifetime_ms)) ||
+        (rc = config_read_u64(rd, v, path, "dial_timeout_ms", 1, CONFIG_READ_DAY_MS, 5000,
+                              &pl->dial_timeout_ms)) ||
+        (rc = config_read_u32(rd, v, path, "max_waiters", 0, 1000000, 1024, &pl->max_waiters)) ||
+        (rc = config_read_u64(rd, v, path, "wait_timeout_ms", 0, CONFIG_READ_DAY_MS, 5000,
+                              &pl->wait_timeout_ms)) ||
+        (rc = config_read_u64(rd, v, path, "call_timeout_ms", 0, CONFIG_READ_MONTH_MS, 0,
+                              &pl->call_timeout_ms)) ||
+        (rc = config_read_choice(rd, v, path, "balance", balances, 0, &balance)) ||
+        (rc = config_read_bool(rd, v, path, "header", false, &pl->header)) ||
+        (rc = config_read_choice(rd, v, path, "cancel", cancels, 0, &cancel)) ||
+        (rc = config_read_u32(rd, v, path, "eject_after_failures", 0, 1000, 3,
+                              &pl->eject_after_failures)) ||
+        (rc = config_read_u64(rd, v, path, "eject_ms", 1, CONFIG_READ_DAY_MS, 10000,
+                              &pl->eject_ms)) ||
+        (rc = config_read_u64(rd, v, path, "backoff_base_ms", 1, CONFIG_READ_DAY_MS, 100,
+                              &pl->backoff_base_ms)) ||
+        (rc = config_read_u64(rd, v, path, "backoff_max_ms", 1, CONFIG_READ_DAY_MS, 5000,
+                              &pl->backoff_max_ms)))
         return rc;
     pl->balance = (enum config_balance)balance;
     pl->cancel = (enum config_cancel_mode)cancel;
     if (pl->min_idle > pl->max_conns) {
-        join(p, path, "min_idle");
-        return fail(ps, p, "must not exceed max_conns (%u)", pl->max_conns);
-    }
-    if (pl->backoff_base_ms > pl->backoff_max_ms) {
-        join(p, path, "backoff_base_ms");
-        return fail(ps, p, "must not exceed backoff_max_ms (%llu)",
-                    (unsigned long long)pl->backoff_max_ms);
+        config_read_join(p, path, "min_idle");
+        return config_read_fail(rd, p, "must not exceed max_conns (%u)", pl->max_conns);
     }
     if (pl->reverse && pl->min_idle) {
-        join(p, path, "min_idle");
-        return fail(ps, p, "does not apply to reverse pools: agents dial in");
+        config_read_join(p, path, "min_idle");
+        return config_read_fail(rd, p, "does not apply to reverse pools: agents dial in");
+    }
+    if (pl->backoff_base_ms > pl->backoff_max_ms) {
+        config_read_join(p, path, "backoff_base_ms");
+        return config_read_fail(rd, p, "must not exceed backoff_max_ms (%llu)",
+                                (unsigned long long)pl->backoff_max_ms);
     }
     return 0;
 }
 
-static int parse_route(struct parser *ps, const json_t *v, const char *path, struct config_route *r,
-                       const struct config *cfg, size_t index)
+static int parse_pools(struct config_reader *rd, const json_t *root, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "name", "match", "pool", "add_metadata", "call_timeout_ms", "agent_from_metadata", NULL};
-    int rc;
-    char p[PATH_LEN];
-    if ((rc = get_object(ps, v, path)) || (rc = check_keys(ps, v, path, keys)) ||
-        (rc = get_string(ps, v, path, "name", false, &r->name)))
-        return rc;
-    if (!r->name) {
-        char name[32];
-        snprintf(name, sizeof(name), "route%zu", index);
-        if (!(r->name = strdup(name)))
-            return UV_ENOMEM;
-    }
-    const json_t *m = json_object_get(v, "match");
-    if (m) {
-        join(p, path, "match");
-        static const char *const mkeys[] = {"rpc", "rpc_prefix", "metadata", NULL};
-        if ((rc = get_object(ps, m, p)) || (rc = check_keys(ps, m, p, mkeys)) ||
-            (rc = get_string(ps, m, p, "rpc", false, &r->rpc)) ||
-            (rc = get_string(ps, m, p, "rpc_prefix", false, &r->rpc_prefix)))
+    const json_t *pools = json_object_get(root, "pools");
+    if (!pools)
+        return config_read_missing(rd, "", "pools");
+    if (!json_is_array(pools))
+        return config_read_fail(rd, "pools", "must be an array, not %s",
+                                config_read_type_name(pools));
+    if (json_array_size(pools) == 0)
+        return config_read_fail(rd, "pools", "must list at least one pool");
+    cfg->pools = calloc(json_array_size(pools), sizeof(*cfg->pools));
+    if (!cfg->pools)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < json_array_size(pools); i++) {
+        char p[PATH_LEN];
+        config_read_join_index(p, "pools", i);
+        cfg->n_pools++;
+        int rc = parse_pool(rd, json_array_get(pools, i), p, &cfg->pools[i]);
+        if (rc)
             return rc;
-        const json_t *md = json_object_get(m, "metadata");
-        if (md) {
-            char mp[PATH_LEN];
-            join(mp, p, "metadata");
-            static const char *const mdkeys[] = {"key", "value", NULL};
-            if ((rc = get_object(ps, md, mp)) || (rc = check_keys(ps, md, mp, mdkeys)) ||
-                (rc = get_string(ps, md, mp, "key", true, &r->metadata_key)))
-                return rc;
-            const json_t *val = json_object_get(md, "value");
-            if (val) {
-                char vp[PATH_LEN];
-                join(vp, mp, "value");
-                if (!json_is_string(val))
-                    return fail(ps, vp, "must be a string, not %s", type_name(val));
-                if (!(r->metadata_value = strdup(json_string_value(val))))
-                    return UV_ENOMEM;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->pools[j].name, cfg->pools[i].name) == 0) {
+                char np[PATH_LEN];
+                config_read_join(np, p, "name");
+                return config_read_fail(rd, np, "duplicate pool name \"%s\" (also pools[%zu])",
+                                        cfg->pools[i].name, j);
             }
-        }
-    }
-    if ((rc = get_string(ps, v, path, "pool", true, &r->pool)))
-        return rc;
-    int pi = config_pool_index(cfg, r->pool);
-    if (pi < 0) {
-        join(p, path, "pool");
-        return fail(ps, p, "no pool named \"%s\"", r->pool);
-    }
-    r->pool_index = (size_t)pi;
-    const json_t *add = json_object_get(v, "add_metadata");
-    if (add) {
-        join(p, path, "add_metadata");
-        if ((rc = get_object(ps, add, p)))
-            return rc;
-        r->n_add_metadata = json_object_size(add);
-        r->add_metadata =
-            calloc(r->n_add_metadata ? r->n_add_metadata : 1, sizeof(*r->add_metadata));
-        if (!r->add_metadata)
-            return UV_ENOMEM;
-        const char *key;
-        json_t *val;
-        size_t i = 0;
-        json_object_foreach((json_t *)add, key, val)
-        {
-            char kp[PATH_LEN];
-            join(kp, p, key);
-            if (!json_is_string(val))
-                return fail(ps, kp, "must be a string, not %s", type_name(val));
-            if (!key[0])
-                return fail(ps, kp, "metadata keys must not be empty");
-            r->add_metadata[i].key = strdup(key);
-            r->add_metadata[i].value = strdup(json_string_value(val));
-            if (!r->add_metadata[i].key || !r->add_metadata[i].value)
-                return UV_ENOMEM;
-            i++;
-        }
-    }
-    if (json_object_get(v, "call_timeout_ms")) {
-        r->has_call_timeout = true;
-        if ((rc = get_u64(ps, v, path, "call_timeout_ms", 0, MS_MAX_MONTH, 0, &r->call_timeout_ms)))
-            return rc;
-    }
-    if ((rc = get_string(ps, v, path, "agent_from_metadata", false, &r->agent_from_metadata)))
-        return rc;
-    if (r->agent_from_metadata && !cfg->pools[r->pool_index].reverse) {
-        join(p, path, "agent_from_metadata");
-        return fail(ps, p, "only applies to routes to a reverse pool; \"%s\" dials endpoints",
-                    r->pool);
     }
     return 0;
 }
 
-static int parse_admin(struct parser *ps, const json_t *root, struct config_admin *a)
+/* ---- admin, access log, top level ------------------------------------------ */
+
+static int parse_admin(struct config_reader *rd, const json_t *root, struct config_admin *a)
 {
     static const char *const keys[] = {"enabled",
                                        "address",
@@ -663,31 +319,41 @@ static int parse_admin(struct parser *ps, const json_t *root, struct config_admi
     int rc;
     a->enabled = true;
     a->request_timeout_ms = 10000;
-    if (v && !json_is_null(v)) {
-        if ((rc = get_object(ps, v, path)) || (rc = check_keys(ps, v, path, keys)) ||
-            (rc = get_bool(ps, v, path, "enabled", true, &a->enabled)) ||
-            (rc = get_addr(ps, v, path, "address", false, true, &a->addr)) ||
-            (rc = get_string(ps, v, path, "token", false, &a->token)) ||
-            (rc = get_bool(ps, v, path, "allow_insecure", false, &a->allow_insecure)) ||
-            (rc = get_bool(ps, v, path, "show_metadata_values", false, &a->show_metadata_values)) ||
-            (rc = get_u64(ps, v, path, "request_timeout_ms", 100, MS_MAX_DAY, 10000,
-                          &a->request_timeout_ms)))
+    if (v) {
+        if (!json_is_object(v))
+            return config_read_fail(
+                rd, path,
+                "must be an object, not %s (\"admin\": {\"enabled\": false} turns the "
+                "admin API off)",
+                config_read_type_name(v));
+        if ((rc = config_read_keys(rd, v, path, keys)) ||
+            (rc = config_read_bool(rd, v, path, "enabled", true, &a->enabled)) ||
+            (rc = config_read_addr(rd, v, path, "address", false, true, &a->addr)) ||
+            (rc = config_read_string(rd, v, path, "token", false, &a->token)) ||
+            (rc = config_read_bool(rd, v, path, "allow_insecure", false, &a->allow_insecure)) ||
+            (rc = config_read_bool(rd, v, path, "show_metadata_values", false,
+                                   &a->show_metadata_values)) ||
+            (rc = config_read_u64(rd, v, path, "request_timeout_ms", 100, CONFIG_READ_DAY_MS, 10000,
+                                  &a->request_timeout_ms)))
             return rc;
     }
     if (!a->addr.text) {
         const char *why;
+        rd->admin_default_addr = true;
         if ((rc = config_addr_parse("127.0.0.1:9901", &a->addr, &why)))
             return rc;
     }
-    if (a->enabled && !addr_is_loopback(&a->addr) && !a->token && !a->allow_insecure)
-        return fail(ps, "admin.address",
-                    "%s is not a loopback address: set admin.token, or admin.allow_insecure "
-                    "to expose the admin API without one",
-                    a->addr.text);
+    if (a->enabled && !config_addr_is_loopback(&a->addr) && !a->token && !a->allow_insecure)
+        return config_read_fail(
+            rd, "admin.address",
+            "%s is not a loopback address: set admin.token, or admin.allow_insecure "
+            "to expose the admin API without one",
+            a->addr.text);
     return 0;
 }
 
-static int parse_access_log(struct parser *ps, const json_t *root, struct config_access_log *al)
+static int parse_access_log(struct config_reader *rd, const json_t *root,
+                            struct config_access_log *al)
 {
     static const char *const keys[] = {"path", "format", NULL};
     static const char *const formats[] = {"text", "json", NULL};
@@ -695,48 +361,64 @@ static int parse_access_log(struct parser *ps, const json_t *root, struct config
     if (!v || json_is_null(v))
         return 0;
     int rc, format = 0;
-    if ((rc = get_object(ps, v, "access_log")) || (rc = check_keys(ps, v, "access_log", keys)) ||
-        (rc = get_string(ps, v, "access_log", "path", true, &al->path)) ||
-        (rc = get_choice(ps, v, "access_log", "format", formats, 0, &format)))
+    if ((rc = config_read_object(rd, v, "access_log")) ||
+        (rc = config_read_keys(rd, v, "access_log", keys)) ||
+        (rc = config_read_string(rd, v, "access_log", "path", true, &al->path)) ||
+        (rc = config_read_choice(rd, v, "access_log", "format", formats, 0, &format)))
         return rc;
     al->enabled = true;
     al->format = (enum config_log_format)format;
     return 0;
 }
 
-/* Fails when two sockets the sidecar listens on share an address. */
-static int check_duplicate_addresses(struct parser *ps, const struct config *cfg)
+/* A socket the sidecar listens on, with the JSON path that configured it. */
+static const struct config_addr *listen_addr(const struct config *cfg, size_t k, char *path)
 {
-    struct {
-        const char *text;
-        char path[PATH_LEN];
-    } seen[256];
-    size_t n = 0;
-    for (size_t i = 0; i < cfg->n_listeners && n < 256; i++, n++) {
-        seen[n].text = cfg->listeners[i].addr.text;
-        snprintf(seen[n].path, PATH_LEN, "listeners[%zu].address", i);
+    char item[PATH_LEN];
+    if (k < cfg->n_listeners) {
+        config_read_join_index(item, "listeners", k);
+        config_read_join(path, item, "address");
+        return &cfg->listeners[k].addr;
     }
-    for (size_t i = 0; i < cfg->n_pools && n < 256; i++) {
-        if (!cfg->pools[i].reverse)
-            continue;
-        seen[n].text = cfg->pools[i].accept.text;
-        snprintf(seen[n].path, PATH_LEN, "pools[%zu].accept", i);
-        n++;
+    k -= cfg->n_listeners;
+    if (k < cfg->n_pools) {
+        if (!cfg->pools[k].reverse)
+            return NULL;
+        config_read_join_index(item, "pools", k);
+        config_read_join(path, item, "accept");
+        return &cfg->pools[k].accept;
     }
-    if (cfg->admin.enabled && n < 256) {
-        seen[n].text = cfg->admin.addr.text;
-        snprintf(seen[n].path, PATH_LEN, "admin.address");
-        n++;
+    if (!cfg->admin.enabled)
+        return NULL;
+    snprintf(path, PATH_LEN, "admin.address");
+    return &cfg->admin.addr;
+}
+
+/* Fails when two sockets the sidecar listens on would be the same one. */
+static int check_listen_addresses(struct config_reader *rd, const struct config *cfg)
+{
+    size_t n = cfg->n_listeners + cfg->n_pools + 1;
+    for (size_t i = 1; i < n; i++) {
+        char pi[PATH_LEN], pj[PATH_LEN];
+        const struct config_addr *a = listen_addr(cfg, i, pi);
+        for (size_t j = 0; a && j < i; j++) {
+            const struct config_addr *b = listen_addr(cfg, j, pj);
+            if (!b || !config_addr_conflict(a, b))
+                continue;
+            if (a == &cfg->admin.addr && rd->admin_default_addr)
+                return config_read_fail(rd, pi,
+                                        "the default admin address %s is already used by %s: set "
+                                        "admin.address, or admin.enabled to false",
+                                        a->text, pj);
+            if (strcmp(a->text, b->text) == 0)
+                return config_read_fail(rd, pi, "%s is already used by %s", a->text, pj);
+            return config_read_fail(rd, pi, "%s overlaps %s of %s", a->text, b->text, pj);
+        }
     }
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(seen[i].text, seen[j].text) == 0)
-                return fail(ps, seen[i].path, "%s is already used by %s", seen[i].text,
-                            seen[j].path);
     return 0;
 }
 
-static int parse_root(struct parser *ps, const json_t *root, struct config *cfg)
+static int parse_root(struct config_reader *rd, const json_t *root, struct config *cfg)
 {
     static const char *const keys[] = {"listeners",
                                        "admin",
@@ -753,112 +435,34 @@ static int parse_root(struct parser *ps, const json_t *root, struct config *cfg)
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     int rc;
     if (!json_is_object(root))
-        return fail(ps, "", "the config must be a JSON object, not %s", type_name(root));
-    if ((rc = check_keys(ps, root, "", keys)))
-        return rc;
+        return config_read_fail(rd, "", "the config must be a JSON object, not %s",
+                                config_read_type_name(root));
     int level = CONFIG_LOG_INFO;
-    if ((rc = get_choice(ps, root, "", "log_level", levels, CONFIG_LOG_INFO, &level)) ||
-        (rc = get_u32(ps, root, "", "max_clients", 0, 10000000, 10000, &cfg->max_clients)) ||
-        (rc = get_u64(ps, root, "", "shutdown_grace_ms", 0, MS_MAX_DAY, 10000,
-                      &cfg->shutdown_grace_ms)) ||
-        (rc = get_u64(ps, root, "", "max_message_size", 1024, 256ULL << 20, 4ULL << 20,
-                      &cfg->max_message_size)) ||
-        (rc = get_u64(ps, root, "", "max_metadata_size", 64, 4ULL << 20, 64ULL << 10,
-                      &cfg->max_metadata_size)) ||
-        (rc = get_u64(ps, root, "", "call_buffer_bytes", 64ULL << 10, 1ULL << 30, 1ULL << 20,
-                      &cfg->call_buffer_bytes)))
+    if ((rc = config_read_keys(rd, root, "", keys)) ||
+        (rc = config_read_choice(rd, root, "", "log_level", levels, CONFIG_LOG_INFO, &level)) ||
+        (rc =
+             config_read_u32(rd, root, "", "max_clients", 0, 10000000, 10000, &cfg->max_clients)) ||
+        (rc = config_read_u64(rd, root, "", "shutdown_grace_ms", 0, CONFIG_READ_DAY_MS, 10000,
+                              &cfg->shutdown_grace_ms)) ||
+        (rc = config_read_u64(rd, root, "", "max_message_size", 1024, 256ULL << 20, 4ULL << 20,
+                              &cfg->max_message_size)) ||
+        (rc = config_read_u64(rd, root, "", "max_metadata_size", 64, 4ULL << 20, 64ULL << 10,
+                              &cfg->max_metadata_size)) ||
+        (rc = config_read_u64(rd, root, "", "call_buffer_bytes", 64ULL << 10, 1ULL << 30,
+                              1ULL << 20, &cfg->call_buffer_bytes)))
         return rc;
     cfg->log_level = (enum config_log_level)level;
-
-    const json_t *ls = json_object_get(root, "listeners");
-    if (!ls)
-        return fail(ps, "", "missing required key \"listeners\"");
-    if (!json_is_array(ls))
-        return fail(ps, "listeners", "must be an array, not %s", type_name(ls));
-    if (json_array_size(ls) == 0)
-        return fail(ps, "listeners", "must list at least one listener");
-    cfg->n_listeners = json_array_size(ls);
-    cfg->listeners = calloc(cfg->n_listeners, sizeof(*cfg->listeners));
-    if (!cfg->listeners)
-        return UV_ENOMEM;
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        char p[PATH_LEN];
-        join_index(p, "listeners", i);
-        if ((rc = parse_listener(ps, json_array_get(ls, i), p, &cfg->listeners[i], i)))
-            return rc;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(cfg->listeners[j].name, cfg->listeners[i].name) == 0) {
-                char np[PATH_LEN];
-                join(np, p, "name");
-                return fail(ps, np, "duplicate listener name \"%s\"", cfg->listeners[i].name);
-            }
-    }
-
-    const json_t *ps_ = json_object_get(root, "pools");
-    if (!ps_)
-        return fail(ps, "", "missing required key \"pools\"");
-    if (!json_is_array(ps_))
-        return fail(ps, "pools", "must be an array, not %s", type_name(ps_));
-    if (json_array_size(ps_) == 0)
-        return fail(ps, "pools", "must list at least one pool");
-    cfg->n_pools = json_array_size(ps_);
-    cfg->pools = calloc(cfg->n_pools, sizeof(*cfg->pools));
-    if (!cfg->pools)
-        return UV_ENOMEM;
-    for (size_t i = 0; i < cfg->n_pools; i++) {
-        char p[PATH_LEN];
-        join_index(p, "pools", i);
-        if ((rc = parse_pool(ps, json_array_get(ps_, i), p, &cfg->pools[i])))
-            return rc;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(cfg->pools[j].name, cfg->pools[i].name) == 0) {
-                char np[PATH_LEN];
-                join(np, p, "name");
-                return fail(ps, np, "duplicate pool name \"%s\"", cfg->pools[i].name);
-            }
-    }
-
-    const json_t *rs = json_object_get(root, "routes");
-    if (!rs) {
-        if (cfg->n_pools != 1)
-            return fail(ps, "", "\"routes\" is required when there is more than one pool");
-        cfg->n_routes = 1;
-        cfg->routes = calloc(1, sizeof(*cfg->routes));
-        if (!cfg->routes || !(cfg->routes[0].pool = strdup(cfg->pools[0].name)) ||
-            !(cfg->routes[0].name = strdup("default")))
-            return UV_ENOMEM;
-    } else {
-        if (!json_is_array(rs))
-            return fail(ps, "routes", "must be an array, not %s", type_name(rs));
-        if (json_array_size(rs) == 0)
-            return fail(ps, "routes", "must list at least one route");
-        cfg->n_routes = json_array_size(rs);
-        cfg->routes = calloc(cfg->n_routes, sizeof(*cfg->routes));
-        if (!cfg->routes)
-            return UV_ENOMEM;
-        for (size_t i = 0; i < cfg->n_routes; i++) {
-            char p[PATH_LEN];
-            join_index(p, "routes", i);
-            if (i > 0) {
-                const struct config_route *prev = &cfg->routes[i - 1];
-                if (!prev->rpc && !prev->rpc_prefix && !prev->metadata_key)
-                    return fail(ps, p,
-                                "unreachable: routes[%zu] has no \"match\" and takes every call",
-                                i - 1);
-            }
-            if ((rc = parse_route(ps, json_array_get(rs, i), p, &cfg->routes[i], cfg, i)))
-                return rc;
-        }
-    }
-    if ((rc = parse_admin(ps, root, &cfg->admin)) ||
-        (rc = parse_access_log(ps, root, &cfg->access_log)) ||
-        (rc = check_duplicate_addresses(ps, cfg)))
+    if ((rc = parse_listeners(rd, root, cfg)) || (rc = parse_pools(rd, root, cfg)) ||
+        (rc = config_routes_parse(rd, root, cfg)) || (rc = parse_admin(rd, root, &cfg->admin)) ||
+        (rc = parse_access_log(rd, root, &cfg->access_log)) ||
+        (rc = check_listen_addresses(rd, cfg)))
         return rc;
     return 0;
 }
 
-/* ---- life cycle --------------------------------------------------------- */
+/* ---- life cycle ------------------------------------------------------------ */
 
+/* Frees everything; safe on a partly filled config (failed parse). */
 static void config_free(struct config *cfg)
 {
     if (!cfg)
@@ -913,37 +517,52 @@ void config_unref(struct config *cfg)
         config_free(cfg);
 }
 
+static int file_error(struct config_error *err, const char *file, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int file_error(struct config_error *err, const char *file, int rc, const char *fmt, ...)
+{
+    memset(err, 0, sizeof(*err));
+    snprintf(err->file, sizeof(err->file), "%s", file);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->text, sizeof(err->text), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 int config_parse(const char *text, size_t len, const char *name, struct config **out,
                  struct config_error *err)
 {
-    struct parser ps = {name, {0}, err};
     memset(err, 0, sizeof(*err));
     *out = NULL;
+    /* Editors on some systems start files with a byte order mark; it is
+     * invisible there, so it counts for no column either. */
+    if (len >= 3 && memcmp(text, BOM, 3) == 0) {
+        text += 3;
+        len -= 3;
+    }
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        snprintf(err->file, sizeof(err->file), "%s", name);
+        /* jansson's line:column is where its lexer stopped: the last character
+         * of the bad token, or where the file ended. */
+        file_error(err, name, UV_EINVAL, "invalid JSON: %s", jerr.text);
         err->line = jerr.line > 0 ? jerr.line : 1;
         err->column = jerr.column > 0 ? jerr.column : 1;
-        snprintf(err->text, sizeof(err->text), "invalid JSON: %s", jerr.text);
         return UV_EINVAL;
     }
-    int rc = config_pos_build(&ps.pos, text, len);
+    struct config_reader rd = {name, text, len, err, false};
+    int rc = UV_ENOMEM;
     struct config *cfg = calloc(1, sizeof(*cfg));
-    if (rc == 0 && !cfg)
-        rc = UV_ENOMEM;
-    if (rc == 0) {
+    if (cfg) {
         cfg->refs = 1;
         cfg->path = strdup(name);
-        rc = cfg->path ? parse_root(&ps, root, cfg) : UV_ENOMEM;
-    }
-    if (rc == UV_ENOMEM && !err->text[0]) {
-        snprintf(err->file, sizeof(err->file), "%s", name);
-        snprintf(err->text, sizeof(err->text), "out of memory");
+        rc = cfg->path ? parse_root(&rd, root, cfg) : UV_ENOMEM;
     }
     json_decref(root);
-    config_pos_free(&ps.pos);
     if (rc) {
+        if (rc == UV_ENOMEM)
+            file_error(err, name, rc, "out of memory");
         config_free(cfg);
         return rc;
     }
@@ -958,44 +577,39 @@ int config_load(const char *path, struct config **out, struct config_error *err)
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
-        snprintf(err->file, sizeof(err->file), "%s", path);
-        snprintf(err->text, sizeof(err->text), "cannot open: %s", strerror(e));
-        return uv_translate_sys_error(e);
+        return file_error(err, path, uv_translate_sys_error(e), "cannot open: %s", strerror(e));
     }
     char *text = NULL;
     size_t len = 0, cap = 0;
+    int rc = 0;
     for (;;) {
         if (len == cap) {
-            cap = cap ? cap * 2 : 8192;
-            if (cap > (16u << 20)) {
-                free(text);
-                fclose(f);
-                snprintf(err->file, sizeof(err->file), "%s", path);
-                snprintf(err->text, sizeof(err->text), "file larger than 16 MiB");
-                return UV_EFBIG;
+            if (cap >= MAX_FILE) {
+                rc = file_error(err, path, UV_EFBIG, "larger than %u MiB", MAX_FILE >> 20);
+                break;
             }
+            cap = cap ? cap * 2 : 8192;
             char *t = realloc(text, cap);
             if (!t) {
-                free(text);
-                fclose(f);
-                return UV_ENOMEM;
+                rc = file_error(err, path, UV_ENOMEM, "out of memory");
+                break;
             }
             text = t;
         }
+        errno = 0;
         size_t n = fread(text + len, 1, cap - len, f);
         len += n;
+        if (n == 0 && ferror(f)) {
+            int e = errno ? errno : EIO;
+            rc = file_error(err, path, uv_translate_sys_error(e), "cannot read: %s", strerror(e));
+            break;
+        }
         if (n == 0)
             break;
     }
-    bool read_error = ferror(f);
     fclose(f);
-    if (read_error) {
-        free(text);
-        snprintf(err->file, sizeof(err->file), "%s", path);
-        snprintf(err->text, sizeof(err->text), "read error");
-        return UV_EIO;
-    }
-    int rc = config_parse(text, len, path, out, err);
+    if (rc == 0)
+        rc = config_parse(text ? text : "", len, path, out, err);
     free(text);
     return rc;
 }
@@ -1023,120 +637,4 @@ const char *config_log_level_name(enum config_log_level l)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
     return (unsigned)l < 4 ? names[l] : "?";
-}
-
-/* ---- effective config as JSON ------------------------------------------- */
-
-static json_t *addr_json(const struct config_addr *a)
-{
-    return json_string(a->text ? a->text : "");
-}
-
-json_t *config_to_json(const struct config *cfg, bool redact)
-{
-    static const char *const balances[] = {"round_robin", "least_busy"};
-    static const char *const cancels[] = {"soft", "close"};
-    json_t *root = json_object();
-    json_t *ls = json_array();
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        const struct config_listener *l = &cfg->listeners[i];
-        json_t *o = json_pack("{s:s, s:o, s:b, s:I, s:b, s:I}", "name", l->name, "address",
-                              addr_json(&l->addr), "header", l->accept_header, "max_clients",
-                              (json_int_t)l->max_clients, "reuse_port", l->reuse_port,
-                              "client_idle_timeout_ms", (json_int_t)l->client_idle_timeout_ms);
-        if (l->addr.kind == CONFIG_ADDR_UNIX) {
-            char mode[8];
-            snprintf(mode, sizeof(mode), "0%o", l->unix_mode);
-            json_object_set_new(o, "mode", json_string(mode));
-        }
-        json_array_append_new(ls, o);
-    }
-    json_object_set_new(root, "listeners", ls);
-
-    json_t *ps = json_array();
-    for (size_t i = 0; i < cfg->n_pools; i++) {
-        const struct config_pool *p = &cfg->pools[i];
-        json_t *o = json_pack(
-            "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:b, s:s, s:I, s:I, s:I, s:I}",
-            "name", p->name, "max_conns", (json_int_t)p->max_conns, "min_idle",
-            (json_int_t)p->min_idle, "idle_timeout_ms", (json_int_t)p->idle_timeout_ms,
-            "max_lifetime_ms", (json_int_t)p->max_lifetime_ms, "dial_timeout_ms",
-            (json_int_t)p->dial_timeout_ms, "max_waiters", (json_int_t)p->max_waiters,
-            "wait_timeout_ms", (json_int_t)p->wait_timeout_ms, "call_timeout_ms",
-            (json_int_t)p->call_timeout_ms, "balance", balances[p->balance], "header", p->header,
-            "cancel", cancels[p->cancel], "eject_after_failures",
-            (json_int_t)p->eject_after_failures, "eject_ms", (json_int_t)p->eject_ms,
-            "backoff_base_ms", (json_int_t)p->backoff_base_ms, "backoff_max_ms",
-            (json_int_t)p->backoff_max_ms);
-        if (p->reverse) {
-            json_object_set_new(o, "accept", addr_json(&p->accept));
-            if (p->identify_rpc)
-                json_object_set_new(o, "identify", json_pack("{s:s}", "rpc", p->identify_rpc));
-        } else {
-            json_t *eps = json_array();
-            for (size_t j = 0; j < p->n_endpoints; j++)
-                json_array_append_new(eps, addr_json(&p->endpoints[j]));
-            json_object_set_new(o, "endpoints", eps);
-        }
-        json_array_append_new(ps, o);
-    }
-    json_object_set_new(root, "pools", ps);
-
-    json_t *rs = json_array();
-    for (size_t i = 0; i < cfg->n_routes; i++) {
-        const struct config_route *r = &cfg->routes[i];
-        json_t *o = json_pack("{s:s, s:s}", "name", r->name ? r->name : "", "pool", r->pool);
-        json_t *m = json_object();
-        if (r->rpc)
-            json_object_set_new(m, "rpc", json_string(r->rpc));
-        if (r->rpc_prefix)
-            json_object_set_new(m, "rpc_prefix", json_string(r->rpc_prefix));
-        if (r->metadata_key) {
-            json_t *md = json_pack("{s:s}", "key", r->metadata_key);
-            if (r->metadata_value)
-                json_object_set_new(md, "value", json_string(r->metadata_value));
-            json_object_set_new(m, "metadata", md);
-        }
-        if (json_object_size(m))
-            json_object_set_new(o, "match", m);
-        else
-            json_decref(m);
-        if (r->n_add_metadata) {
-            json_t *add = json_object();
-            for (size_t j = 0; j < r->n_add_metadata; j++)
-                json_object_set_new(add, r->add_metadata[j].key,
-                                    json_string(r->add_metadata[j].value));
-            json_object_set_new(o, "add_metadata", add);
-        }
-        if (r->has_call_timeout)
-            json_object_set_new(o, "call_timeout_ms", json_integer((json_int_t)r->call_timeout_ms));
-        if (r->agent_from_metadata)
-            json_object_set_new(o, "agent_from_metadata", json_string(r->agent_from_metadata));
-        json_array_append_new(rs, o);
-    }
-    json_object_set_new(root, "routes", rs);
-
-    const struct config_admin *a = &cfg->admin;
-    json_t *admin =
-        json_pack("{s:b, s:o, s:b, s:b, s:I}", "enabled", a->enabled, "address",
-                  addr_json(&a->addr), "allow_insecure", a->allow_insecure, "show_metadata_values",
-                  a->show_metadata_values, "request_timeout_ms", (json_int_t)a->request_timeout_ms);
-    if (a->token)
-        json_object_set_new(admin, "token", json_string(redact ? "<redacted>" : a->token));
-    json_object_set_new(root, "admin", admin);
-    if (cfg->access_log.enabled)
-        json_object_set_new(
-            root, "access_log",
-            json_pack("{s:s, s:s}", "path", cfg->access_log.path, "format",
-                      cfg->access_log.format == CONFIG_LOG_FORMAT_JSON ? "json" : "text"));
-    json_object_set_new(root, "log_level", json_string(config_log_level_name(cfg->log_level)));
-    json_object_set_new(root, "max_clients", json_integer((json_int_t)cfg->max_clients));
-    json_object_set_new(root, "shutdown_grace_ms",
-                        json_integer((json_int_t)cfg->shutdown_grace_ms));
-    json_object_set_new(root, "max_message_size", json_integer((json_int_t)cfg->max_message_size));
-    json_object_set_new(root, "max_metadata_size",
-                        json_integer((json_int_t)cfg->max_metadata_size));
-    json_object_set_new(root, "call_buffer_bytes",
-                        json_integer((json_int_t)cfg->call_buffer_bytes));
-    return root;
 }

@@ -183,8 +183,9 @@ void config_unref(struct config *cfg);
 /* Looks a pool up by name; returns its index or -1. */
 int config_pool_index(const struct config *cfg, const char *name);
 
-/* The effective config (defaults filled in) as JSON; the admin token is
- * replaced by "<redacted>" when redact is true. Caller owns the result. */
+/* The effective config (defaults filled in) as JSON, with the key names of
+ * the file; the admin token is replaced by "<redacted>" when redact is true.
+ * Caller owns the result; NULL when out of memory. */
 json_t *config_to_json(const struct config *cfg, bool redact);
 
 /* Parses an address string as the config does ("host:port", "[v6]:port",

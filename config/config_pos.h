@@ -1,42 +1,40 @@
 /*
- * config_pos: where each value of a JSON text starts (line and column),
- * keyed by its JSON path ("pools[1].max_conns"). jansson keeps no
- * positions for values, so validation errors look them up here.
+ * config_pos: where a value of a JSON text starts (line and column), found
+ * by its JSON path ("pools[1].max_conns"). jansson keeps no positions for
+ * values, so a validation error looks its value up here, once, by scanning
+ * the raw text again. Nothing is indexed ahead: a valid config costs no scan.
  *
- * The scanner runs only over text jansson has already accepted, so it
- * may assume well-formed JSON; on anything odd it simply stops indexing.
+ * Paths are built as config.c builds them: object members as "parent.key"
+ * (the key as jansson decodes it, escapes resolved, "" parent gives "key"),
+ * array elements as "parent[i]", the whole document as "". Both sides cut
+ * paths at CONFIG_POS_PATH_MAX - 1 bytes the same way, so long paths still
+ * compare equal. Columns count characters (UTF-8 code points), as jansson
+ * does for syntax errors, so both kinds of error agree with an editor.
+ *
+ * The scanner only reads text jansson has accepted; on anything else it
+ * stops early but never reads past len.
  */
 #ifndef SIDECAR_CONFIG_POS_H
 #define SIDECAR_CONFIG_POS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
-struct config_pos_entry {
-    char *path;
-    int is_key; /* position of the key naming the value, not of the value */
-    int line;   /* 1-based */
-    int column; /* 1-based, in bytes */
-};
-
-struct config_pos {
-    struct config_pos_entry *entries;
-    size_t n;
-    size_t cap;
-};
-
-/* Indexes every value in text. Returns 0 or UV_ENOMEM. */
-__attribute__((warn_unused_result)) int config_pos_build(struct config_pos *idx, const char *text,
-                                                         size_t len);
+/* Longest path, with its NUL; the size of config_error.path. */
+#define CONFIG_POS_PATH_MAX 256
 
 /*
- * Position of the value at path; when path is not indexed, of its nearest
- * indexed parent. Returns 0 when found, -1 when nothing matched.
+ * Finds path in text. key = false: the position of its value's first
+ * character; key = true: of the key that names it (for "unknown key"; an
+ * array element has no key, so its value is used). When path is absent,
+ * gives the position of its nearest ancestor that is present.
+ * Returns 0 when path itself was found, 1 when only an ancestor was, and
+ * -1 when nothing was (text is not JSON); *line and *column are 1-based.
  */
-int config_pos_find(const struct config_pos *idx, const char *path, int *line, int *column);
+int config_pos_find(const char *text, size_t len, const char *path, bool key, int *line,
+                    int *column);
 
-/* Position of the key that names the value at path (for "unknown key"). */
-int config_pos_find_key(const struct config_pos *idx, const char *path, int *line, int *column);
-
-void config_pos_free(struct config_pos *idx);
+/* Appends s to the path in buf (strlen *n), cutting at CONFIG_POS_PATH_MAX - 1. */
+void config_pos_append(char *buf, size_t *n, const char *s, size_t len);
 
 #endif

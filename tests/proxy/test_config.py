@@ -64,7 +64,7 @@ CASES = [
     ("min_idle", '{"listeners":[{"address":"127.0.0.1:1"}],"pools":[{"name":"p","endpoints":["a:1"],"max_conns":2,"min_idle":3}]}',
      "pools[0].min_idle: must not exceed max_conns (2)"),
     ("routes needed", '{"listeners":[{"address":"127.0.0.1:1"}],"pools":[{"name":"p","endpoints":["a:1"]},{"name":"q","endpoints":["a:1"]}]}',
-     '"routes" is required when there is more than one pool'),
+     'routes: required when there is more than one pool'),
     ("unreachable", '{"listeners":[{"address":"127.0.0.1:1"}],"pools":[{"name":"p","endpoints":["a:1"]}],"routes":[{"pool":"p"},{"pool":"p"}]}',
      "routes[1]: unreachable"),
     ("agent route to dialled pool", '{"listeners":[{"address":"127.0.0.1:1"}],"pools":[{"name":"p","endpoints":["a:1"]}],"routes":[{"pool":"p","agent_from_metadata":"k"}]}',
