@@ -1,405 +1,508 @@
 /*
- * drpc-bench: N client connections, each making one call at a time like a
- * real DRPC client (Invoke+Message+CloseSend in one write; after the reply,
- * Close and the next call in one write), on one libuv loop.
+ * drpc-bench: DRPC load from N client connections on one libuv loop, each
+ * making one call at a time through peer_client, like a real Go client.
  *
- *   drpc-bench --addr ADDR --conns N --duration SECS [--size BYTES] [--warmup SECS]
- *              [--mode unary|stream] [--stream-count C --stream-size S]
- *              [--max-calls N] [--rpc NAME] [--header]
+ *   drpc-bench --addr ADDR [--conns N] [--duration SECS] [--warmup SECS]
+ *              [--size BYTES] [--rpc NAME] [--mode unary|stream]
+ *              [--stream-count C] [--stream-size S] [--max-calls N]
+ *              [--header] [--no-verify]
  *
- * Prints one line: rps= p50_us= p99_us= p999_us= errors= calls= mbps=
- * Every echo is checked; a wrong reply counts as an error.
+ * unary:  calls RPC (default /test.Echo/Unary) with SIZE bytes; each request
+ *         is unique (connection and call number in its first 12 bytes) and
+ *         the reply must echo it exactly.
+ * stream: calls RPC (default /test.Echo/ServerStream) with "C S"; the reply
+ *         must be C messages of S bytes, byte i of message k = (k+i)%251.
+ *
+ * A wrong reply, an Error, a lost connection or a failed dial counts as an
+ * error; a lost connection is dialled again after 100 ms. Calls finishing
+ * in the warmup are not measured. At the end it prints one line:
+ *
+ *   rps=R p50_us=A p99_us=B p999_us=C errors=E calls=N mbps=M
+ *
+ * (mbps: reply payload in 10^6 bytes per second). Exit status 0 when
+ * errors=0, 1 otherwise, 2 for bad arguments.
  */
 #include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
-#include "proxy/handle.h"
+#include "tests/peer/peer_client.h"
+#include "tests/peer/peer_histo.h"
 
-#include "proxy/buf.h"
-#include "proxy/frame.h"
-#include "tests/peer/peer_addr.h"
+#define NAME      "drpc-bench"
+#define REDIAL_MS 100
+#define GRACE_MS  5000 /* for calls still running at the end */
+#define TAG_LEN   12   /* connection index (4) and call number (8) */
 
 enum bench_mode {
     MODE_UNARY,
     MODE_STREAM,
 };
 
-struct bench_conn {
-    union stream_handle h;
-    uv_connect_t connect;
-    uv_write_t write;
-    struct buf in;
-    struct buf out;
-    struct buf inflight;
-    bool writing;
-    bool done;
-    uint64_t sid;
+enum bench_state {
+    BENCH_RUNNING,  /* calls go on */
+    BENCH_DRAINING, /* time is up or max-calls reached: no new calls */
+};
+
+enum bconn_state {
+    BCONN_CONNECTING, /* dialling */
+    BCONN_CALLING,    /* one call in flight */
+    BCONN_BACKOFF,    /* connection lost; waiting to dial again */
+    BCONN_CLOSING,    /* client closing; then the retry timer */
+    BCONN_FINISHED,   /* every handle closed */
+};
+
+struct bconn {
+    struct peer_client cl;
+    uv_timer_t retry;
+    enum bconn_state state;
+    uint32_t index;
+    uint64_t seq;
+    uint8_t *req; /* unary request buffer (owned) */
+    struct peer_msg msg;
+    struct peer_call call;
     uint64_t started_ns;
-    uint64_t reply_bytes;
-    bool reply_ok;
+    uint64_t got_msgs, got_bytes;
+    bool bad; /* a reply did not match */
 };
 
 static struct {
-    const char *addr;
+    const char *addr_text;
+    struct peer_addr addr;
     int conns;
     double duration, warmup;
     size_t size;
     enum bench_mode mode;
-    unsigned stream_count, stream_size;
+    uint64_t stream_count, stream_size;
     uint64_t max_calls;
     const char *rpc;
-    bool header;
-} opt = {NULL, 1, 5, 0, 64, MODE_UNARY, 4, 1 << 20, 0, NULL, false};
+    bool header, verify;
+} opt = {.conns = 1,
+         .duration = 5,
+         .size = 64,
+         .stream_count = 4,
+         .stream_size = 1 << 20,
+         .verify = true};
 
-static uv_loop_t *loop;
-static struct sockaddr_storage sa;
-static const char *unix_path;
-static uint8_t *payload;
-static char stream_request[64];
-static uint64_t t_start, t_measure, t_end;
-static uint64_t calls, errors, bytes;
-static uint32_t *lat;
-static size_t n_lat, cap_lat;
-static bool stopping;
-static int open_conns;
+static struct {
+    uv_loop_t *loop;
+    enum bench_state state;
+    uv_timer_t deadline, grace;
+    struct bconn *conns;
+    int live; /* bconns not FINISHED */
+    uint64_t t_measure, t_end, t_last;
+    uint64_t started, calls, errors, bytes;
+    bool max_reached; /* --max-calls ended the run before the deadline */
+    char stream_req[64];
+    struct peer_histo histo;
+} run;
 
 static uint64_t now_ns(void)
 {
     return uv_hrtime();
 }
 
-static void record(uint64_t ns)
+static void conn_error(struct bconn *b, const char *what, const char *detail)
 {
-    if (n_lat == cap_lat) {
-        size_t cap = cap_lat ? cap_lat * 2 : 1 << 16;
-        uint32_t *p = realloc(lat, cap * sizeof(*p));
-        if (!p)
-            return;
-        lat = p;
-        cap_lat = cap;
-    }
-    uint64_t us = ns / 1000;
-    lat[n_lat++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    run.errors++;
+    if (run.errors <= 10)
+        fprintf(stderr, NAME ": conn %u: %s%s%s\n", b->index, what, detail ? ": " : "",
+                detail ? detail : "");
 }
 
-static void conn_closed(uv_handle_t *h)
+static void bconn_close(struct bconn *b)
 {
-    struct bench_conn *c = h->data;
-    buf_free(&c->in);
-    buf_free(&c->out);
-    buf_free(&c->inflight);
-    free(c);
-    open_conns--;
+    if (b->state == BCONN_CLOSING || b->state == BCONN_FINISHED)
+        return;
+    uv_timer_stop(&b->retry);
+    b->state = BCONN_CLOSING;
+    peer_client_close(&b->cl);
 }
 
-static void finish(struct bench_conn *c)
+static void retry_closed(uv_handle_t *h)
 {
-    if (c->done)
-        return;
-    c->done = true;
-    uv_close(&c->h.handle, conn_closed);
-}
-
-static void flush(struct bench_conn *c);
-
-static void write_cb(uv_write_t *req, int status)
-{
-    struct bench_conn *c = req->data;
-    c->writing = false;
-    buf_reset(&c->inflight);
-    if (c->done)
-        return;
-    if (status < 0) {
-        errors++;
-        finish(c);
-        return;
-    }
-    flush(c);
-}
-
-static void flush(struct bench_conn *c)
-{
-    if (c->writing || c->out.len == 0 || c->done)
-        return;
-    uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-    int n = uv_try_write(&c->h.stream, &b, 1);
-    if (n > 0)
-        buf_consume(&c->out, (size_t)n);
-    if (c->out.len == 0)
-        return;
-    /* The rest goes async: the in-flight bytes move to `inflight`, which
-     * nothing touches until write_cb; new requests keep going to `out`. */
-    struct buf t = c->inflight;
-    c->inflight = c->out;
-    c->out = t;
-    buf_reset(&c->out);
-    c->write.data = c;
-    b = uv_buf_init((char *)c->inflight.data, (unsigned)c->inflight.len);
-    c->writing = true;
-    if (uv_write(&c->write, &c->h.stream, &b, 1, write_cb) != 0) {
-        c->writing = false;
-        errors++;
-        finish(c);
+    struct bconn *b = h->data;
+    b->state = BCONN_FINISHED;
+    free(b->req);
+    b->req = NULL;
+    if (--run.live == 0) {
+        uv_close((uv_handle_t *)&run.deadline, NULL);
+        uv_close((uv_handle_t *)&run.grace, NULL);
     }
 }
 
-/* Appends the next call's request (and the Close of the previous stream). */
-static void next_call(struct bench_conn *c)
+/* --- calls ---------------------------------------------------------------- */
+
+static void fill_tag(struct bconn *b)
 {
-    uint64_t now = now_ns();
-    if (stopping || now >= t_end || (opt.max_calls && calls >= opt.max_calls)) {
-        finish(c);
+    uint8_t tag[TAG_LEN];
+    for (int i = 0; i < 4; i++)
+        tag[i] = (uint8_t)(b->index >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        tag[4 + i] = (uint8_t)(b->seq >> (8 * i));
+    memcpy(b->req, tag, opt.size < TAG_LEN ? opt.size : TAG_LEN);
+}
+
+static void start_call(struct bconn *b)
+{
+    if (run.state == BENCH_RUNNING && opt.max_calls && run.started >= opt.max_calls) {
+        run.state = BENCH_DRAINING; /* the window ends with the last call */
+        run.max_reached = true;
+    }
+    if (run.state != BENCH_RUNNING) {
+        bconn_close(b);
         return;
     }
-    int rc = 0;
-    if (c->sid)
-        rc = frame_append(&c->out, FRAME_KIND_CLOSE, true, false, c->sid, 4, NULL, 0);
-    c->sid++;
-    if (opt.mode == MODE_UNARY) {
-        const char *rpc = opt.rpc ? opt.rpc : "/test.Echo/Unary";
-        rc = rc ||
-             frame_append(&c->out, FRAME_KIND_INVOKE, true, false, c->sid, 1, rpc, strlen(rpc)) ||
-             frame_append_packet(&c->out, FRAME_KIND_MESSAGE, c->sid, 2, payload, opt.size,
-                                 64 * 1024) ||
-             frame_append(&c->out, FRAME_KIND_CLOSE_SEND, true, false, c->sid, 3, NULL, 0);
-    } else {
-        const char *rpc = "/test.Echo/ServerStream";
-        rc = rc ||
-             frame_append(&c->out, FRAME_KIND_INVOKE, true, false, c->sid, 1, rpc, strlen(rpc)) ||
-             frame_append(&c->out, FRAME_KIND_MESSAGE, true, false, c->sid, 2, stream_request,
-                          strlen(stream_request)) ||
-             frame_append(&c->out, FRAME_KIND_CLOSE_SEND, true, false, c->sid, 3, NULL, 0);
-    }
+    b->seq++;
+    if (opt.mode == MODE_UNARY)
+        fill_tag(b);
+    b->got_msgs = b->got_bytes = 0;
+    b->bad = false;
+    b->started_ns = now_ns();
+    int rc = peer_client_call(&b->cl, &b->call);
     if (rc) {
-        errors++;
-        finish(c);
+        conn_error(b, "call", uv_strerror(rc));
+        bconn_close(b);
         return;
     }
-    c->started_ns = now;
-    c->reply_bytes = 0;
-    c->reply_ok = true;
-    flush(c);
+    b->state = BCONN_CALLING;
+    run.started++;
 }
 
-static void call_done(struct bench_conn *c, bool ok)
+static bool stream_message_ok(uint64_t k, const uint8_t *p, size_t n)
 {
-    uint64_t now = now_ns();
-    if (!ok)
-        errors++;
-    if (now >= t_measure && ok) {
-        calls++;
-        record(now - c->started_ns);
-        bytes += c->reply_bytes;
+    if (n != opt.stream_size)
+        return false;
+    unsigned v = (unsigned)(k % 251);
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != v)
+            return false;
+        if (++v == 251)
+            v = 0;
     }
-    next_call(c);
+    return true;
 }
 
-static void on_frame(struct bench_conn *c, const struct frame *f)
+static struct bconn *bconn_of(struct peer_client *cl)
 {
-    if (f->stream_id != c->sid || f->control)
-        return;
-    switch (f->kind) {
-    case FRAME_KIND_MESSAGE:
-        if (opt.mode == MODE_UNARY && (c->reply_bytes + f->len > opt.size ||
-                                       memcmp(f->data, payload + c->reply_bytes, f->len) != 0))
-            c->reply_ok = false;
-        c->reply_bytes += f->len;
-        if (f->done && opt.mode == MODE_UNARY)
-            call_done(c, c->reply_ok && c->reply_bytes == opt.size);
-        return;
-    case FRAME_KIND_CLOSE_SEND:
-        if (opt.mode == MODE_STREAM)
-            call_done(c, c->reply_bytes == (uint64_t)opt.stream_count * opt.stream_size);
-        return;
-    case FRAME_KIND_ERROR:
-        call_done(c, false);
-        return;
-    default:
-        return;
-    }
+    return (struct bconn *)((char *)cl - offsetof(struct bconn, cl));
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+static void on_message(struct peer_client *cl, const uint8_t *data, size_t len)
 {
-    (void)suggested;
-    struct bench_conn *c = h->data;
-    if (buf_reserve(&c->in, 64 * 1024) != 0) {
-        b->base = NULL;
-        b->len = 0;
-        return;
+    struct bconn *b = bconn_of(cl);
+    if (opt.verify) {
+        if (opt.mode == MODE_UNARY)
+            b->bad |= len != opt.size || (len && memcmp(data, b->req, len) != 0);
+        else
+            b->bad |= !stream_message_ok(b->got_msgs, data, len);
     }
-    b->base = (char *)c->in.data + c->in.len;
-    b->len = c->in.cap - c->in.len;
+    b->got_msgs++;
+    b->got_bytes += len;
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+static void on_done(struct peer_client *cl, const struct peer_call_result *r)
 {
-    (void)b;
-    struct bench_conn *c = s->data;
-    if (c->done)
-        return;
-    if (nread < 0) {
-        if (!stopping && now_ns() < t_end)
-            errors++;
-        finish(c);
-        return;
+    struct bconn *b = bconn_of(cl);
+    uint64_t t = now_ns();
+    bool ok = r->status == PEER_CALL_OK && !b->bad;
+    if (ok && opt.verify && opt.mode == MODE_STREAM)
+        ok = b->got_msgs == opt.stream_count;
+    if (ok && opt.mode == MODE_UNARY)
+        ok = b->got_msgs == 1;
+
+    if (!ok) {
+        char detail[160];
+        if (r->status == PEER_CALL_ERROR)
+            snprintf(detail, sizeof(detail), "code=%" PRIu64 " text=%.*s", r->code,
+                     (int)(r->text_len > 100 ? 100 : r->text_len), (const char *)r->text);
+        else if (r->status != PEER_CALL_OK)
+            snprintf(detail, sizeof(detail), "%s", r->why ? r->why : "");
+        else
+            snprintf(detail, sizeof(detail),
+                     "wrong reply (%" PRIu64 " messages, %" PRIu64 " bytes)", b->got_msgs,
+                     b->got_bytes);
+        conn_error(b, peer_client_status_name(r->status), detail);
+    } else if (t >= run.t_measure && t <= run.t_end) {
+        run.calls++;
+        run.bytes += b->got_bytes;
+        run.t_last = t;
+        peer_histo_record(&run.histo, t - b->started_ns);
     }
-    c->in.len += (size_t)nread;
-    size_t pos = 0;
-    for (;;) {
-        struct frame f;
-        size_t used;
-        enum frame_result r = frame_parse(c->in.data + pos, c->in.len - pos, 16u << 20, &f, &used);
-        if (r != FRAME_OK) {
-            if (r < 0) {
-                errors++;
-                finish(c);
-                return;
-            }
-            break;
-        }
-        pos += used;
-        on_frame(c, &f);
-        if (c->done)
-            return;
-    }
-    buf_consume(&c->in, pos);
+    if (r->status == PEER_CALL_LOST)
+        return; /* on_closed follows and dials again */
+    start_call(b);
 }
 
-static void connected(uv_connect_t *req, int status)
+/* --- connections ---------------------------------------------------------- */
+
+static void dial(struct bconn *b);
+
+static void on_retry(uv_timer_t *t)
 {
-    struct bench_conn *c = req->data;
+    struct bconn *b = t->data;
+    if (run.state != BENCH_RUNNING) {
+        b->state = BCONN_CLOSING;
+        uv_close((uv_handle_t *)&b->retry, retry_closed);
+        return;
+    }
+    dial(b);
+}
+
+static void on_closed(struct peer_client *cl)
+{
+    struct bconn *b = bconn_of(cl);
+    if (b->state != BCONN_CLOSING && run.state == BENCH_RUNNING) {
+        /* lost: dial again after a pause, like a client would */
+        b->state = BCONN_BACKOFF;
+        uv_timer_start(&b->retry, on_retry, REDIAL_MS, 0);
+        return;
+    }
+    b->state = BCONN_CLOSING;
+    uv_close((uv_handle_t *)&b->retry, retry_closed);
+}
+
+static void on_connect(struct peer_client *cl, int status)
+{
+    struct bconn *b = bconn_of(cl);
     if (status < 0) {
-        fprintf(stderr, "drpc-bench: connect %s: %s\n", opt.addr, uv_strerror(status));
-        errors++;
-        finish(c);
+        conn_error(b, "connect", uv_strerror(status));
+        b->state = BCONN_BACKOFF; /* on_closed schedules the retry */
+        peer_client_close(cl);
         return;
     }
-    if (c->h.handle.type == UV_TCP)
-        uv_tcp_nodelay(&c->h.tcp, 1);
-    if (opt.header && buf_append(&c->out, DRPC_HEADER, DRPC_HEADER_LEN) != 0) {
-        finish(c);
+    start_call(b);
+}
+
+static void dial(struct bconn *b)
+{
+    memset(&b->cl, 0, sizeof(b->cl));
+    int rc = peer_client_init(&b->cl, run.loop, opt.addr.kind, opt.header, on_done, on_closed);
+    if (rc) {
+        conn_error(b, "init", uv_strerror(rc));
+        uv_timer_start(&b->retry, on_retry, REDIAL_MS, 0);
         return;
     }
-    uv_read_start(&c->h.stream, alloc_cb, read_cb);
-    next_call(c);
+    b->cl.on_message = on_message;
+    b->state = BCONN_CONNECTING;
+    rc = peer_client_connect(&b->cl, &opt.addr, on_connect);
+    if (rc) {
+        conn_error(b, "connect", uv_strerror(rc));
+        b->state = BCONN_BACKOFF;
+        peer_client_close(&b->cl);
+    }
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* Starts connection index; on error nothing was started. */
+static int bconn_start(struct bconn *b, uint32_t index)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
+    b->index = index;
+    b->state = BCONN_FINISHED;
+    if (opt.mode == MODE_UNARY) {
+        b->req = malloc(opt.size ? opt.size : 1);
+        if (!b->req)
+            return UV_ENOMEM;
+        for (size_t i = 0; i < opt.size; i++)
+            b->req[i] = (uint8_t)(i * 7 + 1);
+        b->msg = (struct peer_msg){b->req, opt.size};
+        b->call.rpc = opt.rpc ? opt.rpc : "/test.Echo/Unary";
+        b->call.shape = PEER_CALL_UNARY;
+    } else {
+        b->msg = (struct peer_msg){run.stream_req, strlen(run.stream_req)};
+        b->call.rpc = opt.rpc ? opt.rpc : "/test.Echo/ServerStream";
+        b->call.shape = PEER_CALL_SERVER_STREAM;
+    }
+    b->call.msgs = &b->msg;
+    b->call.n_msgs = 1;
+    uv_timer_init(run.loop, &b->retry);
+    b->retry.data = b;
+    run.live++;
+    dial(b);
+    return 0;
 }
 
-static uint32_t pct(double q)
+/* --- the run -------------------------------------------------------------- */
+
+static void on_grace(uv_timer_t *t)
 {
-    if (!n_lat)
-        return 0;
-    size_t i = (size_t)(q * (double)(n_lat - 1));
-    return lat[i];
+    (void)t;
+    for (int i = 0; i < opt.conns; i++) {
+        struct bconn *b = &run.conns[i];
+        if (b->state == BCONN_CALLING)
+            conn_error(b, "call still running at the end", NULL);
+        if (b->state == BCONN_BACKOFF) {
+            uv_timer_stop(&b->retry);
+            b->state = BCONN_CLOSING;
+            uv_close((uv_handle_t *)&b->retry, retry_closed);
+        } else {
+            bconn_close(b);
+        }
+    }
 }
 
-int main(int argc, char **argv)
+static void on_deadline(uv_timer_t *t)
+{
+    (void)t;
+    run.state = BENCH_DRAINING;
+    for (int i = 0; i < opt.conns; i++) {
+        struct bconn *b = &run.conns[i];
+        if (b->state == BCONN_BACKOFF) {
+            uv_timer_stop(&b->retry);
+            b->state = BCONN_CLOSING;
+            uv_close((uv_handle_t *)&b->retry, retry_closed);
+        } else if (b->state == BCONN_CONNECTING) {
+            bconn_close(b);
+        }
+    }
+    uv_timer_start(&run.grace, on_grace, GRACE_MS, 0);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: " NAME " --addr ADDR [--conns N] [--duration SECS] [--warmup SECS]\n"
+               "                  [--size BYTES] [--rpc NAME] [--mode unary|stream]\n"
+               "                  [--stream-count C] [--stream-size S] [--max-calls N]\n"
+               "                  [--header] [--no-verify]\n");
+}
+
+static bool parse_args(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"addr", required_argument, NULL, 'a'},
         {"conns", required_argument, NULL, 'c'},
         {"duration", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'w'},
         {"size", required_argument, NULL, 's'},
+        {"rpc", required_argument, NULL, 'r'},
         {"mode", required_argument, NULL, 'm'},
         {"stream-count", required_argument, NULL, 'C'},
         {"stream-size", required_argument, NULL, 'S'},
-        {"warmup", required_argument, NULL, 'w'},
         {"max-calls", required_argument, NULL, 'n'},
-        {"rpc", required_argument, NULL, 'r'},
         {"header", no_argument, NULL, 'H'},
+        {"no-verify", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int o;
-    while ((o = getopt_long(argc, argv, "a:c:d:s:m:C:S:w:n:r:H", opts, NULL)) != -1) {
+    char *end = NULL;
+    while ((o = getopt_long(argc, argv, "a:c:d:w:s:r:m:C:S:n:HV", opts, NULL)) != -1) {
         switch (o) {
         case 'a':
-            opt.addr = optarg;
+            opt.addr_text = optarg;
             break;
         case 'c':
-            opt.conns = atoi(optarg);
+            opt.conns = (int)strtol(optarg, &end, 10);
+            if (opt.conns < 1 || opt.conns > 100000)
+                return false;
             break;
         case 'd':
-            opt.duration = atof(optarg);
-            break;
-        case 's':
-            opt.size = (size_t)atol(optarg);
-            break;
-        case 'm':
-            opt.mode = strcmp(optarg, "stream") == 0 ? MODE_STREAM : MODE_UNARY;
-            break;
-        case 'C':
-            opt.stream_count = (unsigned)atoi(optarg);
-            break;
-        case 'S':
-            opt.stream_size = (unsigned)atoi(optarg);
+            opt.duration = strtod(optarg, &end);
+            if (opt.duration <= 0)
+                return false;
             break;
         case 'w':
-            opt.warmup = atof(optarg);
+            opt.warmup = strtod(optarg, &end);
+            if (opt.warmup < 0)
+                return false;
             break;
-        case 'n':
-            opt.max_calls = (uint64_t)atoll(optarg);
+        case 's':
+            opt.size = (size_t)strtoull(optarg, &end, 10);
+            if (opt.size > PEER_READER_MAX_PACKET)
+                return false;
             break;
         case 'r':
             opt.rpc = optarg;
             break;
+        case 'm':
+            if (strcmp(optarg, "unary") == 0)
+                opt.mode = MODE_UNARY;
+            else if (strcmp(optarg, "stream") == 0)
+                opt.mode = MODE_STREAM;
+            else
+                return false;
+            break;
+        case 'C':
+            opt.stream_count = strtoull(optarg, &end, 10);
+            break;
+        case 'S':
+            opt.stream_size = strtoull(optarg, &end, 10);
+            if (opt.stream_size > PEER_READER_MAX_PACKET)
+                return false;
+            break;
+        case 'n':
+            opt.max_calls = strtoull(optarg, &end, 10);
+            break;
         case 'H':
             opt.header = true;
             break;
+        case 'V':
+            opt.verify = false;
+            break;
         default:
-            fprintf(stderr, "usage: drpc-bench --addr ADDR [--conns N] [--duration S] [--size B] "
-                            "[--mode unary|stream] [--stream-count C] [--stream-size S] "
-                            "[--warmup S] [--max-calls N] [--rpc NAME] [--header]\n");
-            return 2;
+            return false;
         }
+        if (end && *end != '\0')
+            return false;
+        end = NULL;
     }
-    if (!opt.addr || peer_addr_parse(opt.addr, &sa, &unix_path) != 0) {
-        fprintf(stderr, "drpc-bench: --addr host:port or unix:/path is required\n");
+    return optind == argc && opt.addr_text && peer_addr_parse(opt.addr_text, &opt.addr) == 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (!parse_args(argc, argv)) {
+        usage(stderr);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    loop = uv_default_loop();
-    payload = malloc(opt.size ? opt.size : 1);
-    for (size_t i = 0; i < opt.size; i++)
-        payload[i] = (uint8_t)(i * 7 + 1);
-    snprintf(stream_request, sizeof(stream_request), "%u %u", opt.stream_count, opt.stream_size);
-    t_start = now_ns();
-    t_measure = t_start + (uint64_t)(opt.warmup * 1e9);
-    t_end = t_measure + (uint64_t)(opt.duration * 1e9);
-    for (int i = 0; i < opt.conns; i++) {
-        struct bench_conn *c = calloc(1, sizeof(*c));
-        int rc = unix_path ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp);
-        if (rc) {
-            free(c);
-            continue;
-        }
-        c->h.handle.data = c;
-        c->connect.data = c;
-        open_conns++;
-        if (unix_path)
-            uv_pipe_connect(&c->connect, &c->h.pipe, unix_path, connected);
-        else if (uv_tcp_connect(&c->connect, &c->h.tcp, (struct sockaddr *)&sa, connected) != 0)
-            finish(c);
+    run.loop = uv_default_loop();
+    run.state = BENCH_RUNNING;
+    snprintf(run.stream_req, sizeof(run.stream_req), "%" PRIu64 " %" PRIu64, opt.stream_count,
+             opt.stream_size);
+    run.conns = calloc((size_t)opt.conns, sizeof(*run.conns));
+    if (!run.conns) {
+        fprintf(stderr, NAME ": out of memory\n");
+        return 1;
     }
-    uv_run(loop, UV_RUN_DEFAULT);
-    double secs = (double)(now_ns() - t_measure) / 1e9;
-    if (secs > opt.duration)
-        secs = opt.duration;
-    qsort(lat, n_lat, sizeof(*lat), cmp_u32);
-    printf("rps=%.1f p50_us=%u p99_us=%u p999_us=%u errors=%llu calls=%llu mbps=%.1f\n",
-           secs > 0 ? (double)calls / secs : 0.0, pct(0.50), pct(0.99), pct(0.999),
-           (unsigned long long)errors, (unsigned long long)calls,
-           secs > 0 ? (double)bytes / secs / 1e6 : 0.0);
-    free(lat);
-    free(payload);
-    uv_loop_close(loop);
-    return errors ? 1 : 0;
+    uint64_t t0 = now_ns();
+    run.t_measure = t0 + (uint64_t)(opt.warmup * 1e9);
+    run.t_end = run.t_measure + (uint64_t)(opt.duration * 1e9);
+    uv_timer_init(run.loop, &run.deadline);
+    uv_timer_init(run.loop, &run.grace);
+    uv_timer_start(&run.deadline, on_deadline, (uint64_t)((opt.warmup + opt.duration) * 1e3), 0);
+    for (int i = 0; i < opt.conns; i++) {
+        if (bconn_start(&run.conns[i], (uint32_t)i) != 0) {
+            fprintf(stderr, NAME ": out of memory\n");
+            run.errors++;
+            for (int j = i + 1; j < opt.conns; j++)
+                run.conns[j].state = BCONN_FINISHED;
+            on_deadline(NULL);
+            break;
+        }
+    }
+    if (run.live == 0) {
+        uv_close((uv_handle_t *)&run.deadline, NULL);
+        uv_close((uv_handle_t *)&run.grace, NULL);
+    }
+
+    uv_run(run.loop, UV_RUN_DEFAULT);
+
+    /* the window: warmup end to the deadline, or to the last call with --max-calls */
+    uint64_t end = run.max_reached ? run.t_last : run.t_end;
+    double secs = end > run.t_measure ? (double)(end - run.t_measure) / 1e9 : 0;
+    printf("rps=%.1f p50_us=%.0f p99_us=%.0f p999_us=%.0f errors=%" PRIu64 " calls=%" PRIu64
+           " mbps=%.1f\n",
+           secs > 0 ? (double)run.calls / secs : 0.0,
+           (double)peer_histo_quantile(&run.histo, 0.50) / 1e3,
+           (double)peer_histo_quantile(&run.histo, 0.99) / 1e3,
+           (double)peer_histo_quantile(&run.histo, 0.999) / 1e3, run.errors, run.calls,
+           secs > 0 ? (double)run.bytes / secs / 1e6 : 0.0);
+    fflush(stdout);
+    if (uv_loop_close(run.loop) != 0)
+        fprintf(stderr, NAME ": loop not closed cleanly\n");
+    free(run.conns);
+    return run.errors ? 1 : 0;
 }

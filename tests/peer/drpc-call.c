@@ -1,156 +1,211 @@
 /*
- * drpc-call: make one DRPC call (or --repeat N on one connection) from the
- * command line, behaving like the Go client on the wire: a unary call
- * writes [InvokeMetadata] Invoke Message CloseSend in one write, reads the
- * reply, then sends Close without waiting for the server's CloseSend.
+ * drpc-call: one DRPC call (or --repeat N calls on one connection) from the
+ * command line, through peer_client, so its bytes are the Go client's.
  *
- *   drpc-call [--header] [--meta k=v]... [--stream client|server|bidi]
- *             [--repeat N] [--hex] [--soft-cancel-after MS] ADDR RPC [MESSAGE...]
+ *   drpc-call [--header] [--meta K=V]... [--stream unary|client|server|bidi]
+ *             [--repeat N] [--hex] [--soft-cancel-after MS]
+ *             [--hard-cancel-after MS] [--timeout MS] [--msg-file FILE]...
+ *             ADDR RPC [MESSAGE...]
  *
- * Prints each reply message on its own line; an Error prints
- * "error code=N text=..." and exits 1. Blocking sockets: it is a CLI.
+ * Without --stream the shape follows the test service: ClientStream is a
+ * client stream, ServerStream and Abort server streams, Bidi bidi, anything
+ * else unary (one MESSAGE, empty if none). --msg-file adds a message read
+ * from FILE (any bytes), before the MESSAGE arguments.
+ *
+ * Output: each reply message on its own line (raw, or hex with --hex); a
+ * cancelled call prints "cancelled"; a DRPC error prints
+ * "error code=N text=TEXT".
+ * Exit status: 0 ok (or cancelled), 1 DRPC error, 2 usage, 3 connection
+ * failed, lost or timed out (the reason goes to stderr).
  */
-#include <errno.h>
 #include <getopt.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
+#include <uv.h>
 
 #include "proxy/buf.h"
-#include "proxy/frame.h"
 #include "proxy/metadata.h"
-#include "tests/peer/peer_addr.h"
+#include "tests/peer/peer_client.h"
 
-enum call_shape {
-    SHAPE_UNARY,
-    SHAPE_CLIENT,
-    SHAPE_SERVER,
-    SHAPE_BIDI,
+#define NAME      "drpc-call"
+#define MAX_FILES 64
+
+enum exit_code {
+    EXIT_OK = 0,
+    EXIT_DRPC_ERROR = 1,
+    EXIT_USAGE = 2,
+    EXIT_TRANSPORT = 3,
 };
 
-static int fd = -1;
-static struct buf in;
-static bool hex;
+static struct {
+    struct peer_client client;
+    uv_timer_t deadline; /* --hard-cancel-after or --timeout of the current call */
+    struct peer_call call;
+    struct peer_addr addr;
+    const char *addr_text;
+    uint64_t repeat, done_calls;
+    uint64_t hard_cancel_ms, timeout_ms;
+    bool hex;
+    int status;
+} cli;
 
-static int dial(const char *addr)
+static void usage(FILE *f)
 {
-    struct sockaddr_storage sa;
-    const char *path;
-    if (peer_addr_parse(addr, &sa, &path) != 0)
-        return -1;
-    if (path) {
-        struct sockaddr_un un = {.sun_family = AF_UNIX};
-        snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
-        fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        return connect(fd, (struct sockaddr *)&un, sizeof(un));
-    }
-    fd = socket(sa.ss_family, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return connect(fd, (struct sockaddr *)&sa,
-                   sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                            : sizeof(struct sockaddr_in));
+    fprintf(f, "usage: " NAME " [--header] [--meta K=V]... [--stream unary|client|server|bidi]\n"
+               "                 [--repeat N] [--hex] [--soft-cancel-after MS]\n"
+               "                 [--hard-cancel-after MS] [--timeout MS] [--msg-file FILE]...\n"
+               "                 ADDR RPC [MESSAGE...]\n");
 }
 
-static int send_all(struct buf *b)
+static void print_line(const uint8_t *p, size_t n)
 {
-    size_t off = 0;
-    while (off < b->len) {
-        ssize_t n = send(fd, b->data + off, b->len - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        off += (size_t)n;
-    }
-    buf_reset(b);
-    return 0;
-}
-
-/* Next frame, or -1 on EOF/error/timeout (timeout_ms < 0: wait forever). */
-static int read_frame(struct frame *f, size_t *used, int timeout_ms)
-{
-    for (;;) {
-        enum frame_result r = frame_parse(in.data, in.len, 16u << 20, f, used);
-        if (r == FRAME_OK)
-            return 0;
-        if (r < 0)
-            return -1;
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, timeout_ms) <= 0)
-            return -1;
-        if (buf_reserve(&in, 65536) != 0)
-            return -1;
-        ssize_t n = recv(fd, in.data + in.len, in.cap - in.len, 0);
-        if (n <= 0)
-            return -1;
-        in.len += (size_t)n;
-    }
-}
-
-static void print_msg(const uint8_t *p, size_t n)
-{
-    if (hex) {
+    if (cli.hex) {
         for (size_t i = 0; i < n; i++)
             printf("%02x", p[i]);
-    } else {
+    } else if (n > 0) {
         fwrite(p, 1, n, stdout);
     }
     putchar('\n');
 }
 
-/* Reads replies of stream sid; returns 0 on success, 1 on an Error packet, -1 on loss. */
-static int read_replies(uint64_t sid, enum call_shape shape, int want_msgs)
+static void on_message(struct peer_client *cl, const uint8_t *data, size_t len)
 {
-    struct buf msg = {0};
-    int got = 0;
-    for (;;) {
-        struct frame f;
-        size_t used;
-        if (read_frame(&f, &used, 30000) != 0) {
-            fprintf(stderr, "drpc-call: connection lost\n");
-            buf_free(&msg);
-            return -1;
-        }
-        if (f.stream_id == sid && !f.control) {
-            if (f.kind == FRAME_KIND_MESSAGE) {
-                if (buf_append(&msg, f.data, f.len) != 0)
-                    return -1;
-                if (f.done) {
-                    print_msg(msg.data, msg.len);
-                    buf_reset(&msg);
-                    got++;
-                    if (shape == SHAPE_UNARY || shape == SHAPE_CLIENT ||
-                        (shape == SHAPE_BIDI && got == want_msgs)) {
-                        buf_consume(&in, used);
-                        buf_free(&msg);
-                        return 0;
-                    }
-                }
-            } else if (f.kind == FRAME_KIND_ERROR) {
-                uint64_t code;
-                const uint8_t *text;
-                size_t len;
-                frame_error_decode(f.data, f.len, &code, &text, &len);
-                printf("error code=%llu text=%.*s\n", (unsigned long long)code, (int)len,
-                       (const char *)text);
-                buf_consume(&in, used);
-                buf_free(&msg);
-                return 1;
-            } else if (f.kind == FRAME_KIND_CLOSE_SEND || f.kind == FRAME_KIND_CLOSE) {
-                buf_consume(&in, used);
-                buf_free(&msg);
-                return 0;
-            }
-        }
-        buf_consume(&in, used);
+    (void)cl;
+    print_line(data, len);
+}
+
+static void finish_all(int status)
+{
+    cli.status = status;
+    uv_timer_stop(&cli.deadline);
+    peer_client_close(&cli.client);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    (void)t;
+    if (cli.hard_cancel_ms) {
+        /* the Go client's default cancel: no packet, the socket goes */
+        printf("cancelled\n");
+        finish_all(EXIT_OK);
+        return;
     }
+    fprintf(stderr, NAME ": timed out after %" PRIu64 " ms\n", cli.timeout_ms);
+    finish_all(EXIT_TRANSPORT);
+}
+
+static void start_call(void)
+{
+    int rc = peer_client_call(&cli.client, &cli.call);
+    if (rc) {
+        fprintf(stderr, NAME ": call: %s\n", uv_strerror(rc));
+        finish_all(EXIT_TRANSPORT);
+        return;
+    }
+    uint64_t ms = cli.hard_cancel_ms ? cli.hard_cancel_ms : cli.timeout_ms;
+    if (ms)
+        uv_timer_start(&cli.deadline, on_deadline, ms, 0);
+}
+
+static void on_done(struct peer_client *cl, const struct peer_call_result *r)
+{
+    (void)cl;
+    uv_timer_stop(&cli.deadline);
+    cli.done_calls++;
+    switch (r->status) {
+    case PEER_CALL_OK:
+        break;
+    case PEER_CALL_CANCELLED:
+        printf("cancelled\n");
+        break;
+    case PEER_CALL_ERROR:
+        printf("error code=%" PRIu64 " text=", r->code);
+        if (r->text_len > 0)
+            fwrite(r->text, 1, r->text_len, stdout);
+        putchar('\n');
+        finish_all(EXIT_DRPC_ERROR);
+        return;
+    case PEER_CALL_CLOSED:
+    case PEER_CALL_LOST:
+        fprintf(stderr, NAME ": %s: %s\n", peer_client_status_name(r->status), r->why);
+        finish_all(EXIT_TRANSPORT);
+        return;
+    }
+    if (cli.done_calls < cli.repeat)
+        start_call();
+    else
+        finish_all(EXIT_OK);
+}
+
+static void on_closed(struct peer_client *cl)
+{
+    (void)cl;
+    uv_close((uv_handle_t *)&cli.deadline, NULL);
+}
+
+static void on_connect(struct peer_client *cl, int status)
+{
+    (void)cl;
+    if (status < 0) {
+        fprintf(stderr, NAME ": connect %s: %s\n", cli.addr_text, uv_strerror(status));
+        finish_all(EXIT_TRANSPORT);
+        return;
+    }
+    start_call();
+}
+
+static enum peer_call_shape default_shape(const char *rpc)
+{
+    if (strcmp(rpc, "/test.Echo/ClientStream") == 0)
+        return PEER_CALL_CLIENT_STREAM;
+    if (strcmp(rpc, "/test.Echo/ServerStream") == 0 || strcmp(rpc, "/test.Echo/Abort") == 0)
+        return PEER_CALL_SERVER_STREAM;
+    if (strcmp(rpc, "/test.Echo/Bidi") == 0)
+        return PEER_CALL_BIDI;
+    return PEER_CALL_UNARY;
+}
+
+/* Reads a whole file into b (owned by the caller). */
+static int read_file(const char *path, struct buf *b)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, NAME ": %s: cannot open\n", path);
+        return -1;
+    }
+    int rc = 0;
+    for (;;) {
+        if (buf_reserve(b, 65536) != 0) {
+            rc = -1;
+            break;
+        }
+        size_t n = fread(b->data + b->len, 1, b->cap - b->len, f);
+        b->len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f))
+        rc = -1;
+    fclose(f);
+    return rc;
+}
+
+static void free_files(struct buf *files, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        buf_free(&files[i]);
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return false;
+    *out = strtoull(s, &end, 10);
+    return *end == '\0';
 }
 
 int main(int argc, char **argv)
@@ -162,122 +217,137 @@ int main(int argc, char **argv)
         {"repeat", required_argument, NULL, 'r'},
         {"hex", no_argument, NULL, 'x'},
         {"soft-cancel-after", required_argument, NULL, 'c'},
+        {"hard-cancel-after", required_argument, NULL, 'k'},
+        {"timeout", required_argument, NULL, 't'},
+        {"msg-file", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    bool header = false;
     struct metadata md = {0};
-    enum call_shape shape = SHAPE_UNARY;
-    int repeat = 1, cancel_after = -1, o;
-    while ((o = getopt_long(argc, argv, "Hm:s:r:xc:", opts, NULL)) != -1) {
+    struct buf files[MAX_FILES] = {{0}};
+    size_t n_files = 0;
+    struct peer_msg *msgs = NULL;
+    bool header = false, shape_given = false;
+    int o;
+    cli.repeat = 1;
+    cli.timeout_ms = 60000;
+    while ((o = getopt_long(argc, argv, "Hm:s:r:xc:k:t:f:h", opts, NULL)) != -1) {
+        bool ok = true;
         switch (o) {
         case 'H':
             header = true;
             break;
         case 'm': {
             char *eq = strchr(optarg, '=');
-            if (!eq)
-                return 2;
-            *eq = '\0';
-            if (metadata_set(&md, optarg, eq + 1) != 0)
-                return 1;
+            ok = eq != NULL;
+            if (ok) {
+                *eq = '\0';
+                ok = metadata_set(&md, optarg, eq + 1) == 0;
+            }
             break;
         }
         case 's':
-            shape = strcmp(optarg, "client") == 0   ? SHAPE_CLIENT
-                    : strcmp(optarg, "server") == 0 ? SHAPE_SERVER
-                                                    : SHAPE_BIDI;
+            shape_given = true;
+            if (strcmp(optarg, "unary") == 0)
+                cli.call.shape = PEER_CALL_UNARY;
+            else if (strcmp(optarg, "client") == 0)
+                cli.call.shape = PEER_CALL_CLIENT_STREAM;
+            else if (strcmp(optarg, "server") == 0)
+                cli.call.shape = PEER_CALL_SERVER_STREAM;
+            else if (strcmp(optarg, "bidi") == 0)
+                cli.call.shape = PEER_CALL_BIDI;
+            else
+                ok = false;
             break;
         case 'r':
-            repeat = atoi(optarg);
+            ok = parse_u64(optarg, &cli.repeat) && cli.repeat > 0;
             break;
         case 'x':
-            hex = true;
+            cli.hex = true;
             break;
         case 'c':
-            cancel_after = atoi(optarg);
+            ok = parse_u64(optarg, &cli.call.cancel_after_ms) && cli.call.cancel_after_ms > 0;
             break;
+        case 'k':
+            ok = parse_u64(optarg, &cli.hard_cancel_ms) && cli.hard_cancel_ms > 0;
+            break;
+        case 't':
+            ok = parse_u64(optarg, &cli.timeout_ms);
+            break;
+        case 'f':
+            ok = n_files < MAX_FILES && read_file(optarg, &files[n_files++]) == 0;
+            break;
+        case 'h':
+            usage(stdout);
+            goto out;
         default:
-            fprintf(stderr, "usage: drpc-call [--header] [--meta k=v]... [--stream "
-                            "client|server|bidi] [--repeat N] [--hex] [--soft-cancel-after MS] "
-                            "ADDR RPC [MESSAGE...]\n");
-            return 2;
+            ok = false;
+        }
+        if (!ok) {
+            usage(stderr);
+            cli.status = EXIT_USAGE;
+            goto out;
         }
     }
     if (argc - optind < 2) {
-        fprintf(stderr, "drpc-call: ADDR and RPC are required\n");
-        return 2;
+        usage(stderr);
+        cli.status = EXIT_USAGE;
+        goto out;
     }
-    const char *addr = argv[optind], *rpc = argv[optind + 1];
-    char **msgs = argv + optind + 2;
-    int n_msgs = argc - optind - 2;
-    if (dial(addr) != 0) {
-        fprintf(stderr, "drpc-call: connect %s: %s\n", addr, strerror(errno));
-        return 1;
+    cli.addr_text = argv[optind];
+    cli.call.rpc = argv[optind + 1];
+    if (!shape_given)
+        cli.call.shape = default_shape(cli.call.rpc);
+    size_t n_args = (size_t)(argc - optind - 2), n_msgs = n_files + n_args;
+    if ((cli.call.shape == PEER_CALL_UNARY || cli.call.shape == PEER_CALL_SERVER_STREAM) &&
+        n_msgs > 1) {
+        fprintf(stderr, NAME ": this call shape takes one MESSAGE\n");
+        cli.status = EXIT_USAGE;
+        goto out;
     }
-    struct buf out = {0};
-    if (header && buf_append(&out, DRPC_HEADER, DRPC_HEADER_LEN) != 0)
-        return 1;
-    int status = 0;
-    for (uint64_t sid = 1; sid <= (uint64_t)repeat && status == 0; sid++) {
-        uint64_t mid = 0;
-        int rc = 0;
-        if (md.n) {
-            struct buf m = {0};
-            rc = metadata_encode(&md, &m) || frame_append_packet(&out, FRAME_KIND_INVOKE_METADATA,
-                                                                 sid, ++mid, m.data, m.len, 65536);
-            buf_free(&m);
-        }
-        rc = rc || frame_append(&out, FRAME_KIND_INVOKE, true, false, sid, ++mid, rpc, strlen(rpc));
-        if (shape == SHAPE_BIDI) {
-            /* one round trip per message, then CloseSend */
-            for (int i = 0; i < n_msgs && status == 0; i++) {
-                rc = rc || frame_append_packet(&out, FRAME_KIND_MESSAGE, sid, ++mid, msgs[i],
-                                               strlen(msgs[i]), 65536);
-                if (rc || send_all(&out) != 0)
-                    return 1;
-                status = read_replies(sid, shape, 1);
-            }
-            rc = rc || frame_append(&out, FRAME_KIND_CLOSE_SEND, true, false, sid, ++mid, NULL, 0);
-            if (rc || send_all(&out) != 0)
-                return 1;
-            if (status == 0)
-                status = read_replies(sid, SHAPE_SERVER, 0);
-            continue;
-        }
-        int count = shape == SHAPE_CLIENT ? n_msgs : 1;
-        for (int i = 0; i < count; i++) {
-            const char *m = i < n_msgs ? msgs[i] : "";
-            rc = rc ||
-                 frame_append_packet(&out, FRAME_KIND_MESSAGE, sid, ++mid, m, strlen(m), 65536);
-        }
-        rc = rc || frame_append(&out, FRAME_KIND_CLOSE_SEND, true, false, sid, ++mid, NULL, 0);
-        if (rc || send_all(&out) != 0)
-            return 1;
-        if (cancel_after >= 0) {
-            struct frame f;
-            size_t used;
-            if (read_frame(&f, &used, cancel_after) == 0) {
-                status = read_replies(sid, shape, 0);
-                break;
-            }
-            /* soft cancel: control + done bits, as SoftCancel=true does */
-            if (frame_append(&out, FRAME_KIND_CANCEL, true, true, sid, ++mid, NULL, 0) ||
-                send_all(&out) != 0)
-                return 1;
-            printf("cancelled\n");
-            continue;
-        }
-        status = read_replies(sid, shape, 0);
-        if (status == 0 && shape != SHAPE_SERVER) {
-            /* like the Go client: Close as soon as the reply is in */
-            if (frame_append(&out, FRAME_KIND_CLOSE, true, false, sid, ++mid, NULL, 0) ||
-                send_all(&out) != 0)
-                return 1;
-        }
+    if (peer_addr_parse(cli.addr_text, &cli.addr) != 0) {
+        fprintf(stderr, NAME ": bad address %s\n", cli.addr_text);
+        cli.status = EXIT_USAGE;
+        goto out;
     }
-    close(fd);
-    buf_free(&out);
-    buf_free(&in);
+    msgs = calloc(n_msgs ? n_msgs : 1, sizeof(*msgs));
+    if (!msgs) {
+        cli.status = EXIT_TRANSPORT;
+        goto out;
+    }
+    for (size_t i = 0; i < n_files; i++)
+        msgs[i] = (struct peer_msg){files[i].data, files[i].len};
+    for (size_t i = 0; i < n_args; i++) {
+        const char *a = argv[optind + 2 + (int)i];
+        msgs[n_files + i] = (struct peer_msg){a, strlen(a)};
+    }
+    cli.call.msgs = msgs;
+    cli.call.n_msgs = n_msgs;
+    cli.call.md = &md;
+
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_t *loop = uv_default_loop();
+    uv_timer_init(loop, &cli.deadline);
+    int rc = peer_client_init(&cli.client, loop, cli.addr.kind, header, on_done, on_closed);
+    if (rc == 0) {
+        cli.client.on_message = on_message;
+        rc = peer_client_connect(&cli.client, &cli.addr, on_connect);
+        if (rc) {
+            fprintf(stderr, NAME ": connect %s: %s\n", cli.addr_text, uv_strerror(rc));
+            finish_all(EXIT_TRANSPORT);
+        }
+    } else {
+        fprintf(stderr, NAME ": %s\n", uv_strerror(rc));
+        cli.status = EXIT_TRANSPORT;
+        uv_close((uv_handle_t *)&cli.deadline, NULL);
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    fflush(stdout);
+    if (uv_loop_close(loop) != 0)
+        fprintf(stderr, NAME ": loop not closed cleanly\n");
+out:
+    free(msgs);
+    free_files(files, n_files);
     metadata_free(&md);
-    return status == 0 ? 0 : 1;
+    return cli.status;
 }
