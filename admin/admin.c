@@ -1,69 +1,125 @@
 /*
- * admin: server and connection lifecycle (see admin.h).
+ * admin: the admin server's listener and connections (see admin.h).
  *
- *   accept --> [reading] --request--> route --> response queued --> [reading]
- *                 |  \--timeout/limit/parse error--> error response, close
- *                 \--POST /reload--> [waiting] --reload done--> response
+ *        accept (more than ADMIN_MAX_CONNS open: 503, then close)
+ *          |
+ *          v
+ *   +-> [READING] --complete request--> [QUEUED] --pump: route--+--> [WRITING]
+ *   |      | malformed or too large: 4xx ----------------------> |       |
+ *   |      | timeout: nothing sent yet -> close,                 |       |
+ *   |      |          part of a request -> 408 --------------->  |       |
+ *   |      |                                     POST /reload -> [WAITING]
+ *   +------+-------------------- keep-alive <-------------------------+
+ *                                                                      | last answer
+ *                                                                      v
+ *        [LINGERING]: FIN sent, input read and dropped until the client's EOF
+ *        or ADMIN_LINGER_MS, so the kernel does not reset the connection (and
+ *        lose the answer) because of request bytes we never read --> close
  *
- * Each connection owns its input buffer (bytes not parsed yet), its output
- * buffer and the bytes of the write in flight; it is freed when both of its
- * handles (socket, timer) are closed.
+ * The pump: complete requests wait on admin.queue; an idle handle answers
+ * at most ADMIN_PUMP_REQUESTS of them per loop iteration and stops early
+ * after ADMIN_PUMP_BUDGET_NS, so a crowd of admin clients spreads its cost
+ * over iterations instead of stalling the data plane behind it.
+ *
+ * Deadlines (one timer per connection, meaning set by the state): a request
+ * must arrive complete within admin.request_timeout_ms of its first byte
+ * (slowloris), an idle keep-alive connection closes after the same time,
+ * and a response must be taken by the client within it too.
+ *
+ * Buffers: c->in owns the bytes read and not parsed yet (reading stops at
+ * ADMIN_IN_MAX); the write in flight owns c->head and c->body until its
+ * callback. Reads land in the admin's shared readbuf and are copied out at
+ * once. A connection is freed when both of its handles (socket, timer) are
+ * closed; uv_close cancels its write or shutdown first.
  */
 #include "admin/admin.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
-
-#include "proxy/handle.h"
 
 #include "admin/http.h"
 #include "admin/routes.h"
 #include "config/config.h"
 #include "proxy/buf.h"
+#include "proxy/handle.h"
 #include "proxy/list.h"
 #include "proxy/log.h"
 #include "proxy/reload.h"
 #include "proxy/sidecar.h"
 
-#define ADMIN_MAX_OUT (8u << 20) /* a client that stops reading is cut off here */
+#define ADMIN_BACKLOG            64
+#define ADMIN_IN_MAX             (64 * 1024) /* unparsed input held per connection */
+#define ADMIN_LINGER_MS          1000 /* longest wait for the client's EOF after the last answer */
+#define ADMIN_PUMP_REQUESTS      8    /* answers per loop iteration, at most */
+#define ADMIN_PUMP_BUDGET_NS     (2 * 1000000) /* ... and no more after this much time */
+#define ADMIN_RETRY_MS           100           /* accept again after an allocation failed */
+#define ADMIN_DEFAULT_TIMEOUT_MS 10000
+
+enum admin_conn_state {
+    ADMIN_CONN_READING,   /* waiting for (the rest of) a request */
+    ADMIN_CONN_QUEUED,    /* a complete request waits on admin.queue for the pump */
+    ADMIN_CONN_WAITING,   /* an asynchronous answer (POST /reload) is pending */
+    ADMIN_CONN_WRITING,   /* one response being written */
+    ADMIN_CONN_LINGERING, /* last response written, FIN sent; dropping input until EOF */
+    ADMIN_CONN_CLOSING,   /* handles closing; freed in the last close callback */
+};
 
 struct admin {
     struct sidecar *sc;
-    union stream_handle h;
-    bool open;
-    struct list_node conns;
+    union stream_handle server;
+    bool server_init;
+    bool is_unix;
+    char *unix_path; /* unlinked at stop; NULL unless we bound it */
+    uv_idle_t pump;
+    uv_timer_t retry; /* accept again after conn_new failed */
+    int open_handles; /* server + pump + retry until closed */
+    bool stopped;
+    struct list_node conns; /* every admin_conn not closing */
+    struct list_node queue; /* QUEUED conns, FIFO */
     uint32_t n_conns;
     uint64_t next_conn_id;
+    struct admin_stats stats;
     char readbuf[16 * 1024];
-};
-
-enum admin_conn_state {
-    ADMIN_CONN_READING,  /* parsing requests */
-    ADMIN_CONN_WAITING,  /* an async answer (reload) is pending */
-    ADMIN_CONN_DRAINING, /* writing the last response, then close */
-    ADMIN_CONN_CLOSING,
 };
 
 struct admin_conn {
     struct admin *admin;
     uint64_t id;
     enum admin_conn_state state;
-    struct list_node node;
+    struct list_node node;       /* admin.conns */
+    struct list_node queue_node; /* admin.queue while QUEUED */
     union stream_handle h;
-    uv_timer_t timer;
+    uv_timer_t timer; /* the deadline of the current state */
     int open_handles;
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+    bool reading;
+    bool eof;          /* the client sent FIN: answer what is complete, then close */
+    bool got_bytes;    /* READING: part of a request has arrived */
+    bool close_after;  /* of the response being written */
+    bool pending_head; /* WAITING: the request was a HEAD */
+    bool pending_close;
     struct admin_http http;
-    bool keep_alive; /* of the request being answered */
-    bool head;
-    struct buf in;
-    struct buf out;
-    struct buf inflight;
-    uv_write_t wreq;
-    bool writing;
+    struct buf in;   /* read, not yet parsed */
+    char head[640];  /* status line and headers of the write in flight */
+    struct buf body; /* body of the write in flight */
+    uint64_t connected_at;
+    char peer[64];
 };
+
+static void parse_input(struct admin_conn *c);
+
+static uint64_t request_timeout(const struct admin *a)
+{
+    uint64_t ms = a->sc->cfg->admin.request_timeout_ms;
+    return ms ? ms : ADMIN_DEFAULT_TIMEOUT_MS;
+}
 
 static void conn_closed(uv_handle_t *h)
 {
@@ -71,149 +127,34 @@ static void conn_closed(uv_handle_t *h)
     if (--c->open_handles > 0)
         return;
     buf_free(&c->in);
-    buf_free(&c->out);
-    buf_free(&c->inflight);
+    buf_free(&c->body);
     free(c);
 }
 
-static void conn_close(struct admin_conn *c)
+/* Closes the connection; idempotent. Nothing may touch c after the caller returns. */
+static void conn_close(struct admin_conn *c, const char *reason)
 {
     if (c->state == ADMIN_CONN_CLOSING)
         return;
+    struct admin *a = c->admin;
+    log_debug("admin#%llu %s: closed after %llu ms: %s", (unsigned long long)c->id, c->peer,
+              (unsigned long long)(uv_now(a->sc->loop) - c->connected_at), reason);
     c->state = ADMIN_CONN_CLOSING;
     list_remove(&c->node);
-    c->admin->n_conns--;
+    if (list_linked(&c->queue_node))
+        list_remove(&c->queue_node);
+    a->n_conns--;
+    a->stats.connections = a->n_conns;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, conn_closed);
     uv_close(&c->h.handle, conn_closed);
 }
 
-static void process(struct admin_conn *c);
+static void timer_cb(uv_timer_t *t);
 
-static void write_cb(uv_write_t *req, int status)
+static void arm_timer(struct admin_conn *c, uint64_t ms)
 {
-    struct admin_conn *c = req->data;
-    c->writing = false;
-    buf_reset(&c->inflight);
-    if (c->state == ADMIN_CONN_CLOSING)
-        return;
-    if (status < 0) {
-        conn_close(c);
-        return;
-    }
-    if (c->out.len) {
-        struct buf t = c->inflight;
-        c->inflight = c->out;
-        c->out = t;
-        uv_buf_t b = uv_buf_init((char *)c->inflight.data, (unsigned)c->inflight.len);
-        c->writing = true;
-        if (uv_write(&c->wreq, &c->h.stream, &b, 1, write_cb) != 0) {
-            c->writing = false;
-            conn_close(c);
-        }
-        return;
-    }
-    if (c->state == ADMIN_CONN_DRAINING) {
-        conn_close(c);
-        return;
-    }
-    process(c); /* a pipelined request may be waiting in c->in */
-}
-
-static void flush(struct admin_conn *c)
-{
-    if (c->writing || c->out.len == 0 || c->state == ADMIN_CONN_CLOSING)
-        return;
-    struct buf t = c->inflight;
-    c->inflight = c->out;
-    c->out = t;
-    uv_buf_t b = uv_buf_init((char *)c->inflight.data, (unsigned)c->inflight.len);
-    c->wreq.data = c;
-    c->writing = true;
-    if (uv_write(&c->wreq, &c->h.stream, &b, 1, write_cb) != 0) {
-        c->writing = false;
-        conn_close(c);
-    }
-}
-
-/* Queues a response; close_after ends the connection once it is written. */
-static void respond(struct admin_conn *c, struct admin_response *resp, bool close_after)
-{
-    char head[512];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s"
-                     "Connection: %s\r\n\r\n",
-                     resp->status, admin_status_text(resp->status),
-                     resp->content_type ? resp->content_type : "application/json", resp->body.len,
-                     resp->headers, close_after ? "close" : "keep-alive");
-    if (n < 0 || (size_t)n >= sizeof(head) || buf_append(&c->out, head, (size_t)n) != 0 ||
-        (!c->head && buf_append(&c->out, resp->body.data, resp->body.len) != 0) ||
-        c->out.len > ADMIN_MAX_OUT) {
-        conn_close(c);
-        return;
-    }
-    if (close_after)
-        c->state = ADMIN_CONN_DRAINING;
-    flush(c);
-}
-
-static void timer_cb(uv_timer_t *t)
-{
-    struct admin_conn *c = t->data;
-    if (c->state != ADMIN_CONN_READING)
-        return;
-    if (c->in.len == 0 && c->http.url_len == 0 && c->http.header_bytes == 0) {
-        conn_close(c); /* an idle keep-alive connection: just go */
-        return;
-    }
-    struct admin_response resp = {0};
-    admin_response_error(&resp, 408, "request not completed within request_timeout_ms");
-    uv_read_stop(&c->h.stream);
-    respond(c, &resp, true);
-    admin_response_free(&resp);
-}
-
-static void arm_timer(struct admin_conn *c)
-{
-    uv_timer_start(&c->timer, timer_cb, c->admin->sc->cfg->admin.request_timeout_ms, 0);
-}
-
-/* Parses and answers what is buffered, one request at a time. */
-static void process(struct admin_conn *c)
-{
-    while (c->state == ADMIN_CONN_READING && !c->writing) {
-        size_t used = 0;
-        enum admin_http_result r =
-            admin_http_feed(&c->http, (const char *)c->in.data, c->in.len, &used);
-        buf_consume(&c->in, used);
-        if (r == ADMIN_HTTP_NEED_MORE)
-            return;
-        if (r == ADMIN_HTTP_ERROR) {
-            struct admin_response resp = {0};
-            admin_response_error(&resp, c->http.error_status, c->http.error_text);
-            uv_read_stop(&c->h.stream);
-            respond(c, &resp, true);
-            admin_response_free(&resp);
-            return;
-        }
-        struct admin_response resp = {0};
-        struct admin_route_ctx ctx = {c->admin->sc, c->admin, c->id};
-        c->keep_alive = c->http.keep_alive;
-        c->head = strcmp(c->http.method, "HEAD") == 0;
-        admin_route(&ctx, &c->http, &resp);
-        admin_http_next(&c->http);
-        if (resp.pending) {
-            c->state = ADMIN_CONN_WAITING;
-            uv_timer_stop(&c->timer);
-            admin_response_free(&resp);
-            return;
-        }
-        respond(c, &resp, !c->keep_alive);
-        admin_response_free(&resp);
-        if (c->state == ADMIN_CONN_READING)
-            arm_timer(c);
-    }
+    uv_timer_start(&c->timer, timer_cb, ms, 0);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -224,59 +165,355 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(c->admin->readbuf);
 }
 
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Reads while there is room for input (or input to drop); idempotent. */
+static void update_reading(struct admin_conn *c)
+{
+    bool want = c->state != ADMIN_CONN_CLOSING && !c->eof &&
+                (c->state == ADMIN_CONN_LINGERING || c->in.len < ADMIN_IN_MAX);
+    if (want && !c->reading) {
+        if (uv_read_start(&c->h.stream, alloc_cb, read_cb) != 0) {
+            conn_close(c, "cannot read");
+            return;
+        }
+        c->reading = true;
+    } else if (!want && c->reading) {
+        uv_read_stop(&c->h.stream);
+        c->reading = false;
+    }
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    struct admin_conn *c = req->data;
+    if (c->state == ADMIN_CONN_CLOSING)
+        return;
+    if (status < 0)
+        conn_close(c, "shutdown failed");
+}
+
+/* The last answer is written: half-close and wait for the client's EOF. */
+static void linger(struct admin_conn *c)
+{
+    if (c->eof) {
+        conn_close(c, "answered");
+        return;
+    }
+    c->state = ADMIN_CONN_LINGERING;
+    buf_free(&c->in);
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, &c->h.stream, shutdown_cb) != 0) {
+        conn_close(c, "answered");
+        return;
+    }
+    uint64_t t = request_timeout(c->admin);
+    arm_timer(c, t < ADMIN_LINGER_MS ? t : ADMIN_LINGER_MS);
+    update_reading(c);
+}
+
+/* Back to reading: the next request may already be buffered (pipelining). */
+static void enter_reading(struct admin_conn *c)
+{
+    c->state = ADMIN_CONN_READING;
+    c->got_bytes = c->in.len > 0;
+    arm_timer(c, request_timeout(c->admin));
+    parse_input(c);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    struct admin_conn *c = req->data;
+    buf_free(&c->body); /* the write owned it until now */
+    if (c->state == ADMIN_CONN_CLOSING)
+        return;
+    if (status < 0) {
+        conn_close(c, uv_strerror(status));
+        return;
+    }
+    if (c->close_after)
+        linger(c);
+    else
+        enter_reading(c);
+}
+
+/*
+ * Writes resp (its body moves into the connection) with one write in
+ * flight; head omits the body (HEAD), close ends the connection after.
+ */
+static void send_response(struct admin_conn *c, struct admin_response *resp, bool head, bool close)
+{
+    struct admin *a = c->admin;
+    int n = admin_http_head(c->head, sizeof(c->head), resp->status,
+                            resp->content_type ? resp->content_type : "application/json",
+                            resp->body.len, resp->headers, close);
+    if (n < 0) {
+        conn_close(c, "response head too long");
+        return;
+    }
+    buf_free(&c->body);
+    c->body = resp->body;
+    memset(&resp->body, 0, sizeof(resp->body));
+    if (head)
+        buf_free(&c->body);
+    a->stats.requests++;
+    c->close_after = close;
+    c->state = ADMIN_CONN_WRITING;
+    arm_timer(c, request_timeout(a)); /* a client that does not read is cut off */
+    uv_buf_t bufs[2] = {uv_buf_init(c->head, (unsigned)n),
+                        uv_buf_init((char *)c->body.data, (unsigned)c->body.len)};
+    c->write_req.data = c;
+    int rc = uv_write(&c->write_req, &c->h.stream, bufs, c->body.len ? 2 : 1, write_cb);
+    if (rc) {
+        conn_close(c, uv_strerror(rc));
+        return;
+    }
+    update_reading(c);
+}
+
+/* Answers a request that cannot be served (malformed, too large, too late, too many). */
+static void send_error(struct admin_conn *c, int status, const char *text)
+{
+    struct admin_response resp = {0};
+    admin_response_error(&resp, status, text);
+    log_debug("admin#%llu %s: %d %s", (unsigned long long)c->id, c->peer, status, text);
+    send_response(c, &resp, false, true);
+    admin_response_free(&resp);
+}
+
+static void pump_cb(uv_idle_t *h);
+
+static void enqueue(struct admin_conn *c)
+{
+    struct admin *a = c->admin;
+    c->state = ADMIN_CONN_QUEUED;
+    uv_timer_stop(&c->timer);
+    list_push_back(&a->queue, &c->queue_node);
+    uv_idle_start(&a->pump, pump_cb); /* no-op when already running */
+}
+
+/* Parses what is buffered; a complete request goes to the pump. */
+static void parse_input(struct admin_conn *c)
+{
+    size_t used = 0;
+    enum admin_http_result r =
+        admin_http_feed(&c->http, (const char *)c->in.data, c->in.len, &used);
+    buf_consume(&c->in, used);
+    if (c->in.len == 0)
+        buf_free(&c->in); /* a connection between requests holds no buffer */
+    switch (r) {
+    case ADMIN_HTTP_NEED_MORE:
+        if (c->eof)
+            conn_close(c, c->got_bytes ? "client left mid-request" : "client left");
+        else
+            update_reading(c);
+        return;
+    case ADMIN_HTTP_REQUEST:
+        enqueue(c);
+        update_reading(c);
+        return;
+    case ADMIN_HTTP_ERROR:
+        send_error(c, c->http.error_status, c->http.error_text);
+        return;
+    }
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct admin_conn *c = s->data;
     if (c->state == ADMIN_CONN_CLOSING)
         return;
+    if (nread == UV_EOF) {
+        c->eof = true;
+        update_reading(c);
+        if (c->state == ADMIN_CONN_LINGERING)
+            conn_close(c, "answered");
+        else if (c->state == ADMIN_CONN_READING)
+            parse_input(c); /* closes unless a complete request is buffered */
+        /* QUEUED, WAITING, WRITING: answer, then close */
+        return;
+    }
     if (nread < 0) {
-        conn_close(c);
+        conn_close(c, uv_strerror((int)nread));
         return;
     }
-    /* Bound what a client can make us hold: a request plus some pipelining. */
-    if (nread == 0)
+    if (nread == 0 || c->state == ADMIN_CONN_LINGERING)
         return;
-    if (c->in.len + (size_t)nread > 4 * (ADMIN_HTTP_MAX_HEADERS + ADMIN_HTTP_MAX_BODY) ||
-        buf_append(&c->in, buf->base, (size_t)nread) != 0) {
-        conn_close(c);
+    if (buf_append(&c->in, buf->base, (size_t)nread) != 0) {
+        conn_close(c, "out of memory");
         return;
     }
-    process(c);
+    if (c->state != ADMIN_CONN_READING) {
+        update_reading(c); /* pipelined: parsed once the current answer is out */
+        return;
+    }
+    if (!c->got_bytes) { /* a request starts: its deadline runs from here */
+        c->got_bytes = true;
+        arm_timer(c, request_timeout(c->admin));
+    }
+    parse_input(c);
 }
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct admin_conn *c = t->data;
+    switch (c->state) {
+    case ADMIN_CONN_READING:
+        if (!c->got_bytes) {
+            conn_close(c, "idle");
+            return;
+        }
+        c->admin->stats.timeouts++;
+        send_error(c, 408, "request not completed within admin.request_timeout_ms");
+        return;
+    case ADMIN_CONN_WRITING:
+        c->admin->stats.timeouts++;
+        conn_close(c, "response not taken within admin.request_timeout_ms");
+        return;
+    case ADMIN_CONN_LINGERING:
+        conn_close(c, "answered");
+        return;
+    case ADMIN_CONN_QUEUED:
+    case ADMIN_CONN_WAITING:
+    case ADMIN_CONN_CLOSING:
+        return;
+    }
+}
+
+/* Routes the request parsed on c and sends (or defers) the answer. */
+static void serve(struct admin_conn *c)
+{
+    struct admin *a = c->admin;
+    struct admin_response resp = {0};
+    struct admin_route_ctx ctx = {a->sc, a, c->id};
+    bool head = strcmp(c->http.method, "HEAD") == 0;
+    bool close = !c->http.keep_alive || c->eof;
+    admin_route(&ctx, &c->http, &resp);
+    /* Mutations are logged where operators look; reads only at debug. */
+    if (strcmp(c->http.method, "POST") == 0)
+        log_info("admin#%llu %s: POST %.200s -> %d", (unsigned long long)c->id, c->peer,
+                 c->http.url, resp.pending ? 202 : resp.status);
+    else
+        log_debug("admin#%llu %s: %s %.200s -> %d (%zu bytes)", (unsigned long long)c->id, c->peer,
+                  c->http.method, c->http.url, resp.status, resp.body.len);
+    admin_http_next(&c->http);
+    if (resp.pending) {
+        c->state = ADMIN_CONN_WAITING;
+        c->pending_head = head;
+        c->pending_close = close;
+        admin_response_free(&resp);
+        return;
+    }
+    send_response(c, &resp, head, close);
+    admin_response_free(&resp);
+}
+
+static void pump_cb(uv_idle_t *h)
+{
+    struct admin *a = h->data;
+    uint64_t start = uv_hrtime();
+    unsigned served = 0;
+    while (!list_empty(&a->queue)) {
+        struct admin_conn *c = list_entry(list_first(&a->queue), struct admin_conn, queue_node);
+        list_remove(&c->queue_node);
+        serve(c);
+        if (++served >= ADMIN_PUMP_REQUESTS || uv_hrtime() - start >= ADMIN_PUMP_BUDGET_NS)
+            break;
+    }
+    if (list_empty(&a->queue))
+        uv_idle_stop(&a->pump);
+}
+
+static struct admin_conn *conn_new(struct admin *a)
+{
+    struct admin_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    uv_loop_t *loop = a->sc->loop;
+    int rc = a->is_unix ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp);
+    if (rc) {
+        free(c);
+        return NULL;
+    }
+    uv_timer_init(loop, &c->timer);
+    c->h.handle.data = c;
+    c->timer.data = c;
+    c->open_handles = 2;
+    c->admin = a;
+    c->id = ++a->next_conn_id;
+    c->connected_at = uv_now(loop);
+    list_init(&c->queue_node);
+    list_push_back(&a->conns, &c->node);
+    a->n_conns++;
+    a->stats.connections = a->n_conns;
+    admin_http_init(&c->http);
+    snprintf(c->peer, sizeof(c->peer), "unix");
+    return c;
+}
+
+static void peer_name(struct admin_conn *c)
+{
+    if (c->admin->is_unix)
+        return;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    char ip[48];
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        uv_ip6_name(s6, ip, sizeof(ip));
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip, ntohs(s6->sin6_port));
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        uv_ip4_name(s4, ip, sizeof(ip));
+        snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, ntohs(s4->sin_port));
+    }
+}
+
+static void retry_cb(uv_timer_t *t);
 
 static void on_connection(uv_stream_t *server, int status)
 {
     struct admin *a = server->data;
-    if (status < 0)
-        return;
-    struct admin_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return;
-    c->admin = a;
-    c->id = ++a->next_conn_id;
-    list_init(&c->node);
-    int rc = a->sc->cfg->admin.addr.kind == CONFIG_ADDR_UNIX
-                 ? uv_pipe_init(a->sc->loop, &c->h.pipe, 0)
-                 : uv_tcp_init(a->sc->loop, &c->h.tcp);
-    if (rc) {
-        free(c);
+    if (status < 0) {
+        log_warn("admin: accept error: %s", uv_strerror(status));
         return;
     }
-    c->h.handle.data = c;
-    uv_timer_init(a->sc->loop, &c->timer);
-    c->timer.data = c;
-    c->open_handles = 2;
-    list_push_back(&a->conns, &c->node);
-    a->n_conns++;
-    admin_http_init(&c->http);
-    if (uv_accept(server, &c->h.stream) != 0 || a->n_conns > ADMIN_MAX_CONNS) {
-        conn_close(c);
+    if (a->stopped)
+        return;
+    struct admin_conn *c = conn_new(a);
+    if (!c) {
+        /* Not accepted, libuv stops watching the socket until we are: try
+         * again shortly rather than leave the admin API deaf. */
+        log_warn("admin: out of memory accepting a connection; retrying");
+        uv_timer_start(&a->retry, retry_cb, ADMIN_RETRY_MS, 0);
         return;
     }
-    if (c->h.handle.type == UV_TCP)
+    if (uv_accept(server, &c->h.stream) != 0) {
+        conn_close(c, "accept failed");
+        return;
+    }
+    if (!a->is_unix)
         uv_tcp_nodelay(&c->h.tcp, 1);
-    arm_timer(c);
-    uv_read_start(&c->h.stream, alloc_cb, read_cb);
+    peer_name(c);
+    if (a->n_conns > ADMIN_MAX_CONNS) {
+        a->stats.rejected++;
+        /* Beyond twice the cap even a short answer is too much work. */
+        if (a->n_conns > 2 * ADMIN_MAX_CONNS)
+            conn_close(c, "too many admin connections");
+        else
+            send_error(c, 503, "too many admin connections");
+        return;
+    }
+    enter_reading(c);
+}
+
+static void retry_cb(uv_timer_t *t)
+{
+    struct admin *a = t->data;
+    if (!a->stopped)
+        on_connection(&a->server.stream, 0);
 }
 
 struct reload_answer {
@@ -289,37 +526,32 @@ static void reload_done(struct sidecar *sc, int status, const char *error, void 
     (void)sc;
     struct reload_answer *ra = arg;
     struct admin *a = ra->admin;
+    uint64_t id = ra->conn_id;
+    free(ra);
     struct admin_conn *c = NULL;
     for (struct list_node *n = a->conns.next; n != &a->conns; n = n->next) {
         struct admin_conn *x = list_entry(n, struct admin_conn, node);
-        if (x->id == ra->conn_id)
+        if (x->id == id)
             c = x;
     }
-    free(ra);
     if (!c || c->state != ADMIN_CONN_WAITING)
-        return; /* the client left; the outcome is in the log and /config */
+        return; /* the client left; the outcome is in the log and in /config */
     struct admin_response resp = {0};
-    if (status == 0) {
-        resp.status = 200;
+    json_t *doc = status == 0 ? json_pack("{s:b}", "reloaded", 1)
+                              : json_pack("{s:b, s:s}", "reloaded", 0, "error",
+                                          error ? error : uv_strerror(status));
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
+    json_decref(doc);
+    if (text && buf_append(&resp.body, text, strlen(text)) == 0 &&
+        buf_append(&resp.body, "\n", 1) == 0) {
+        resp.status = status == 0 ? 200 : 422;
         resp.content_type = "application/json";
-        const char *body = "{\n  \"reloaded\": true\n}\n";
-        if (buf_append(&resp.body, body, strlen(body)) != 0)
-            resp.status = 500;
     } else {
-        json_t *doc = json_pack("{s:b, s:s}", "reloaded", 0, "error", error ? error : "");
-        char *text = json_dumps(doc, JSON_INDENT(2));
-        json_decref(doc);
-        resp.status = 422;
-        resp.content_type = "application/json";
-        if (!text || buf_append(&resp.body, text, strlen(text)) != 0)
-            resp.status = 500;
-        free(text);
+        admin_response_error(&resp, 500, "out of memory");
     }
-    c->state = ADMIN_CONN_READING;
-    respond(c, &resp, !c->keep_alive);
+    free(text);
+    send_response(c, &resp, c->pending_head, c->pending_close);
     admin_response_free(&resp);
-    if (c->state == ADMIN_CONN_READING)
-        arm_timer(c);
 }
 
 int admin_reload(struct admin *a, uint64_t conn_id)
@@ -329,78 +561,153 @@ int admin_reload(struct admin *a, uint64_t conn_id)
         return UV_ENOMEM;
     ra->admin = a;
     ra->conn_id = conn_id;
+    /* reload_start calls back from the loop later, never from in here. */
     int rc = reload_start(a->sc, reload_done, ra);
     if (rc)
         free(ra);
     return rc;
 }
 
-static void server_closed(uv_handle_t *h)
+static void admin_handle_closed(uv_handle_t *h)
 {
-    (void)h;
+    struct admin *a = h->data;
+    a->open_handles--;
+}
+
+/* Whether something accepts on a unix socket path (startup only: a blocking connect). */
+static bool unix_socket_live(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    bool live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return live;
+}
+
+static int listen_unix(struct admin *a, const char *path, char *err, size_t err_size)
+{
+    /* Replace a stale socket file from an earlier run, nothing else. */
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, err_size, "admin.address: %s exists and is not a socket", path);
+            return UV_EEXIST;
+        }
+        if (unix_socket_live(path)) {
+            snprintf(err, err_size, "admin.address: another process is listening on %s", path);
+            return UV_EADDRINUSE;
+        }
+        unlink(path);
+    }
+    int rc = uv_pipe_init(a->sc->loop, &a->server.pipe, 0);
+    if (rc)
+        return rc;
+    a->server_init = true;
+    a->open_handles++;
+    a->server.handle.data = a;
+    /* No chmod: the process umask decides who may connect (owner only by
+     * default), and without a token the socket's mode is the access control. */
+    rc = uv_pipe_bind(&a->server.pipe, path);
+    if (rc == 0) {
+        a->unix_path = strdup(path);
+        if (!a->unix_path)
+            rc = UV_ENOMEM;
+    }
+    return rc;
+}
+
+static int listen_tcp(struct admin *a, const struct config_addr *addr, char *err, size_t err_size)
+{
+    struct sockaddr_storage ss;
+    const char *host = strcmp(addr->host, "localhost") == 0 ? "127.0.0.1" : addr->host;
+    if (uv_ip4_addr(host, addr->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(host, addr->port, (struct sockaddr_in6 *)&ss) != 0) {
+        snprintf(err, err_size, "admin.address %s: not an IP address", addr->text);
+        return UV_EINVAL;
+    }
+    int rc = uv_tcp_init(a->sc->loop, &a->server.tcp);
+    if (rc)
+        return rc;
+    a->server_init = true;
+    a->open_handles++;
+    a->server.handle.data = a;
+    return uv_tcp_bind(&a->server.tcp, (struct sockaddr *)&ss, 0);
 }
 
 int admin_start(struct sidecar *sc, struct admin **out, char *err, size_t err_size)
 {
+    *out = NULL;
     const struct config_addr *addr = &sc->cfg->admin.addr;
     struct admin *a = calloc(1, sizeof(*a));
-    if (!a)
+    if (!a) {
+        snprintf(err, err_size, "admin: out of memory");
         return UV_ENOMEM;
-    a->sc = sc;
-    list_init(&a->conns);
-    int rc;
-    if (addr->kind == CONFIG_ADDR_UNIX) {
-        unlink(addr->path); /* the admin socket is ours alone */
-        rc = uv_pipe_init(sc->loop, &a->h.pipe, 0);
-        if (rc == 0) {
-            a->open = true;
-            rc = uv_pipe_bind(&a->h.pipe, addr->path);
-        }
-    } else {
-        struct sockaddr_storage ss;
-        const char *host = strcmp(addr->host, "localhost") == 0 ? "127.0.0.1" : addr->host;
-        if (uv_ip4_addr(host, addr->port, (struct sockaddr_in *)&ss) != 0 &&
-            uv_ip6_addr(host, addr->port, (struct sockaddr_in6 *)&ss) != 0) {
-            snprintf(err, err_size, "admin.address %s: not an IP address", addr->text);
-            free(a);
-            return UV_EINVAL;
-        }
-        rc = uv_tcp_init(sc->loop, &a->h.tcp);
-        if (rc == 0) {
-            a->open = true;
-            rc = uv_tcp_bind(&a->h.tcp, (struct sockaddr *)&ss, 0);
-        }
     }
-    a->h.handle.data = a;
+    a->sc = sc;
+    a->is_unix = addr->kind == CONFIG_ADDR_UNIX;
+    list_init(&a->conns);
+    list_init(&a->queue);
+    if (!sc->started_wall_ms) {
+        /* The views turn loop times into wall-clock times from this pair. */
+        uv_timeval64_t tv;
+        uv_gettimeofday(&tv);
+        uint64_t wall = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+        sc->started_wall_ms = wall - (uv_now(sc->loop) - sc->started_at);
+    }
+    uv_idle_init(sc->loop, &a->pump);
+    a->pump.data = a;
+    uv_timer_init(sc->loop, &a->retry);
+    a->retry.data = a;
+    a->open_handles = 2;
+    *out = a; /* from here on, admin_stop and admin_free clean up */
+
+    err[0] = '\0';
+    int rc =
+        a->is_unix ? listen_unix(a, addr->path, err, err_size) : listen_tcp(a, addr, err, err_size);
     if (rc == 0)
-        rc = uv_listen(&a->h.stream, 64, on_connection);
+        rc = uv_listen(&a->server.stream, ADMIN_BACKLOG, on_connection);
     if (rc) {
-        snprintf(err, err_size, "admin.address %s: %s", addr->text, uv_strerror(rc));
-        if (a->open)
-            uv_close(&a->h.handle, server_closed);
-        /* freed by admin_free once the loop ran dry */
-        *out = a;
-        a->open = false;
+        if (!err[0])
+            snprintf(err, err_size, "admin.address %s: %s", addr->text, uv_strerror(rc));
         return rc;
     }
-    log_info("admin: listening on http://%s/", addr->text);
-    *out = a;
+    log_info("admin: listening on %s%s%s", a->is_unix ? "" : "http://", addr->text,
+             a->is_unix ? "" : "/");
     return 0;
 }
 
 void admin_stop(struct admin *a)
 {
-    if (a->open) {
-        a->open = false;
-        if (a->sc->cfg->admin.addr.kind == CONFIG_ADDR_UNIX)
-            unlink(a->sc->cfg->admin.addr.path);
-        uv_close(&a->h.handle, server_closed);
+    if (a->stopped)
+        return;
+    a->stopped = true;
+    if (a->server_init) {
+        uv_close(&a->server.handle, admin_handle_closed);
+        if (a->unix_path)
+            unlink(a->unix_path);
     }
+    uv_close((uv_handle_t *)&a->pump, admin_handle_closed);
+    uv_close((uv_handle_t *)&a->retry, admin_handle_closed);
     while (!list_empty(&a->conns))
-        conn_close(list_entry(list_first(&a->conns), struct admin_conn, node));
+        conn_close(list_entry(list_first(&a->conns), struct admin_conn, node), "admin stopping");
 }
 
 void admin_free(struct admin *a)
 {
+    if (!a)
+        return;
+    if (a->open_handles)
+        log_error("admin: freed with %d handles open", a->open_handles);
+    free(a->unix_path);
     free(a);
+}
+
+const struct admin_stats *admin_get_stats(const struct admin *a)
+{
+    return a ? &a->stats : NULL;
 }

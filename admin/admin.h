@@ -1,9 +1,11 @@
 /*
- * admin: the admin HTTP server on the data plane's loop. Connections are
- * parsed with http.c, answered by routes.c, and written back with one
- * write in flight; keep-alive and pipelining work, slow or oversized
- * requests are cut off (request_timeout_ms, 413/431), and at most
- * ADMIN_MAX_CONNS connections are served at once.
+ * admin: the admin HTTP server, on the data plane's loop, answering from
+ * the live objects (routes.c, views.c, metrics.c).
+ *
+ * It must never hurt the data plane: at most ADMIN_MAX_CONNS connections
+ * are served, requests are answered a few per loop iteration, every size
+ * is capped (http.h), and a client that does not finish its request (or
+ * does not read its answer) within admin.request_timeout_ms is closed.
  */
 #ifndef SIDECAR_ADMIN_H
 #define SIDECAR_ADMIN_H
@@ -16,17 +18,31 @@ struct admin;
 
 #define ADMIN_MAX_CONNS 64
 
-/* Listens on sc->cfg->admin.addr. Returns 0 or a UV error with a message in err. */
+/* The admin server's own numbers (rows of METRICS_ADMIN). */
+struct admin_stats {
+    uint64_t connections; /* open now */
+    uint64_t requests;    /* answered */
+    uint64_t rejected;    /* connections refused over ADMIN_MAX_CONNS */
+    uint64_t timeouts;    /* connections closed by request_timeout_ms */
+};
+
+/* Listens on sc->cfg->admin.addr. Returns 0 or a UV error with a message in
+ * err. Even on failure *out may be set: admin_stop and admin_free it then. */
 __attribute__((warn_unused_result)) int admin_start(struct sidecar *sc, struct admin **out,
                                                     char *err, size_t err_size);
 
-/* Stops listening and closes every admin connection (handles close async). */
+/* Stops listening and closes every admin connection (handles close async).
+ * Idempotent. */
 void admin_stop(struct admin *a);
 
 /* After the loop has run dry: frees the struct. */
 void admin_free(struct admin *a);
 
-/* POST /reload: starts a reload whose answer goes to connection conn_id. */
+/* POST /reload: starts a reload whose answer goes to connection conn_id
+ * later. 0, UV_EBUSY (one is running) or another UV error. */
 __attribute__((warn_unused_result)) int admin_reload(struct admin *a, uint64_t conn_id);
+
+/* NULL when a is NULL (no admin server, as in the fuzzer). */
+const struct admin_stats *admin_get_stats(const struct admin *a);
 
 #endif

@@ -1,4 +1,11 @@
-/* metrics: Prometheus text exposition (see metrics.h). */
+/*
+ * metrics: the Prometheus text exposition (see metrics.h), one family per
+ * row of metrics_table.h plus the reused counter tables.
+ *
+ * Rendering appends into one buffer with a sticky error (struct expo): the
+ * first failed allocation stops every later append, and the caller sees
+ * UV_ENOMEM once at the end instead of a check after every line.
+ */
 #include "admin/metrics.h"
 
 #include <dirent.h>
@@ -7,228 +14,270 @@
 #include <string.h>
 #include <uv.h>
 
+#include "admin/admin.h"
+#include "admin/metrics_table.h"
 #include "proxy/call.h"
 #include "proxy/histo.h"
+#include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
 
-#define PREFIX "drpc_sidecar_"
+struct expo {
+    struct buf *b;
+    int rc; /* first error; nothing is appended after one */
+};
 
-/* X(name, help, value expression over `p`) — per-pool gauges. */
-#define POOL_GAUGES(X)                                                                             \
-    X(pool_connections_idle, "Idle upstream connections", p->n_idle)                               \
-    X(pool_connections_busy, "Upstream connections carrying a call", p->n_busy)                    \
-    X(pool_connections_connecting, "Upstream connections being dialled or handshaking",            \
-      p->n_connecting)                                                                             \
-    X(pool_connections_max, "Configured max_conns", p->pc->max_conns)                              \
-    X(pool_waiters, "Calls waiting for an upstream connection", p->n_waiters)                      \
-    X(pool_draining, "1 while the pool is drained by an operator", p->draining ? 1 : 0)
+static void put(struct expo *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* X(name, help, value expression over `sc`) — process gauges. */
-#define PROCESS_GAUGES(X)                                                                          \
-    X(clients, "Connected client connections", sc->n_clients)                                      \
-    X(calls_in_flight, "Calls in progress (waiting or active)", sc->n_calls)                       \
-    X(draining, "1 while the process drains for shutdown", sc->state != SIDECAR_RUNNING ? 1 : 0)
-
-static int appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int appendf(struct buf *b, const char *fmt, ...)
+static void put(struct expo *x, const char *fmt, ...)
 {
+    if (x->rc)
+        return;
+    char tmp[512];
     va_list ap;
     va_start(ap, fmt);
-    char tmp[512];
     int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return UV_EINVAL;
-    if ((size_t)n < sizeof(tmp))
-        return buf_append(b, tmp, (size_t)n);
-    int rc = buf_reserve(b, (size_t)n + 1);
-    if (rc)
-        return rc;
+    if (n < 0) {
+        x->rc = UV_EINVAL;
+        return;
+    }
+    if ((size_t)n < sizeof(tmp)) {
+        x->rc = buf_append(x->b, tmp, (size_t)n);
+        return;
+    }
+    /* Longer than tmp (a long help text): format again, in place. */
+    x->rc = buf_reserve(x->b, (size_t)n + 1);
+    if (x->rc)
+        return;
     va_start(ap, fmt);
-    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    vsnprintf((char *)x->b->data + x->b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    b->len += (size_t)n;
-    return 0;
+    x->b->len += (size_t)n;
 }
 
 int metrics_escape_label(struct buf *out, const char *v)
 {
-    int rc = 0;
-    for (const char *c = v; *c && rc == 0; c++) {
-        if (*c == '\\')
-            rc = buf_append(out, "\\\\", 2);
-        else if (*c == '"')
-            rc = buf_append(out, "\\\"", 2);
-        else if (*c == '\n')
-            rc = buf_append(out, "\\n", 2);
-        else
-            rc = buf_append(out, c, 1);
+    /* Runs of plain bytes go in one append. */
+    const char *run = v;
+    for (const char *c = v;; c++) {
+        const char *esc = *c == '\\' ? "\\\\" : *c == '"' ? "\\\"" : *c == '\n' ? "\\n" : NULL;
+        if (!esc && *c)
+            continue;
+        int rc = buf_append(out, run, (size_t)(c - run));
+        if (!rc && esc)
+            rc = buf_append(out, esc, 2);
+        if (rc)
+            return rc;
+        if (!*c)
+            return 0;
+        run = c + 1;
     }
-    return rc;
 }
 
-static int family(struct buf *b, const char *name, const char *type, const char *help)
+/* A label value, escaped, inside the quotes the caller wrote. */
+static void put_label(struct expo *x, const char *v)
 {
-    return appendf(b, "# HELP " PREFIX "%s %s\n# TYPE " PREFIX "%s %s\n", name, help, name, type);
+    if (!x->rc)
+        x->rc = metrics_escape_label(x->b, v);
 }
 
-static int pool_label(struct buf *b, const char *name, const struct pool *p, const char *extra)
+static void family(struct expo *x, const char *prefix, const char *name, const char *type,
+                   const char *help)
 {
-    int rc = appendf(b, PREFIX "%s{pool=\"", name);
-    if (!rc)
-        rc = metrics_escape_label(b, p->pc->name);
-    if (!rc)
-        rc = appendf(b, "\"%s}", extra ? extra : "");
-    return rc;
+    put(x, "# HELP %s%s %s\n# TYPE %s%s %s\n", prefix, name, help, prefix, name, type);
 }
 
-static int histogram(struct buf *b, const char *name, const char *help, struct sidecar *sc,
-                     size_t offset)
+/* `prefix name{pool="P"` — the caller adds more labels and closes the brace. */
+static void pool_series(struct expo *x, const char *name, const char *suffix, const struct pool *p)
 {
-    int rc = family(b, name, "histogram", help);
-    for (size_t i = 0; i < sc->n_pools && !rc; i++) {
-        const struct pool *p = sc->pools[i];
-        const struct histo *h = (const struct histo *)((const char *)&p->stats + offset);
-        uint64_t cum = 0;
-        for (size_t k = 0; k < HISTO_BUCKETS && !rc; k++) {
-            cum += h->counts[k];
-            char le[32];
-            if (k == HISTO_BUCKETS - 1)
-                snprintf(le, sizeof(le), "+Inf");
-            else
-                snprintf(le, sizeof(le), "%g", histo_bounds_us[k] / 1e6);
-            char extra[64];
-            snprintf(extra, sizeof(extra), ",le=\"%s\"", le);
-            char bucket[96];
-            snprintf(bucket, sizeof(bucket), "%s_bucket", name);
-            rc = pool_label(b, bucket, p, extra);
-            if (!rc)
-                rc = appendf(b, " %llu\n", (unsigned long long)cum);
-        }
-        char n2[96];
-        snprintf(n2, sizeof(n2), "%s_sum", name);
-        if (!rc)
-            rc = pool_label(b, n2, p, NULL);
-        if (!rc)
-            rc = appendf(b, " %.6f\n", h->sum_us / 1e6);
-        snprintf(n2, sizeof(n2), "%s_count", name);
-        if (!rc)
-            rc = pool_label(b, n2, p, NULL);
-        if (!rc)
-            rc = appendf(b, " %llu\n", (unsigned long long)h->count);
+    put(x, METRICS_PREFIX "%s%s{pool=\"", name, suffix);
+    put_label(x, p->pc->name);
+    put(x, "\"");
+}
+
+void metrics_format_seconds(uint64_t us, char *out, size_t size)
+{
+    int n = snprintf(out, size, "%llu.%06llu", (unsigned long long)(us / 1000000),
+                     (unsigned long long)(us % 1000000));
+    if (n < 0 || (size_t)n >= size)
+        return;
+    while (n > 0 && out[n - 1] == '0')
+        out[--n] = '\0';
+    if (n > 0 && out[n - 1] == '.')
+        out[--n] = '\0';
+}
+
+static void histogram(struct expo *x, const char *name, const struct pool *p, const struct histo *h)
+{
+    uint64_t cumulative = 0;
+    for (size_t k = 0; k < HISTO_BUCKETS; k++) {
+        cumulative += h->counts[k];
+        char le[32] = "+Inf";
+        if (k < HISTO_BUCKETS - 1)
+            metrics_format_seconds(histo_bounds_us[k], le, sizeof(le));
+        pool_series(x, name, "_bucket", p);
+        put(x, ",le=\"%s\"} %llu\n", le, (unsigned long long)cumulative);
     }
-    return rc;
+    char sum[32];
+    metrics_format_seconds(h->sum_us, sum, sizeof(sum));
+    pool_series(x, name, "_sum", p);
+    put(x, "} %s\n", sum);
+    pool_series(x, name, "_count", p);
+    put(x, "} %llu\n", (unsigned long long)h->count);
 }
 
-/* Open file descriptors: a procfs directory read, which never waits on a disk. */
-static long open_fds(void)
+/*
+ * Open descriptors: counts /proc/self/fd. opendir/readdir are blocking
+ * calls, but on procfs they never wait for a disk (the kernel builds the
+ * listing from the fd table), so this is as cheap as a syscall or two per
+ * scrape and stays on the loop.
+ */
+uint64_t metrics_open_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
     if (!d)
-        return -1;
-    long n = 0;
+        return 0;
+    uint64_t n = 0;
     struct dirent *de;
     while ((de = readdir(d)))
         if (de->d_name[0] != '.')
             n++;
     closedir(d);
-    return n - 1; /* the directory stream itself */
+    return n > 0 ? n - 1 : 0; /* not counting the directory stream itself */
 }
 
-int metrics_render(struct sidecar *sc, struct buf *b)
+/* uv_resident_set_memory reads /proc/self/stat: a procfs read, as above. */
+uint64_t metrics_resident_bytes(void)
 {
-    int rc = 0;
-#define X(name, help, expr)                                                                        \
-    if (!rc)                                                                                       \
-        rc = family(b, #name, "gauge", help);                                                      \
-    for (size_t i = 0; i < sc->n_pools && !rc; i++) {                                              \
-        const struct pool *p = sc->pools[i];                                                       \
-        rc = pool_label(b, #name, p, NULL);                                                        \
-        if (!rc)                                                                                   \
-            rc = appendf(b, " %llu\n", (unsigned long long)(expr));                                \
-    }
-    POOL_GAUGES(X)
-#undef X
+    size_t rss = 0;
+    return uv_resident_set_memory(&rss) == 0 ? (uint64_t)rss : 0;
+}
 
-#define X(name, help)                                                                              \
-    if (!rc)                                                                                       \
-        rc = family(b, "pool_" #name "_total", "counter", help);                                   \
-    for (size_t i = 0; i < sc->n_pools && !rc; i++) {                                              \
+/* One sample `name{pool="P"} value`. */
+static void pool_sample(struct expo *x, const char *name, const struct pool *p, uint64_t value)
+{
+    pool_series(x, name, "", p);
+    put(x, "} %llu\n", (unsigned long long)value);
+}
+
+static void pool_families(struct expo *x, const struct sidecar *sc, uint64_t now)
+{
+    /* One family per row, one sample per pool. */
+#define X(metric, type, json, jtype, help, value)                                                  \
+    family(x, METRICS_PREFIX, #metric, #type, help);                                               \
+    for (size_t i = 0; i < sc->n_pools; i++) {                                                     \
         const struct pool *p = sc->pools[i];                                                       \
-        rc = pool_label(b, "pool_" #name "_total", p, NULL);                                       \
-        if (!rc)                                                                                   \
-            rc = appendf(b, " %llu\n", (unsigned long long)p->stats.name);                         \
+        pool_sample(x, #metric, p, (uint64_t)(value));                                             \
     }
+    METRICS_POOL_CONNS(X)
+    METRICS_POOL_STATE(X)
+#undef X
+#define X(name, help)                                                                              \
+    family(x, METRICS_PREFIX, "pool_" #name "_total", "counter", help);                            \
+    for (size_t i = 0; i < sc->n_pools; i++)                                                       \
+        pool_sample(x, "pool_" #name "_total", sc->pools[i], sc->pools[i]->stats.name);
     POOL_COUNTERS(X)
 #undef X
 
-    if (!rc)
-        rc = family(b, "call_errors_total", "counter",
-                    "Calls the sidecar failed, by pool and cause");
-    for (size_t i = 0; i < sc->n_pools && !rc; i++) {
+    family(x, METRICS_PREFIX, "call_errors_total", "counter",
+           "Calls the sidecar failed, by pool and cause (see errors.h)");
+    for (size_t i = 0; i < sc->n_pools; i++) {
         const struct pool *p = sc->pools[i];
-        for (int c = 0; c < CALL_CAUSE_COUNT && !rc; c++) {
-            char extra[64];
-            snprintf(extra, sizeof(extra), ",cause=\"%s\"", call_cause_name(c));
-            rc = pool_label(b, "call_errors_total", p, extra);
-            if (!rc)
-                rc = appendf(b, " %llu\n", (unsigned long long)p->stats.errors[c]);
+        for (int c = 0; c < CALL_CAUSE_COUNT; c++) {
+            pool_series(x, "call_errors_total", "", p);
+            put(x, ",cause=\"%s\"} %llu\n", call_cause_name(c),
+                (unsigned long long)p->stats.errors[c]);
         }
     }
 
-    static const char *const results[] = {"ok", "app_error", "cancelled", "failed"};
-    if (!rc)
-        rc = family(b, "calls_total", "counter", "Finished calls by pool, route and result");
-    for (const struct route_counter *r = sc->route_counters; r && !rc; r = r->next) {
-        for (int k = 0; k < 4 && !rc; k++) {
-            rc = appendf(b, PREFIX "calls_total{pool=\"");
-            if (!rc)
-                rc = metrics_escape_label(b, r->pool);
-            if (!rc)
-                rc = appendf(b, "\",route=\"");
-            if (!rc)
-                rc = metrics_escape_label(b, r->route);
-            if (!rc)
-                rc = appendf(b, "\",result=\"%s\"} %llu\n", results[k],
-                             (unsigned long long)r->results[k]);
+#define X(metric, json, help, member)                                                              \
+    family(x, METRICS_PREFIX, #metric, "histogram", help);                                         \
+    for (size_t i = 0; i < sc->n_pools; i++)                                                       \
+        histogram(x, #metric, sc->pools[i], &sc->pools[i]->stats.member);
+    METRICS_POOL_HISTOS(X)
+#undef X
+
+#define X(metric, type, json, jtype, help, value)                                                  \
+    family(x, METRICS_PREFIX, #metric, #type, help);                                               \
+    for (size_t i = 0; i < sc->n_pools; i++) {                                                     \
+        const struct pool *p = sc->pools[i];                                                       \
+        for (size_t k = 0; k < p->n_endpoints; k++) {                                              \
+            const struct endpoint *e = &p->endpoints[k];                                           \
+            pool_series(x, #metric, "", p);                                                        \
+            put(x, ",endpoint=\"");                                                                \
+            put_label(x, e->addr->text);                                                           \
+            put(x, "\"} %llu\n", (unsigned long long)(value));                                     \
+        }                                                                                          \
+    }
+    METRICS_ENDPOINT(X)
+#undef X
+}
+
+static void call_results(struct expo *x, const struct sidecar *sc)
+{
+    static const char *const names[] = {
+#define X(value, label) [value] = label,
+        METRICS_CALL_RESULTS(X)
+#undef X
+    };
+    family(x, METRICS_PREFIX, "calls_total", "counter",
+           "Finished calls by pool, route and result (ok, app_error, cancelled, failed)");
+    for (const struct route_counter *r = sc->route_counters; r; r = r->next) {
+        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+            put(x, METRICS_PREFIX "calls_total{pool=\"");
+            put_label(x, r->pool);
+            put(x, "\",route=\"");
+            put_label(x, r->route);
+            put(x, "\",result=\"%s\"} %llu\n", names[k], (unsigned long long)r->results[k]);
         }
     }
+}
 
-    if (!rc)
-        rc = histogram(b, "call_duration_seconds", "Call duration from Invoke to end of stream", sc,
-                       offsetof(struct pool_stats, call_us));
-    if (!rc)
-        rc = histogram(b, "wait_duration_seconds", "Time a call waited for an upstream connection",
-                       sc, offsetof(struct pool_stats, wait_us));
+int metrics_render(const struct sidecar *sc, struct buf *out)
+{
+    struct expo x = {out, 0};
+    uint64_t now = uv_now(sc->loop);
+
+    pool_families(&x, sc, now);
+    call_results(&x, sc);
+
+#define X(metric, type, json, jtype, help, value)                                                  \
+    family(&x, METRICS_PREFIX, #metric, #type, help);                                              \
+    for (size_t i = 0; i < sc->n_listeners; i++) {                                                 \
+        const struct listener *l = sc->listeners[i];                                               \
+        put(&x, METRICS_PREFIX #metric "{listener=\"");                                            \
+        put_label(&x, l->lc->name);                                                                \
+        put(&x, "\"} %llu\n", (unsigned long long)(value));                                        \
+    }
+    METRICS_LISTENER(X)
+#undef X
 
 #define X(name, help)                                                                              \
-    if (!rc)                                                                                       \
-        rc = family(b, #name "_total", "counter", help);                                           \
-    if (!rc)                                                                                       \
-        rc = appendf(b, PREFIX #name "_total %llu\n", (unsigned long long)sc->stats.name);
+    family(&x, METRICS_PREFIX, #name "_total", "counter", help);                                   \
+    put(&x, METRICS_PREFIX #name "_total %llu\n", (unsigned long long)sc->stats.name);
     SIDECAR_COUNTERS(X)
 #undef X
 
-#define X(name, help, expr)                                                                        \
-    if (!rc)                                                                                       \
-        rc = family(b, #name, "gauge", help);                                                      \
-    if (!rc)                                                                                       \
-        rc = appendf(b, PREFIX #name " %llu\n", (unsigned long long)(expr));
-    PROCESS_GAUGES(X)
+#define X(metric, type, json, jtype, help, value)                                                  \
+    family(&x, METRICS_PREFIX, #metric, #type, help);                                              \
+    put(&x, METRICS_PREFIX #metric " %llu\n", (unsigned long long)(value));
+    METRICS_PROCESS(X)
 #undef X
 
-    size_t rss = 0;
-    uv_resident_set_memory(&rss);
-    if (!rc)
-        rc = appendf(b,
-                     "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-                     "# TYPE process_resident_memory_bytes gauge\n"
-                     "process_resident_memory_bytes %zu\n"
-                     "# HELP process_open_fds Number of open file descriptors.\n"
-                     "# TYPE process_open_fds gauge\n"
-                     "process_open_fds %ld\n",
-                     rss, open_fds());
-    return rc;
+    const struct admin_stats *a = admin_get_stats(sc->admin);
+    if (a) {
+#define X(metric, type, json, jtype, help, value)                                                  \
+    family(&x, METRICS_PREFIX, #metric, #type, help);                                              \
+    put(&x, METRICS_PREFIX #metric " %llu\n", (unsigned long long)(value));
+        METRICS_ADMIN(X)
+#undef X
+    }
+
+#define X(metric, type, json, jtype, help, value)                                                  \
+    family(&x, "", #metric, #type, help);                                                          \
+    put(&x, #metric " %llu\n", (unsigned long long)(value));
+    METRICS_OS(X)
+#undef X
+    return x.rc;
 }

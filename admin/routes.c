@@ -1,9 +1,23 @@
-/* routes: admin dispatch table and handlers (see routes.h). */
+/*
+ * routes: the admin dispatch table and its handlers (see routes.h).
+ *
+ *   request --target--> path + query --table walk--> route found?
+ *     no path match ............................... 404
+ *     path matches, method does not ............... 405 + Allow
+ *     POST from another origin .................... 403
+ *     POST without the token (when one is set) .... 401
+ *     otherwise ................................... handler(ctx, arg, query)
+ *
+ * Handlers read the live objects through views.c / metrics.c, or call
+ * the data plane's own transition functions; none keeps anything.
+ */
 #include "admin/routes.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "admin/admin.h"
 #include "admin/dashboard.h"
@@ -14,68 +28,53 @@
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
 
-typedef void (*route_fn)(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                         struct admin_response *resp);
+#define ARG_MAX 256 /* a decoded {name} or {id} path segment */
 
-struct route {
-    const char *method;
-    const char *prefix; /* exact path, or the part before {arg} */
-    const char *suffix; /* after {arg}; NULL = no argument */
-    route_fn fn;
+struct route_req {
+    const struct admin_route_ctx *ctx;
+    const char *arg;   /* the decoded '*' segment, or NULL */
+    const char *query; /* after '?', "" when none */
 };
 
-const char *admin_status_text(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 202:
-        return "Accepted";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 414:
-        return "URI Too Long";
-    case 422:
-        return "Unprocessable Entity";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    }
-    return "Unknown";
-}
+typedef void (*route_fn)(const struct route_req *rq, struct admin_response *resp);
+
+struct route {
+    const char *method;  /* GET routes answer HEAD too */
+    const char *pattern; /* '*' stands for one non-empty path segment */
+    route_fn fn;
+};
 
 void admin_response_free(struct admin_response *resp)
 {
     buf_free(&resp->body);
 }
 
-static void set_json(struct admin_response *resp, int status, json_t *doc)
+static void set_body(struct admin_response *resp, int status, const char *content_type,
+                     const char *text, size_t len)
 {
     resp->status = status;
-    resp->content_type = "application/json";
+    resp->content_type = content_type;
+    buf_reset(&resp->body);
+    if (buf_append(&resp->body, text, len) != 0) {
+        resp->status = 500; /* an empty 500: there was no memory for more */
+        resp->content_type = "text/plain; charset=utf-8";
+        buf_free(&resp->body);
+    }
+}
+
+/* Takes doc (NULL = out of memory) and answers it as JSON. */
+static void set_json(struct admin_response *resp, int status, json_t *doc)
+{
     char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
     json_decref(doc);
-    buf_reset(&resp->body);
-    if (!text || buf_append(&resp->body, text, strlen(text)) != 0 ||
-        buf_append(&resp->body, "\n", 1) != 0) {
-        resp->status = 500;
-        buf_reset(&resp->body);
+    if (!text) {
+        static const char oom[] = "{\"error\": \"out of memory\"}\n";
+        set_body(resp, 500, "application/json", oom, sizeof(oom) - 1);
+        return;
     }
+    set_body(resp, status, "application/json", text, strlen(text));
+    if (resp->status == status && buf_append(&resp->body, "\n", 1) != 0)
+        resp->status = 500;
     free(text);
 }
 
@@ -86,83 +85,46 @@ void admin_response_error(struct admin_response *resp, int status, const char *t
 
 bool admin_token_ok(const char *authorization, const char *token)
 {
-    const char *prefix = "Bearer ";
-    size_t plen = strlen(prefix);
-    if (strncmp(authorization, prefix, plen) != 0)
+    static const char prefix[] = "Bearer ";
+    if (!authorization || strncasecmp(authorization, prefix, sizeof(prefix) - 1) != 0)
         return false;
-    const char *given = authorization + plen;
+    const char *given = authorization + sizeof(prefix) - 1;
     size_t gl = strlen(given), tl = strlen(token);
-    /* Compare every byte whatever the lengths, so timing says nothing. */
-    unsigned diff = (unsigned)(gl ^ tl);
+    /* Every byte of the token is compared whatever the input, so the time
+     * taken says nothing about how much of a guess was right. */
+    unsigned diff = gl != tl;
     for (size_t i = 0; i < tl; i++)
         diff |= (unsigned char)token[i] ^ (unsigned char)(i < gl ? given[i] : 0);
     return diff == 0;
 }
 
-/* ---- handlers ----------------------------------------------------------- */
-
-static void h_dashboard(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                        struct admin_response *resp)
+/* Parses a whole decimal number ("0".."18446744073709551615"); false otherwise. */
+static bool parse_u64(const char *s, uint64_t *out)
 {
-    (void)ctx, (void)arg, (void)query;
-    resp->status = 200;
-    resp->content_type = "text/html; charset=utf-8";
-    if (buf_append(&resp->body, dashboard_html, strlen(dashboard_html)) != 0)
-        admin_response_error(resp, 500, "out of memory");
+    if (!*s || strspn(s, "0123456789") != strlen(s))
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    if (errno == ERANGE)
+        return false;
+    *out = v;
+    return true;
 }
 
-static void h_healthz(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                      struct admin_response *resp)
+/* ?limit=N for the list views: 1..VIEWS_MAX_LIMIT, default VIEWS_DEFAULT_LIMIT. */
+static bool query_limit(const struct route_req *rq, size_t *limit, struct admin_response *resp)
 {
-    (void)arg, (void)query;
-    set_json(resp, 200,
-             json_pack("{s:s, s:s}", "status", "ok", "state",
-                       ctx->sc->state == SIDECAR_RUNNING ? "running" : "draining"));
-}
-
-static void h_readyz(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                     struct admin_response *resp)
-{
-    (void)arg, (void)query;
-    struct sidecar *sc = ctx->sc;
-    if (sc->state != SIDECAR_RUNNING) {
-        set_json(resp, 503, json_pack("{s:s, s:s}", "status", "not_ready", "reason", "draining"));
-        return;
+    char v[32];
+    uint64_t n = VIEWS_DEFAULT_LIMIT;
+    int found = admin_http_query(rq->query, "limit", v, sizeof(v));
+    if (found < 0 || (found && (!parse_u64(v, &n) || n == 0 || n > VIEWS_MAX_LIMIT))) {
+        char text[96];
+        snprintf(text, sizeof(text), "limit must be a number from 1 to %d", VIEWS_MAX_LIMIT);
+        admin_response_error(resp, 400, text);
+        return false;
     }
-    if (sc->n_listeners == 0) {
-        set_json(resp, 503,
-                 json_pack("{s:s, s:s}", "status", "not_ready", "reason", "no listener open"));
-        return;
-    }
-    for (size_t i = 0; i < sc->n_pools; i++) {
-        const struct pool *p = sc->pools[i];
-        if (p->pc->min_idle && p->n_idle + p->n_busy < p->pc->min_idle) {
-            char reason[256];
-            snprintf(reason, sizeof(reason), "pool %s has %u of min_idle %u connections",
-                     p->pc->name, p->n_idle + p->n_busy, p->pc->min_idle);
-            set_json(resp, 503, json_pack("{s:s, s:s}", "status", "not_ready", "reason", reason));
-            return;
-        }
-    }
-    set_json(resp, 200, json_pack("{s:s}", "status", "ready"));
-}
-
-static void h_pools(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                    struct admin_response *resp)
-{
-    (void)arg, (void)query;
-    set_json(resp, 200, views_pools(ctx->sc, NULL));
-}
-
-static void h_pool(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                   struct admin_response *resp)
-{
-    (void)query;
-    json_t *doc = views_pools(ctx->sc, arg);
-    if (!doc)
-        admin_response_error(resp, 404, "no such pool");
-    else
-        set_json(resp, 200, doc);
+    *limit = (size_t)n;
+    return true;
 }
 
 static struct pool *find_pool(struct sidecar *sc, const char *name)
@@ -173,142 +135,189 @@ static struct pool *find_pool(struct sidecar *sc, const char *name)
     return NULL;
 }
 
-static void pool_drain(const struct admin_route_ctx *ctx, const char *arg,
-                       struct admin_response *resp, bool drain)
+/* ---- handlers -------------------------------------------------------------- */
+
+static void h_dashboard(const struct route_req *rq, struct admin_response *resp)
 {
-    struct pool *p = find_pool(ctx->sc, arg);
+    (void)rq;
+    set_body(resp, 200, "text/html; charset=utf-8", dashboard_html, dashboard_html_len);
+    /* The page loads nothing from anywhere; say so, so a browser enforces it. */
+    snprintf(resp->headers, sizeof(resp->headers),
+             "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+             "style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'\r\n");
+}
+
+static void h_healthz(const struct route_req *rq, struct admin_response *resp)
+{
+    struct sidecar *sc = rq->ctx->sc;
+    set_json(resp, 200,
+             json_pack("{s:s, s:s}", "status", "ok", "state",
+                       sc->state == SIDECAR_RUNNING ? "running" : "draining"));
+}
+
+static void not_ready(struct admin_response *resp, const char *reason)
+{
+    set_json(resp, 503, json_pack("{s:s, s:s}", "status", "not_ready", "reason", reason));
+}
+
+static void h_readyz(const struct route_req *rq, struct admin_response *resp)
+{
+    struct sidecar *sc = rq->ctx->sc;
+    if (sc->state != SIDECAR_RUNNING) {
+        not_ready(resp, "draining");
+        return;
+    }
+    if (sc->n_listeners == 0) {
+        not_ready(resp, "no listener is open");
+        return;
+    }
+    for (size_t i = 0; i < sc->n_listeners; i++) {
+        if (!sc->listeners[i]->open) {
+            char reason[160];
+            snprintf(reason, sizeof(reason), "listener %s is not open", sc->listeners[i]->lc->name);
+            not_ready(resp, reason);
+            return;
+        }
+    }
+    for (size_t i = 0; i < sc->n_pools; i++) {
+        const struct pool *p = sc->pools[i];
+        if (p->pc->min_idle && p->n_idle + p->n_busy < p->pc->min_idle) {
+            char reason[192];
+            snprintf(reason, sizeof(reason), "pool %s has %u of min_idle %u connections",
+                     p->pc->name, p->n_idle + p->n_busy, p->pc->min_idle);
+            not_ready(resp, reason);
+            return;
+        }
+    }
+    set_json(resp, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+static void h_stats(const struct route_req *rq, struct admin_response *resp)
+{
+    set_json(resp, 200, views_stats(rq->ctx->sc));
+}
+
+static void h_pools(const struct route_req *rq, struct admin_response *resp)
+{
+    set_json(resp, 200, views_pools(rq->ctx->sc, NULL));
+}
+
+static void h_pool(const struct route_req *rq, struct admin_response *resp)
+{
+    if (!find_pool(rq->ctx->sc, rq->arg)) {
+        admin_response_error(resp, 404, "no such pool");
+        return;
+    }
+    set_json(resp, 200, views_pools(rq->ctx->sc, rq->arg));
+}
+
+static void set_pool_draining(const struct route_req *rq, struct admin_response *resp,
+                              bool draining)
+{
+    struct pool *p = find_pool(rq->ctx->sc, rq->arg);
     if (!p) {
         admin_response_error(resp, 404, "no such pool");
         return;
     }
-    pool_set_draining(p, drain);
-    set_json(resp, 200, json_pack("{s:s, s:b}", "pool", arg, "draining", drain));
+    pool_set_draining(p, draining);
+    set_json(resp, 200,
+             json_pack("{s:s, s:b, s:I, s:I}", "pool", p->pc->name, "draining", p->draining,
+                       "conns", (json_int_t)pool_total(p), "waiters", (json_int_t)p->n_waiters));
 }
 
-static void h_pool_drain(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                         struct admin_response *resp)
+static void h_pool_drain(const struct route_req *rq, struct admin_response *resp)
 {
-    (void)query;
-    pool_drain(ctx, arg, resp, true);
+    set_pool_draining(rq, resp, true);
 }
 
-static void h_pool_resume(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                          struct admin_response *resp)
+static void h_pool_resume(const struct route_req *rq, struct admin_response *resp)
 {
-    (void)query;
-    pool_drain(ctx, arg, resp, false);
+    set_pool_draining(rq, resp, false);
 }
 
-/* Value of key in a query string ("a=1&b=2"), percent-decoded into out. */
-static bool query_get(const char *query, const char *key, char *out, size_t size)
+static void h_calls(const struct route_req *rq, struct admin_response *resp)
 {
-    size_t kl = strlen(key);
-    for (const char *p = query; p && *p;) {
-        const char *amp = strchr(p, '&');
-        size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        if (len > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
-            size_t n = 0;
-            for (size_t i = kl + 1; i < len && n + 1 < size; i++) {
-                if (p[i] == '%' && i + 2 < len + 1 && p[i + 1] && p[i + 2]) {
-                    char hex[3] = {p[i + 1], p[i + 2], 0};
-                    out[n++] = (char)strtol(hex, NULL, 16);
-                    i += 2;
-                } else {
-                    out[n++] = p[i] == '+' ? ' ' : p[i];
-                }
-            }
-            out[n] = '\0';
-            return true;
-        }
-        p = amp ? amp + 1 : NULL;
-    }
-    return false;
-}
-
-static void h_calls(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                    struct admin_response *resp)
-{
-    (void)arg;
-    char pool[128], age[32];
-    bool has_pool = query_get(query, "pool", pool, sizeof(pool));
+    char pool[ARG_MAX], age[32];
     uint64_t min_age = 0;
-    if (query_get(query, "min_age_ms", age, sizeof(age))) {
-        char *end;
-        min_age = strtoull(age, &end, 10);
-        if (!age[0] || *end) {
-            admin_response_error(resp, 400, "min_age_ms must be a number");
-            return;
-        }
-    }
-    set_json(resp, 200, views_calls(ctx->sc, has_pool ? pool : NULL, min_age));
-}
-
-static void h_call_cancel(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                          struct admin_response *resp)
-{
-    (void)query;
-    char *end;
-    unsigned long long id = strtoull(arg, &end, 10);
-    if (!arg[0] || *end) {
-        admin_response_error(resp, 400, "call id must be a number");
+    size_t limit;
+    int has_pool = admin_http_query(rq->query, "pool", pool, sizeof(pool));
+    int has_age = admin_http_query(rq->query, "min_age_ms", age, sizeof(age));
+    if (has_pool < 0) {
+        admin_response_error(resp, 400, "pool: bad percent-encoding or too long");
         return;
     }
-    struct sidecar *sc = ctx->sc;
+    if (has_age < 0 || (has_age && !parse_u64(age, &min_age))) {
+        admin_response_error(resp, 400, "min_age_ms must be a whole number");
+        return;
+    }
+    if (!query_limit(rq, &limit, resp))
+        return;
+    set_json(resp, 200, views_calls(rq->ctx->sc, has_pool ? pool : NULL, min_age, limit));
+}
+
+static void h_call_cancel(const struct route_req *rq, struct admin_response *resp)
+{
+    uint64_t id;
+    if (!parse_u64(rq->arg, &id)) {
+        admin_response_error(resp, 400, "call id must be a whole number");
+        return;
+    }
+    struct sidecar *sc = rq->ctx->sc;
     for (struct list_node *n = sc->calls.next; n != &sc->calls; n = n->next) {
         struct call *c = list_entry(n, struct call, sc_node);
-        if (c->id == id) {
-            call_fail(c, CALL_CAUSE_CANCELLED, "by an operator");
-            set_json(resp, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "cancelled", 1));
-            return;
-        }
+        if (c->id != id)
+            continue;
+        /* Capture what the answer shows: call_fail may free the call. */
+        json_t *doc =
+            json_pack("{s:I, s:b, s:o, s:s}", "id", (json_int_t)id, "cancelled", 1, "rpc",
+                      views_string(c->rpc, c->rpc_len), "state", call_state_name(c->state));
+        call_fail(c, CALL_CAUSE_CANCELLED, NULL);
+        set_json(resp, 200, doc);
+        return;
     }
     admin_response_error(resp, 404, "no such call in flight");
 }
 
-static void h_clients(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                      struct admin_response *resp)
+static void h_clients(const struct route_req *rq, struct admin_response *resp)
 {
-    (void)arg, (void)query;
-    set_json(resp, 200, views_clients(ctx->sc));
+    size_t limit;
+    if (query_limit(rq, &limit, resp))
+        set_json(resp, 200, views_clients(rq->ctx->sc, limit));
 }
 
-static void h_metrics(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                      struct admin_response *resp)
+static void h_metrics(const struct route_req *rq, struct admin_response *resp)
 {
-    (void)arg, (void)query;
     resp->status = 200;
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-    if (metrics_render(ctx->sc, &resp->body) != 0)
+    if (metrics_render(rq->ctx->sc, &resp->body) != 0)
         admin_response_error(resp, 500, "out of memory");
 }
 
-static void h_config(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                     struct admin_response *resp)
+static void h_config(const struct route_req *rq, struct admin_response *resp)
 {
-    (void)arg, (void)query;
-    set_json(resp, 200, views_config(ctx->sc));
+    set_json(resp, 200, views_config(rq->ctx->sc));
 }
 
-static void h_drain(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                    struct admin_response *resp)
+static void h_drain(const struct route_req *rq, struct admin_response *resp)
 {
-    (void)arg, (void)query;
-    struct sidecar *sc = ctx->sc;
+    struct sidecar *sc = rq->ctx->sc;
+    bool was_running = sc->state == SIDECAR_RUNNING;
     uint32_t calls = sc->n_calls;
+    /* The admin server keeps answering while the calls finish: it is only
+     * stopped once nothing is left (stop_everything). */
     sidecar_shutdown(sc, "POST /drain");
     set_json(resp, 202,
-             json_pack("{s:s, s:I}", "status", "draining", "calls_in_flight", (json_int_t)calls));
+             json_pack("{s:s, s:b, s:I}", "status", "draining", "already_draining", !was_running,
+                       "calls_in_flight", (json_int_t)calls));
 }
 
-static void h_reload(const struct admin_route_ctx *ctx, const char *arg, const char *query,
-                     struct admin_response *resp)
+static void h_reload(const struct route_req *rq, struct admin_response *resp)
 {
-    (void)arg, (void)query;
-    if (!ctx->admin) {
+    if (!rq->ctx->admin) {
         admin_response_error(resp, 503, "reload is not available here");
         return;
     }
-    int rc = admin_reload(ctx->admin, ctx->conn_id);
+    int rc = admin_reload(rq->ctx->admin, rq->ctx->conn_id);
     if (rc == UV_EBUSY)
         admin_response_error(resp, 409, "a reload is already running");
     else if (rc)
@@ -317,83 +326,128 @@ static void h_reload(const struct admin_route_ctx *ctx, const char *arg, const c
         resp->pending = true;
 }
 
+/* The whole admin API. README's table lists the same rows. */
 static const struct route routes[] = {
-    {"GET", "/", NULL, h_dashboard},
-    {"GET", "/healthz", NULL, h_healthz},
-    {"GET", "/readyz", NULL, h_readyz},
-    {"GET", "/pools", NULL, h_pools},
-    {"GET", "/pools/", "", h_pool},
-    {"POST", "/pools/", "/drain", h_pool_drain},
-    {"POST", "/pools/", "/resume", h_pool_resume},
-    {"GET", "/calls", NULL, h_calls},
-    {"POST", "/calls/", "/cancel", h_call_cancel},
-    {"GET", "/clients", NULL, h_clients},
-    {"GET", "/metrics", NULL, h_metrics},
-    {"GET", "/config", NULL, h_config},
-    {"POST", "/drain", NULL, h_drain},
-    {"POST", "/reload", NULL, h_reload},
+    {"GET", "/", h_dashboard},
+    {"GET", "/healthz", h_healthz},
+    {"GET", "/readyz", h_readyz},
+    {"GET", "/stats", h_stats},
+    {"GET", "/pools", h_pools},
+    {"GET", "/pools/*", h_pool},
+    {"POST", "/pools/*/drain", h_pool_drain},
+    {"POST", "/pools/*/resume", h_pool_resume},
+    {"GET", "/calls", h_calls},
+    {"POST", "/calls/*/cancel", h_call_cancel},
+    {"GET", "/clients", h_clients},
+    {"GET", "/metrics", h_metrics},
+    {"GET", "/config", h_config},
+    {"POST", "/drain", h_drain},
+    {"POST", "/reload", h_reload},
 };
 
-/* Matches path against a route; the percent-decoded {arg} goes to arg. */
-static bool match(const struct route *r, const char *path, char *arg, size_t arg_size)
+/* Matches path against pattern; the decoded '*' segment goes to arg. */
+static bool match(const char *pattern, const char *path, char *arg, size_t arg_size)
 {
-    if (!r->suffix)
-        return strcmp(path, r->prefix) == 0;
-    size_t pl = strlen(r->prefix), sl = strlen(r->suffix), len = strlen(path);
-    if (len <= pl + sl || strncmp(path, r->prefix, pl) != 0 ||
-        strcmp(path + len - sl, r->suffix) != 0)
-        return false;
-    size_t n = 0;
-    for (size_t i = pl; i < len - sl; i++) {
-        char c = path[i];
-        if (c == '/')
-            return false;
-        if (c == '%' && i + 2 < len - sl + 1 && path[i + 1] && path[i + 2]) {
-            char hex[3] = {path[i + 1], path[i + 2], 0};
-            c = (char)strtol(hex, NULL, 16);
-            i += 2;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p == '*') {
+            size_t n = strcspn(s, "/");
+            if (n == 0 || admin_http_unescape(s, n, false, arg, arg_size) <= 0)
+                return false;
+            s += n;
+            p++;
+            continue;
         }
-        if (n + 1 >= arg_size)
+        if (*p++ != *s++)
             return false;
-        arg[n++] = c;
     }
-    arg[n] = '\0';
-    return n > 0 && !memchr(arg, '\0', n);
+    return *p == '\0' && *s == '\0';
 }
 
-void admin_route(const struct admin_route_ctx *ctx, const struct admin_http *req,
+/*
+ * A POST a browser sent from a page of another origin (the classic
+ * <form action="http://127.0.0.1:9901/drain" method="post">) carries an
+ * Origin header that is not this server's. Tools (curl, scripts) send no
+ * Origin at all.
+ */
+static bool cross_origin(const struct admin_http *h)
+{
+    const char *origin = admin_http_header(h, ADMIN_HDR_ORIGIN);
+    if (!origin)
+        return false;
+    const char *host = admin_http_header(h, ADMIN_HDR_HOST);
+    static const char scheme[] = "http://";
+    return !host || strncasecmp(origin, scheme, sizeof(scheme) - 1) != 0 ||
+           strcasecmp(origin + sizeof(scheme) - 1, host) != 0;
+}
+
+/* Splits a request target into path and query (both into buf). */
+static bool split_target(const char *url, char *buf, size_t size, const char **path,
+                         const char **query)
+{
+    /* absolute-form (RFC 9112 3.2.2): "http://host:port/path" */
+    if (strncasecmp(url, "http://", 7) == 0) {
+        url = strchr(url + 7, '/');
+        if (!url)
+            url = "/";
+    }
+    if (url[0] != '/')
+        return false; /* "*" (OPTIONS) or authority-form (CONNECT) */
+    snprintf(buf, size, "%s", url);
+    buf[strcspn(buf, "#")] = '\0';
+    char *q = strchr(buf, '?');
+    if (q)
+        *q++ = '\0';
+    *path = buf;
+    *query = q ? q : "";
+    return true;
+}
+
+static void add_allow(char *allow, size_t size, const char *method)
+{
+    const char *add = strcmp(method, "GET") == 0 ? "GET, HEAD" : method;
+    if (strstr(allow, add))
+        return;
+    size_t len = strlen(allow);
+    snprintf(allow + len, size - len, "%s%s", len ? ", " : "", add);
+}
+
+void admin_route(const struct admin_route_ctx *ctx, const struct admin_http *h,
                  struct admin_response *resp)
 {
-    char path[ADMIN_HTTP_MAX_URL + 1];
-    snprintf(path, sizeof(path), "%s", req->url);
-    char *query = strchr(path, '?');
-    if (query)
-        *query++ = '\0';
-    char arg[256];
+    char target[ADMIN_HTTP_MAX_URL + 1];
+    const char *path, *query;
+    if (!split_target(h->url, target, sizeof(target), &path, &query)) {
+        admin_response_error(resp, 404, "not found");
+        return;
+    }
+    bool is_head = strcmp(h->method, "HEAD") == 0;
+    char arg[ARG_MAX];
     char allow[64] = "";
-    bool is_head = strcmp(req->method, "HEAD") == 0;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const struct route *r = &routes[i];
-        if (!match(r, path, arg, sizeof(arg)))
+        if (!match(r->pattern, path, arg, sizeof(arg)))
             continue;
-        bool same =
-            strcmp(req->method, r->method) == 0 || (is_head && strcmp(r->method, "GET") == 0);
-        if (!same) {
-            if (!strstr(allow, r->method)) {
-                if (allow[0])
-                    strncat(allow, ", ", sizeof(allow) - strlen(allow) - 1);
-                strncat(allow, r->method, sizeof(allow) - strlen(allow) - 1);
+        bool is_get = strcmp(r->method, "GET") == 0;
+        if (strcmp(h->method, r->method) != 0 && !(is_head && is_get)) {
+            add_allow(allow, sizeof(allow), r->method);
+            continue;
+        }
+        if (!is_get) {
+            const char *token = ctx->sc->cfg->admin.token;
+            if (cross_origin(h)) {
+                admin_response_error(resp, 403, "cross-origin request refused");
+                return;
             }
-            continue;
+            if (token && !admin_token_ok(admin_http_header(h, ADMIN_HDR_AUTHORIZATION), token)) {
+                admin_response_error(resp, 401, "missing or wrong bearer token");
+                snprintf(resp->headers, sizeof(resp->headers),
+                         "WWW-Authenticate: Bearer realm=\"drpc-sidecar\"\r\n");
+                return;
+            }
         }
-        const char *token = ctx->sc->cfg->admin.token;
-        if (strcmp(r->method, "POST") == 0 && token && !admin_token_ok(req->auth, token)) {
-            admin_response_error(resp, 401, "missing or wrong bearer token");
-            snprintf(resp->headers, sizeof(resp->headers),
-                     "WWW-Authenticate: Bearer realm=\"drpc-sidecar\"\r\n");
-            return;
-        }
-        r->fn(ctx, r->suffix ? arg : NULL, query ? query : "", resp);
+        struct route_req rq = {ctx, strchr(r->pattern, '*') ? arg : NULL, query};
+        r->fn(&rq, resp);
         return;
     }
     if (allow[0]) {

@@ -1,11 +1,22 @@
-/* views: JSON for /pools, /calls, /clients and /config (see views.h). */
+/*
+ * views: JSON for /pools, /calls, /clients, /config and /stats (see views.h).
+ *
+ * Every document is a walk over the live lists (sidecar.calls, .clients,
+ * each pool's endpoints and connection lists) at the moment of the
+ * request; nothing here keeps state between requests. Fields shared with
+ * /metrics are set by the VIEWS_SET_* expansion of metrics_table.h rows.
+ */
 #include "admin/views.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <uv.h>
 
+#include "admin/admin.h"
+#include "admin/metrics.h"
+#include "admin/metrics_table.h"
 #include "config/config.h"
 #include "proxy/call.h"
 #include "proxy/client.h"
@@ -15,7 +26,15 @@
 #include "proxy/sidecar.h"
 #include "proxy/upstream.h"
 
-uint64_t views_wall_ms(struct sidecar *sc, uint64_t loop_ms)
+/* How a metrics_table.h row's json_type becomes a field (NONE: not in JSON). */
+#define VIEWS_SET_INT(obj, key, v)  json_object_set_new(obj, key, json_integer((json_int_t)(v)))
+#define VIEWS_SET_BOOL(obj, key, v) json_object_set_new(obj, key, json_boolean(v))
+#define VIEWS_SET_NONE(obj, key, v) ((void)0)
+/* An X for the scalar tables; the object it fills is VIEWS_OBJ, defined around each use. */
+#define VIEWS_ROW(metric, type, json, jtype, help, value)                                          \
+    VIEWS_SET_##jtype(VIEWS_OBJ, #json, value);
+
+uint64_t views_wall_ms(const struct sidecar *sc, uint64_t loop_ms)
 {
     return sc->started_wall_ms + (loop_ms - sc->started_at);
 }
@@ -29,11 +48,63 @@ void views_iso8601(uint64_t wall_ms, char *out, size_t size)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(wall_ms % 1000));
 }
 
-static json_t *iso(struct sidecar *sc, uint64_t loop_ms)
+static json_t *iso(const struct sidecar *sc, uint64_t loop_ms)
 {
     char buf[40];
     views_iso8601(views_wall_ms(sc, loop_ms), buf, sizeof(buf));
     return json_string(buf);
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if it is not one. */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlong forms */
+        hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+json_t *views_string(const char *s, size_t n)
+{
+    if (!s)
+        return json_string("");
+    json_t *j = json_stringn(s, n); /* jansson refuses invalid UTF-8 */
+    if (j)
+        return j;
+    struct buf b = {0};
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_sequence(u + i, n - i);
+        int rc = len ? buf_append(&b, u + i, len) : buf_append(&b, "\xEF\xBF\xBD", 3);
+        if (rc) {
+            buf_free(&b);
+            return NULL;
+        }
+        i += len ? len : 1;
+    }
+    j = json_stringn(b.data ? (const char *)b.data : "", b.len);
+    buf_free(&b);
+    return j;
 }
 
 static json_t *percentiles(const struct histo *h)
@@ -43,80 +114,105 @@ static json_t *percentiles(const struct histo *h)
                      "count", (json_int_t)h->count);
 }
 
-static json_t *endpoint_json(struct sidecar *sc, const struct endpoint *e, uint64_t now)
+static json_t *endpoint_json(const struct sidecar *sc, const struct endpoint *e, uint64_t now)
 {
     enum endpoint_health health = endpoint_health(e, now);
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "address", e->addr->text, "resolved",
-        e->resolved[0] ? e->resolved : "", "health", endpoint_health_name(health),
-        "consecutive_failures", (json_int_t)e->consecutive_failures, "open_conns",
-        (json_int_t)e->n_conns, "busy_conns", (json_int_t)e->n_busy, "dials", (json_int_t)e->dials,
-        "dial_failures", (json_int_t)e->dial_failures, "ejections", (json_int_t)e->ejections);
+    json_t *o = json_object();
+    json_object_set_new(o, "address", json_string(e->addr->text));
+    json_object_set_new(o, "resolved", json_string(e->resolved));
+    json_object_set_new(o, "health", json_string(endpoint_health_name(health)));
+#define VIEWS_OBJ o
+    METRICS_ENDPOINT(VIEWS_ROW)
+#undef VIEWS_OBJ
     json_object_set_new(o, "ejected_until",
                         health == ENDPOINT_EJECTED ? iso(sc, e->ejected_until) : json_null());
     json_object_set_new(o, "backoff_until",
                         health == ENDPOINT_BACKOFF ? iso(sc, e->backoff_until) : json_null());
     json_object_set_new(o, "last_error",
-                        e->last_error[0] ? json_string(e->last_error) : json_null());
+                        e->last_error[0] ? views_string(e->last_error, strlen(e->last_error))
+                                         : json_null());
     return o;
 }
 
-/* Reverse pools: one entry per agent id with its connections. */
-static json_t *agents_json(struct sidecar *sc, const struct pool *p)
+/*
+ * Reverse pools: one entry per agent id with its connection counts. The
+ * agents are gathered in a JSON object keyed by id (a hash table that keeps
+ * insertion order), so thousands of agent connections cost a walk, not a
+ * walk per agent.
+ */
+static json_t *agents_json(const struct sidecar *sc, const struct pool *p)
 {
-    json_t *agents = json_array();
+    json_t *by_id = json_object();
     const struct list_node *lists[] = {&p->idle, &p->busy, &p->connecting};
-    for (size_t l = 0; l < 3; l++) {
+    for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
         for (const struct list_node *n = lists[l]->next; n != lists[l]; n = n->next) {
             const struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
-            json_t *found = NULL;
-            size_t i;
-            json_t *a;
-            json_array_foreach(agents, i, a)
-            {
-                if (strcmp(json_string_value(json_object_get(a, "id")), up->agent_id) == 0)
-                    found = a;
-            }
-            if (!found) {
-                found =
-                    json_pack("{s:s, s:s, s:o, s:i, s:i}", "id", up->agent_id, "remote", up->peer,
+            if (up->state == UPSTREAM_CONNECTING || up->state == UPSTREAM_RESOLVING)
+                continue;
+            json_t *a = json_object_get(by_id, up->agent_id);
+            if (!a) {
+                a = json_pack("{s:o, s:s, s:o, s:i, s:i}", "id",
+                              views_string(up->agent_id, strlen(up->agent_id)), "remote", up->peer,
                               "connected_since", iso(sc, up->connected_at), "conns", 0, "busy", 0);
-                json_array_append_new(agents, found);
+                if (!a || json_object_set_new(by_id, up->agent_id, a) != 0)
+                    continue;
             }
-            json_object_set_new(
-                found, "conns",
-                json_integer(json_integer_value(json_object_get(found, "conns")) + 1));
-            if (up->state == UPSTREAM_BUSY)
-                json_object_set_new(
-                    found, "busy",
-                    json_integer(json_integer_value(json_object_get(found, "busy")) + 1));
+            json_int_t conns = json_integer_value(json_object_get(a, "conns"));
+            json_int_t busy = json_integer_value(json_object_get(a, "busy"));
+            json_object_set_new(a, "conns", json_integer(conns + 1));
+            json_object_set_new(a, "busy", json_integer(busy + (up->state == UPSTREAM_BUSY)));
         }
     }
-    return agents;
+    json_t *arr = json_array();
+    const char *key;
+    json_t *a;
+    json_object_foreach(by_id, key, a)
+    {
+        json_array_append(arr, a);
+    }
+    json_decref(by_id);
+    return arr;
 }
 
-static json_t *pool_json(struct sidecar *sc, const struct pool *p)
+static const char *balance_name(enum config_balance b)
+{
+    return b == CONFIG_BALANCE_LEAST_BUSY ? "least_busy" : "round_robin";
+}
+
+static json_t *pool_config_json(const struct config_pool *pc)
+{
+    json_t *o = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:b}", "max_conns",
+        (json_int_t)pc->max_conns, "min_idle", (json_int_t)pc->min_idle, "max_waiters",
+        (json_int_t)pc->max_waiters, "wait_timeout_ms", (json_int_t)pc->wait_timeout_ms,
+        "call_timeout_ms", (json_int_t)pc->call_timeout_ms, "dial_timeout_ms",
+        (json_int_t)pc->dial_timeout_ms, "idle_timeout_ms", (json_int_t)pc->idle_timeout_ms,
+        "max_lifetime_ms", (json_int_t)pc->max_lifetime_ms, "balance", balance_name(pc->balance),
+        "cancel", pc->cancel == CONFIG_CANCEL_CLOSE ? "close" : "soft", "header", pc->header);
+    if (o) {
+        json_object_set_new(o, "eject_after_failures", json_integer(pc->eject_after_failures));
+        json_object_set_new(o, "eject_ms", json_integer((json_int_t)pc->eject_ms));
+    }
+    return o;
+}
+
+static json_t *pool_json(const struct sidecar *sc, const struct pool *p)
 {
     uint64_t now = uv_now(sc->loop);
     const struct config_pool *pc = p->pc;
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(pc->name));
     json_object_set_new(o, "kind", json_string(pc->reverse ? "reverse" : "dialled"));
-    json_object_set_new(o, "draining", json_boolean(p->draining));
-    json_object_set_new(
-        o, "config",
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "max_conns", (json_int_t)pc->max_conns,
-                  "min_idle", (json_int_t)pc->min_idle, "max_waiters", (json_int_t)pc->max_waiters,
-                  "wait_timeout_ms", (json_int_t)pc->wait_timeout_ms, "call_timeout_ms",
-                  (json_int_t)pc->call_timeout_ms, "balance",
-                  pc->balance == CONFIG_BALANCE_LEAST_BUSY ? "least_busy" : "round_robin", "cancel",
-                  pc->cancel == CONFIG_CANCEL_CLOSE ? "close" : "soft"));
-    json_object_set_new(o, "conns",
-                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "total", (json_int_t)pool_total(p),
-                                  "idle", (json_int_t)p->n_idle, "busy", (json_int_t)p->n_busy,
-                                  "connecting", (json_int_t)p->n_connecting, "max",
-                                  (json_int_t)pc->max_conns));
-    json_object_set_new(o, "waiters", json_integer((json_int_t)p->n_waiters));
+#define VIEWS_OBJ o
+    METRICS_POOL_STATE(VIEWS_ROW)
+#undef VIEWS_OBJ
+    json_object_set_new(o, "config", pool_config_json(pc));
+    json_t *conns = json_object();
+#define VIEWS_OBJ conns
+    METRICS_POOL_CONNS(VIEWS_ROW)
+#undef VIEWS_OBJ
+    json_object_set_new(o, "conns", conns);
+
     json_t *eps = json_array();
     for (size_t i = 0; i < p->n_endpoints; i++)
         json_array_append_new(eps, endpoint_json(sc, &p->endpoints[i], now));
@@ -125,6 +221,7 @@ static json_t *pool_json(struct sidecar *sc, const struct pool *p)
         json_object_set_new(o, "accept", json_string(pc->accept.text));
         json_object_set_new(o, "agents", agents_json(sc, p));
     }
+
     json_t *counters = json_object();
 #define X(name, help) json_object_set_new(counters, #name, json_integer((json_int_t)p->stats.name));
     POOL_COUNTERS(X)
@@ -135,12 +232,13 @@ static json_t *pool_json(struct sidecar *sc, const struct pool *p)
         json_object_set_new(errors, call_cause_name(c),
                             json_integer((json_int_t)p->stats.errors[c]));
     json_object_set_new(o, "errors", errors);
-    json_object_set_new(o, "wait_ms", percentiles(&p->stats.wait_us));
-    json_object_set_new(o, "call_ms", percentiles(&p->stats.call_us));
+#define X(metric, json, help, member) json_object_set_new(o, #json, percentiles(&p->stats.member));
+    METRICS_POOL_HISTOS(X)
+#undef X
     return o;
 }
 
-json_t *views_pools(struct sidecar *sc, const char *name)
+json_t *views_pools(const struct sidecar *sc, const char *name)
 {
     if (name) {
         for (size_t i = 0; i < sc->n_pools; i++)
@@ -154,41 +252,52 @@ json_t *views_pools(struct sidecar *sc, const char *name)
     return json_pack("{s:o}", "pools", arr);
 }
 
-static json_t *call_json(struct sidecar *sc, const struct call *c, uint64_t now)
+static json_t *metadata_json(const struct metadata *md, bool values)
 {
+    json_t *keys = json_array();
+    for (size_t i = 0; i < md->n; i++)
+        json_array_append_new(keys, views_string(md->pairs[i].key, md->pairs[i].key_len));
+    if (!values)
+        return keys;
+    json_t *o = json_object();
+    for (size_t i = 0; i < md->n; i++) {
+        const struct metadata_pair *mp = &md->pairs[i];
+        json_t *k = views_string(mp->key, mp->key_len);
+        size_t n = mp->value_len < VIEWS_MAX_VALUE_BYTES ? mp->value_len : VIEWS_MAX_VALUE_BYTES;
+        /* A cut may split a UTF-8 sequence: views_string turns the stub into U+FFFD. */
+        if (k)
+            json_object_set_new(o, json_string_value(k), views_string(mp->value, n));
+        json_decref(k);
+    }
+    json_decref(keys);
+    return o;
+}
+
+static json_t *call_json(const struct sidecar *sc, const struct call *c, uint64_t now)
+{
+    const struct client_conn *cl = c->client;
+    const struct upstream_conn *up = c->up;
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer((json_int_t)c->id));
-    json_object_set_new(o, "rpc", json_stringn(c->rpc ? c->rpc : "", c->rpc_len));
+    json_object_set_new(o, "rpc", views_string(c->rpc, c->rpc_len));
     json_object_set_new(o, "state", json_string(call_state_name(c->state)));
-    json_object_set_new(o, "client_id",
-                        c->client ? json_integer((json_int_t)c->client->id) : json_null());
-    json_object_set_new(o, "client_peer", c->client ? json_string(c->client->peer) : json_null());
+    json_object_set_new(o, "client_id", cl ? json_integer((json_int_t)cl->id) : json_null());
+    json_object_set_new(o, "client_peer", cl ? json_string(cl->peer) : json_null());
     json_object_set_new(o, "listener",
-                        c->client && c->client->listener
-                            ? json_string(c->client->listener->lc->name)
-                            : json_null());
-    json_object_set_new(o, "route",
-                        c->route_index >= 0 && c->cfg->routes[c->route_index].name
-                            ? json_string(c->cfg->routes[c->route_index].name)
-                            : json_null());
+                        cl && cl->listener ? json_string(cl->listener->lc->name) : json_null());
+    const char *route = c->route_index >= 0 && c->cfg ? c->cfg->routes[c->route_index].name : NULL;
+    json_object_set_new(o, "route", route ? json_string(route) : json_null());
     json_object_set_new(o, "pool", c->pool ? json_string(c->pool->pc->name) : json_null());
-    json_object_set_new(o, "upstream_id",
-                        c->up ? json_integer((json_int_t)c->up->id) : json_null());
+    json_object_set_new(o, "upstream_id", up ? json_integer((json_int_t)up->id) : json_null());
     json_object_set_new(o, "endpoint",
-                        c->up ? json_string(c->up->ep ? c->up->ep->addr->text : c->up->agent_id)
-                              : json_null());
-    json_t *keys = json_array();
-    json_t *values = json_object();
-    for (size_t i = 0; i < c->md.n; i++) {
-        json_array_append_new(keys, json_stringn(c->md.pairs[i].key, c->md.pairs[i].key_len));
-        json_object_setn_new_nocheck(values, c->md.pairs[i].key, c->md.pairs[i].key_len,
-                                     json_stringn(c->md.pairs[i].value, c->md.pairs[i].value_len));
-    }
-    json_object_set_new(o, "metadata_keys", keys);
+                        !up      ? json_null()
+                        : up->ep ? json_string(up->ep->addr->text)
+                                 : views_string(up->agent_id, strlen(up->agent_id)));
+    json_object_set_new(o, "agent",
+                        c->agent ? views_string(c->agent, strlen(c->agent)) : json_null());
+    json_object_set_new(o, "metadata_keys", metadata_json(&c->md, false));
     if (sc->cfg->admin.show_metadata_values)
-        json_object_set_new(o, "metadata", values);
-    else
-        json_decref(values);
+        json_object_set_new(o, "metadata", metadata_json(&c->md, true));
     json_object_set_new(o, "started_at", iso(sc, c->started_at));
     json_object_set_new(o, "age_ms", json_integer((json_int_t)(now - c->started_at)));
     json_object_set_new(o, "messages_up", json_integer((json_int_t)c->msgs_up));
@@ -198,29 +307,35 @@ static json_t *call_json(struct sidecar *sc, const struct call *c, uint64_t now)
     return o;
 }
 
-json_t *views_calls(struct sidecar *sc, const char *pool, uint64_t min_age_ms)
+json_t *views_calls(const struct sidecar *sc, const char *pool, uint64_t min_age_ms, size_t limit)
 {
-    uv_update_time(sc->loop);
     uint64_t now = uv_now(sc->loop);
     json_t *arr = json_array();
-    /* sidecar.calls is in start order: oldest (largest age) first */
+    size_t total = 0;
+    /* sidecar.calls is in start order, so the oldest come first and a
+     * limit keeps the ones an operator is most likely looking for. */
     for (const struct list_node *n = sc->calls.next; n != &sc->calls; n = n->next) {
         const struct call *c = list_entry(n, struct call, sc_node);
         if (pool && (!c->pool || strcmp(c->pool->pc->name, pool) != 0))
             continue;
         if (now - c->started_at < min_age_ms)
             continue;
-        json_array_append_new(arr, call_json(sc, c, now));
+        if (total++ < limit)
+            json_array_append_new(arr, call_json(sc, c, now));
     }
-    return json_pack("{s:o}", "calls", arr);
+    return json_pack("{s:o, s:I, s:b}", "calls", arr, "total", (json_int_t)total, "truncated",
+                     total > limit);
 }
 
-json_t *views_clients(struct sidecar *sc)
+json_t *views_clients(const struct sidecar *sc, size_t limit)
 {
     uint64_t now = uv_now(sc->loop);
     json_t *arr = json_array();
+    size_t total = 0;
     for (const struct list_node *n = sc->clients.next; n != &sc->clients; n = n->next) {
         const struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
+        if (total++ >= limit)
+            continue;
         json_t *o =
             json_pack("{s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I}", "id",
                       (json_int_t)cl->id, "peer", cl->peer, "listener", cl->listener->lc->name,
@@ -228,16 +343,20 @@ json_t *views_clients(struct sidecar *sc)
                       iso(sc, cl->connected_at), "age_ms", (json_int_t)(now - cl->connected_at),
                       "calls", (json_int_t)cl->calls, "errors", (json_int_t)cl->errors, "bytes_in",
                       (json_int_t)cl->wire.bytes_in, "bytes_out", (json_int_t)cl->wire.bytes_out);
+        if (!o)
+            continue;
+        json_object_set_new(o, "idle_ms", json_integer((json_int_t)(now - cl->last_active)));
         json_object_set_new(o, "call_id",
                             cl->call ? json_integer((json_int_t)cl->call->id) : json_null());
         json_object_set_new(
-            o, "call_rpc", cl->call ? json_stringn(cl->call->rpc, cl->call->rpc_len) : json_null());
+            o, "call_rpc", cl->call ? views_string(cl->call->rpc, cl->call->rpc_len) : json_null());
         json_array_append_new(arr, o);
     }
-    return json_pack("{s:o}", "clients", arr);
+    return json_pack("{s:o, s:I, s:b}", "clients", arr, "total", (json_int_t)total, "truncated",
+                     total > limit);
 }
 
-json_t *views_config(struct sidecar *sc)
+json_t *views_config(const struct sidecar *sc)
 {
     json_t *o = json_object();
     json_object_set_new(o, "path", sc->config_path ? json_string(sc->config_path) : json_null());
@@ -246,12 +365,64 @@ json_t *views_config(struct sidecar *sc)
     if (st->attempted) {
         char at[40];
         views_iso8601(st->at_wall_ms, at, sizeof(at));
-        json_object_set_new(o, "last_reload",
-                            json_pack("{s:b, s:s, s:o, s:I, s:I}", "ok", st->ok, "at", at, "error",
-                                      st->ok ? json_null() : json_string(st->error), "applied",
-                                      (json_int_t)st->count, "refused", (json_int_t)st->failures));
+        json_object_set_new(
+            o, "last_reload",
+            json_pack("{s:b, s:s, s:o, s:I, s:I}", "ok", st->ok, "at", at, "error",
+                      st->ok ? json_null() : views_string(st->error, strlen(st->error)), "applied",
+                      (json_int_t)st->count, "refused", (json_int_t)st->failures));
     } else {
         json_object_set_new(o, "last_reload", json_null());
     }
+    return o;
+}
+
+json_t *views_stats(const struct sidecar *sc)
+{
+    uint64_t now = uv_now(sc->loop);
+    json_t *o = json_object();
+    json_object_set_new(o, "version", json_string(SIDECAR_VERSION));
+    json_object_set_new(o, "state",
+                        json_string(sc->state == SIDECAR_RUNNING    ? "running"
+                                    : sc->state == SIDECAR_DRAINING ? "draining"
+                                                                    : "stopping"));
+    json_object_set_new(o, "started_at", iso(sc, sc->started_at));
+    json_object_set_new(o, "uptime_ms", json_integer((json_int_t)(now - sc->started_at)));
+#define VIEWS_OBJ o
+    METRICS_PROCESS(VIEWS_ROW)
+#undef VIEWS_OBJ
+    json_t *counters = json_object();
+#define X(name, help)                                                                              \
+    json_object_set_new(counters, #name, json_integer((json_int_t)sc->stats.name));
+    SIDECAR_COUNTERS(X)
+#undef X
+    json_object_set_new(o, "counters", counters);
+
+    json_t *listeners = json_array();
+    for (size_t i = 0; i < sc->n_listeners; i++) {
+        const struct listener *l = sc->listeners[i];
+        json_t *lo = json_pack("{s:s, s:s, s:b}", "name", l->lc->name, "address", l->lc->addr.text,
+                               "open", l->open);
+        if (!lo)
+            continue;
+#define VIEWS_OBJ lo
+        METRICS_LISTENER(VIEWS_ROW)
+#undef VIEWS_OBJ
+        json_array_append_new(listeners, lo);
+    }
+    json_object_set_new(o, "listeners", listeners);
+
+    const struct admin_stats *a = admin_get_stats(sc->admin);
+    if (a) {
+        json_t *ao = json_object();
+#define VIEWS_OBJ ao
+        METRICS_ADMIN(VIEWS_ROW)
+#undef VIEWS_OBJ
+        json_object_set_new(o, "admin", ao);
+    }
+    json_t *proc = json_object();
+#define VIEWS_OBJ proc
+    METRICS_OS(VIEWS_ROW)
+#undef VIEWS_OBJ
+    json_object_set_new(o, "process", proc);
     return o;
 }
