@@ -199,11 +199,17 @@ install: all
 	@$(MAKE) --no-print-directory install-files
 
 # Copies what `make` built; no rebuild (the Dockerfile and tests use it).
+# The unit and the man page name /usr/local paths; they are rewritten to
+# PREFIX so `make install PREFIX=/usr` yields a unit that starts.
 install-files:
 	install -D -m 0755 $(B)/drpc-sidecar $(DESTDIR)$(PREFIX)/bin/drpc-sidecar
-	install -D -m 0644 config/drpc-sidecar.1 $(DESTDIR)$(PREFIX)/share/man/man1/drpc-sidecar.1
 	install -D -m 0644 config/example.json $(DESTDIR)$(PREFIX)/share/drpc-sidecar/example.json
-	install -D -m 0644 config/drpc-sidecar.service \
+	mkdir -p $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/|$(PREFIX)/|g' config/drpc-sidecar.1 \
+	  > $(DESTDIR)$(PREFIX)/share/man/man1/drpc-sidecar.1
+	sed 's|/usr/local/|$(PREFIX)/|g' config/drpc-sidecar.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/drpc-sidecar.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man1/drpc-sidecar.1 \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system/drpc-sidecar.service
 
 clean:

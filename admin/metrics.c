@@ -16,6 +16,7 @@
 
 #include "admin/admin.h"
 #include "admin/metrics_table.h"
+#include "proxy/accesslog.h"
 #include "proxy/call.h"
 #include "proxy/histo.h"
 #include "proxy/listener.h"

@@ -80,7 +80,10 @@
     X(calls_in_flight, gauge, calls_in_flight, INT, "Calls in progress (waiting or attached)",     \
       sc->n_calls)                                                                                 \
     X(draining, gauge, draining, BOOL, "1 while the process drains for shutdown",                  \
-      sc->state != SIDECAR_RUNNING)
+      sc->state != SIDECAR_RUNNING)                                                                \
+    X(access_log_dropped_lines_total, counter, access_log_dropped_lines, INT,                      \
+      "Access log lines lost to a full buffer or a failed write",                                  \
+      accesslog_dropped(sc->accesslog))
 
 /* The admin server itself; subject `a` (const struct admin_stats *). JSON: /stats "admin". */
 #define METRICS_ADMIN(X)                                                                           \

@@ -18,6 +18,7 @@
 #include "admin/metrics.h"
 #include "admin/metrics_table.h"
 #include "config/config.h"
+#include "proxy/accesslog.h"
 #include "proxy/call.h"
 #include "proxy/client.h"
 #include "proxy/histo.h"
@@ -25,6 +26,7 @@
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
 #include "proxy/upstream.h"
+#include "proxy/utf8.h"
 
 /* How a metrics_table.h row's json_type becomes a field (NONE: not in JSON). */
 #define VIEWS_SET_INT(obj, key, v)  json_object_set_new(obj, key, json_integer((json_int_t)(v)))
@@ -55,35 +57,6 @@ static json_t *iso(const struct sidecar *sc, uint64_t loop_ms)
     return json_string(buf);
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if it is not one. */
-static size_t utf8_sequence(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlong forms */
-        hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
-
 json_t *views_string(const char *s, size_t n)
 {
     if (!s)
@@ -95,7 +68,7 @@ json_t *views_string(const char *s, size_t n)
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
         size_t len = utf8_sequence(u + i, n - i);
-        int rc = len ? buf_append(&b, u + i, len) : buf_append(&b, "\xEF\xBF\xBD", 3);
+        int rc = len ? buf_append(&b, u + i, len) : buf_append(&b, UTF8_REPLACEMENT, 3);
         if (rc) {
             buf_free(&b);
             return NULL;

@@ -12,6 +12,7 @@
 
 #include "proxy/buf.h"
 #include "proxy/log.h"
+#include "proxy/utf8.h"
 
 enum accesslog_state {
     ACCESSLOG_OPEN,    /* writing to fd */
@@ -29,10 +30,39 @@ struct accesslog {
     uv_fs_t req;
     bool busy; /* a write, open or close request in flight */
     bool reopen_wanted;
+    bool write_failing; /* the last write failed; logged once per streak */
     uint64_t dropped;
 };
 
 static void kick(struct accesslog *al);
+
+static uint64_t count_lines(const struct buf *b)
+{
+    uint64_t n = 0;
+    for (const uint8_t *p = b->data, *end = b->data + b->len;
+         (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* A failed write (disk full, file gone read-only) loses its lines: they are
+ * counted as dropped, never retried forever. A short write keeps the rest. */
+static void write_done(struct accesslog *al, ssize_t result)
+{
+    if (result < 0) {
+        al->dropped += count_lines(&al->inflight);
+        if (!al->write_failing)
+            log_error("access log: write to %s failed: %s (lines are dropped and counted)",
+                      al->path ? al->path : "stderr", uv_strerror((int)result));
+        al->write_failing = true;
+        buf_reset(&al->inflight);
+        return;
+    }
+    if (al->write_failing)
+        log_info("access log: writing to %s again", al->path ? al->path : "stderr");
+    al->write_failing = false;
+    buf_consume(&al->inflight, (size_t)result);
+}
 
 static void done_cb(uv_fs_t *req)
 {
@@ -49,7 +79,7 @@ static void done_cb(uv_fs_t *req)
             al->fd = (uv_file)result;
         }
     } else if (req->fs_type == UV_FS_WRITE) {
-        buf_reset(&al->inflight);
+        write_done(al, result);
     }
     kick(al);
 }
@@ -77,11 +107,13 @@ static void kick(struct accesslog *al)
             return;
         al->busy = false;
     }
-    if (al->pending.len && al->fd >= 0) {
-        struct buf t = al->inflight;
-        al->inflight = al->pending;
-        al->pending = t;
-        buf_reset(&al->pending);
+    if ((al->inflight.len || al->pending.len) && al->fd >= 0) {
+        if (!al->inflight.len) {
+            struct buf t = al->inflight;
+            al->inflight = al->pending;
+            al->pending = t;
+            buf_reset(&al->pending);
+        }
         uv_buf_t b = uv_buf_init((char *)al->inflight.data, (unsigned)al->inflight.len);
         al->busy = true;
         if (uv_fs_write(al->loop, &al->req, al->fd, &b, 1, -1, done_cb) == 0)
@@ -139,10 +171,15 @@ static void json_str(struct buf *b, const char *s, size_t n, int *rc)
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
             *rc = buf_append(b, e, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
-            /* bytes outside printable ASCII are escaped: valid JSON for any input */
+        } else if (c < 0x20 || c == 0x7f) {
             char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             *rc = buf_append(b, e, 6);
+        } else if (c >= 0x80) {
+            /* Valid UTF-8 is kept as is; each invalid byte becomes U+FFFD,
+             * so any input still makes one valid JSON string. */
+            size_t len = utf8_sequence((const unsigned char *)s + i, n - i);
+            *rc = len ? buf_append(b, s + i, len) : buf_append(b, "\\ufffd", 6);
+            i += len ? len - 1 : 0;
         } else {
             *rc = buf_append(b, &s[i], 1);
         }
@@ -153,12 +190,23 @@ static void json_str(struct buf *b, const char *s, size_t n, int *rc)
 static void text_val(struct buf *b, const char *s, size_t n, int *rc)
 {
     bool quote = n == 0 || memchr(s, ' ', n) || memchr(s, '"', n) || memchr(s, '=', n);
-    for (size_t i = 0; i < n && !quote; i++)
-        quote = (unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f;
+    for (size_t i = 0; i < n && !quote;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = utf8_sequence((const unsigned char *)s + i, n - i);
+        quote = c < 0x20 || c == 0x7f || len == 0;
+        i += len ? len : 1;
+    }
     if (quote)
         json_str(b, s, n, rc);
     else
         *rc = *rc || buf_append(b, s, n);
+}
+
+/* Fields that do not apply (no upstream yet, an agent without an id) may be
+ * NULL; they are logged as "-". */
+static const char *or_dash(const char *s)
+{
+    return s ? s : "-";
 }
 
 void accesslog_call(struct accesslog *al, const struct accesslog_entry *e)
@@ -182,13 +230,13 @@ void accesslog_call(struct accesslog *al, const struct accesslog_entry *e)
         size_t len;
     } strs[] = {
         {"time", ts, strlen(ts)},
-        {"client", e->client_peer, strlen(e->client_peer)},
-        {"listener", e->listener, strlen(e->listener)},
-        {"route", e->route, strlen(e->route)},
-        {"pool", e->pool, strlen(e->pool)},
-        {"endpoint", e->endpoint, strlen(e->endpoint)},
-        {"rpc", e->rpc, e->rpc_len},
-        {"result", e->result, strlen(e->result)},
+        {"client", or_dash(e->client_peer), strlen(or_dash(e->client_peer))},
+        {"listener", or_dash(e->listener), strlen(or_dash(e->listener))},
+        {"route", or_dash(e->route), strlen(or_dash(e->route))},
+        {"pool", or_dash(e->pool), strlen(or_dash(e->pool))},
+        {"endpoint", or_dash(e->endpoint), strlen(or_dash(e->endpoint))},
+        {"rpc", e->rpc ? e->rpc : "", e->rpc ? e->rpc_len : 0},
+        {"result", or_dash(e->result), strlen(or_dash(e->result))},
     };
     struct {
         const char *key;

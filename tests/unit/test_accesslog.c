@@ -361,7 +361,7 @@ static void test_text_lines_parse(void **state)
         assert_int_equal(n, n_keys);
         for (size_t k = 0; k < n; k++)
             assert_string_equal(keys[k], want_keys[k]);
-        char ts[32];
+        char ts[48];
         snprintf(ts, sizeof(ts), "2023-11-14T22:13:20.%03zuZ", 123 + i);
         assert_string_equal(vals[0], ts);
         if (i < N_ASCII) {
@@ -587,6 +587,117 @@ static void test_close_paths(void **state)
     assert_int_equal(accesslog_dropped(NULL), 0);
 }
 
+/* Valid UTF-8 reaches the log as is (an operator greps for "/café"); each
+ * byte that is not UTF-8 becomes U+FFFD, in both formats. */
+static void test_utf8_kept_invalid_replaced(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        struct name in;
+        const char *want;
+    } cases[] = {
+        {NAME("/caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x98\x80"),
+         "/caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x98\x80"},
+        {NAME("/bad\xff\xfe"), "/bad\xef\xbf\xbd\xef\xbf\xbd"},
+        {NAME("/lone\xc3"), "/lone\xef\xbf\xbd"},
+        {NAME("/surrogate\xed\xa0\x80"), "/surrogate\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {NAME("/overlong\xc0\xaf"), "/overlong\xef\xbf\xbd\xef\xbf\xbd"},
+    };
+    const size_t n = sizeof(cases) / sizeof(cases[0]);
+    for (int format = 0; format < 2; format++) {
+        enum config_log_format fmt = format ? CONFIG_LOG_FORMAT_TEXT : CONFIG_LOG_FORMAT_JSON;
+        struct accesslog *al = open_log(f, f->path, fmt);
+        for (size_t i = 0; i < n; i++) {
+            struct accesslog_entry e = entry(i, cases[i].in.s, cases[i].in.len);
+            accesslog_call(al, &e);
+        }
+        accesslog_close(al);
+        assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+
+        struct lines l;
+        read_lines(f->path, &l);
+        assert_int_equal(l.n, n);
+        for (size_t i = 0; i < n; i++) {
+            char *rpc = NULL;
+            size_t rpc_len = 0;
+            if (fmt == CONFIG_LOG_FORMAT_JSON) {
+                json_error_t jerr;
+                json_t *obj = json_loadb(l.v[i], l.len[i], 0, &jerr);
+                if (!obj)
+                    fail_msg("line %zu does not parse (%s): %s", i, jerr.text, l.v[i]);
+                rpc = strdup(json_string_value(json_object_get(obj, "rpc")));
+                json_decref(obj);
+                rpc_len = strlen(rpc);
+            } else {
+                char keys[24][32];
+                char *vals[24];
+                size_t lens[24];
+                size_t k = parse_logfmt(l.v[i], l.len[i], keys, vals, lens, 24);
+                assert_string_equal(keys[6], "rpc");
+                rpc = vals[6];
+                rpc_len = lens[6];
+                for (size_t j = 0; j < k; j++)
+                    if (j != 6)
+                        free(vals[j]);
+            }
+            assert_int_equal(rpc_len, strlen(cases[i].want));
+            assert_memory_equal(rpc, cases[i].want, rpc_len);
+            free(rpc);
+        }
+        /* valid UTF-8 is written raw, not as \u escapes */
+        assert_non_null(strstr(l.v[0], "/caf\xc3\xa9/"));
+        free_lines(&l);
+        unlink(f->path);
+    }
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+/* A call that never reached an upstream has no endpoint, an agent may have
+ * no id: NULL fields are logged as "-". */
+static void test_null_fields_are_dashes(void **state)
+{
+    struct fixture *f = *state;
+    struct accesslog *al = open_log(f, f->path, CONFIG_LOG_FORMAT_JSON);
+    struct accesslog_entry e = entry(0, NULL, 0);
+    e.client_peer = e.listener = e.route = e.pool = e.endpoint = e.result = NULL;
+    accesslog_call(al, &e);
+    accesslog_close(al);
+    finish_loop(f);
+    struct lines l;
+    read_lines(f->path, &l);
+    assert_int_equal(l.n, 1);
+    json_error_t jerr;
+    json_t *obj = json_loadb(l.v[0], l.len[0], 0, &jerr);
+    assert_non_null(obj);
+    static const char *const keys[] = {"client", "listener", "route", "pool", "endpoint", "result"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        assert_str_field(obj, keys[i], "-");
+    assert_str_field(obj, "rpc", "");
+    json_decref(obj);
+    free_lines(&l);
+}
+
+/* A disk that refuses writes (/dev/full: ENOSPC) loses lines, but every lost
+ * line is counted and the log neither spins nor grows. */
+static void test_failed_writes_are_counted(void **state)
+{
+    struct fixture *f = *state;
+    if (access("/dev/full", W_OK) != 0)
+        skip();
+    struct accesslog *al = open_log(f, "/dev/full", CONFIG_LOG_FORMAT_TEXT);
+    const uint64_t total = 50;
+    for (uint64_t i = 0; i < total; i++) {
+        struct accesslog_entry e = entry(i, "/full", 5);
+        accesslog_call(al, &e);
+        if (i % 10 == 0)
+            uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(accesslog_dropped(al), total);
+    accesslog_close(al);
+    finish_loop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -598,6 +709,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stderr_dash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_error_reports_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_utf8_kept_invalid_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_null_fields_are_dashes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_writes_are_counted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
