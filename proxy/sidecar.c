@@ -194,7 +194,12 @@ void sidecar_shutdown(struct sidecar *sc, const char *why)
     if (sc->state != SIDECAR_RUNNING)
         return;
     sc->state = SIDECAR_DRAINING;
-    notify_send("STOPPING=1");
+    /* Ask systemd for the whole grace plus a margin, so a grace longer than
+     * the unit's TimeoutStopSec does not end in SIGKILL mid-call. */
+    char stopping[96];
+    snprintf(stopping, sizeof(stopping), "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
+             (unsigned long long)(sc->cfg->shutdown_grace_ms + 5000) * 1000);
+    notify_send(stopping);
     log_info("shutdown (%s): draining %u clients, %u calls, grace %llu ms", why, sc->n_clients,
              sc->n_calls, (unsigned long long)sc->cfg->shutdown_grace_ms);
     /* Stopped listeners free themselves: forget them here. */

@@ -86,7 +86,8 @@ def test_systemd_readiness(upstream, sidecar, tmpdir_path):
     assert rx.recv(4096).decode().startswith("RELOADING=1\nMONOTONIC_USEC=")
     assert "READY=1" in rx.recv(4096).decode()
     sc.stop()
-    assert rx.recv(4096).decode() == "STOPPING=1"
+    # the stop asks systemd for the grace (default 10 s) plus 5 s
+    assert rx.recv(4096).decode() == "STOPPING=1\nEXTEND_TIMEOUT_USEC=15000000"
     rx.close()
 
 
