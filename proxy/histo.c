@@ -12,6 +12,10 @@ void histo_record(struct histo *h, uint64_t us)
     while (i < HISTO_BUCKETS - 1 && us > histo_bounds_us[i])
         i++;
     h->counts[i]++;
+    if (h->count == 0 || us < h->min_us)
+        h->min_us = us;
+    if (us > h->max_us)
+        h->max_us = us;
     h->count++;
     h->sum_us += us;
 }
@@ -26,14 +30,19 @@ uint64_t histo_quantile(const struct histo *h, double q)
         if (h->counts[i] == 0)
             continue;
         if ((double)(seen + h->counts[i]) >= rank) {
+            /* Interpolate over the part of the bucket values were seen in. */
             uint64_t lo = i == 0 ? 0 : histo_bounds_us[i - 1];
-            if (i == HISTO_BUCKETS - 1)
+            uint64_t hi = i == HISTO_BUCKETS - 1 ? h->max_us : histo_bounds_us[i];
+            if (lo < h->min_us)
+                lo = h->min_us;
+            if (hi > h->max_us)
+                hi = h->max_us;
+            if (hi <= lo)
                 return lo;
-            uint64_t hi = histo_bounds_us[i];
             double frac = (rank - (double)seen) / (double)h->counts[i];
             return lo + (uint64_t)(frac * (double)(hi - lo));
         }
         seen += h->counts[i];
     }
-    return histo_bounds_us[HISTO_BUCKETS - 2];
+    return h->max_us;
 }

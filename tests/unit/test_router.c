@@ -111,6 +111,36 @@ static void test_histo_quantiles(void **state)
     assert_int_equal(h.counts[HISTO_BUCKETS - 1], 1);
 }
 
+/* Percentiles never leave the range of the values recorded, however wide
+ * the bucket they fall in (20 s sits in the (10 s, 30 s] bucket). */
+static void test_histo_stays_within_recorded_values(void **state)
+{
+    (void)state;
+    struct histo h;
+    memset(&h, 0, sizeof(h));
+    histo_record(&h, 20000000);
+    assert_int_equal(h.min_us, 20000000);
+    assert_int_equal(h.max_us, 20000000);
+    assert_int_equal(histo_quantile(&h, 0.5), 20000000);
+    assert_int_equal(histo_quantile(&h, 0.99), 20000000);
+
+    /* two quick waits and one long one: p99 is at most the long one */
+    memset(&h, 0, sizeof(h));
+    histo_record(&h, 25);
+    histo_record(&h, 45);
+    histo_record(&h, 20000000);
+    assert_int_equal(h.min_us, 25);
+    uint64_t p50 = histo_quantile(&h, 0.5);
+    assert_true(p50 >= 25 && p50 <= 45);
+    uint64_t p99 = histo_quantile(&h, 0.99);
+    assert_true(p99 > 10000000 && p99 <= 20000000);
+
+    /* the +Inf bucket interpolates up to the largest value, not to 60 s flat */
+    memset(&h, 0, sizeof(h));
+    histo_record(&h, 90000000);
+    assert_int_equal(histo_quantile(&h, 0.99), 90000000);
+}
+
 static void test_error_table(void **state)
 {
     (void)state;
@@ -131,6 +161,7 @@ int main(void)
         cmocka_unit_test(test_metadata_key_without_value),
         cmocka_unit_test(test_no_routes),
         cmocka_unit_test(test_histo_quantiles),
+        cmocka_unit_test(test_histo_stays_within_recorded_values),
         cmocka_unit_test(test_error_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
