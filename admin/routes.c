@@ -62,10 +62,18 @@ static void set_body(struct admin_response *resp, int status, const char *conten
     }
 }
 
+/*
+ * Reals are the percentiles in milliseconds, whole microseconds (at most
+ * three decimals): 15 significant digits print them exactly ("0.025")
+ * where jansson's default of 17 prints the binary noise too
+ * ("0.025000000000000001").
+ */
+#define ROUTES_JSON_FLAGS (JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(15))
+
 /* Takes doc (NULL = out of memory) and answers it as JSON. */
 static void set_json(struct admin_response *resp, int status, json_t *doc)
 {
-    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
+    char *text = doc ? json_dumps(doc, ROUTES_JSON_FLAGS) : NULL;
     json_decref(doc);
     if (!text) {
         static const char oom[] = "{\"error\": \"out of memory\"}\n";
