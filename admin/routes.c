@@ -189,6 +189,10 @@ static void h_readyz(const struct route_req *rq, struct admin_response *resp)
     }
     for (size_t i = 0; i < sc->n_pools; i++) {
         const struct pool *p = sc->pools[i];
+        /* An operator-drained pool closes its idle connections on purpose;
+         * that must not take the whole process out of service. */
+        if (p->draining)
+            continue;
         if (p->pc->min_idle && p->n_idle + p->n_busy < p->pc->min_idle) {
             char reason[192];
             snprintf(reason, sizeof(reason), "pool %s has %u of min_idle %u connections",

@@ -93,6 +93,10 @@ static json_t *endpoint_json(const struct sidecar *sc, const struct endpoint *e,
     json_t *o = json_object();
     json_object_set_new(o, "address", json_string(e->addr->text));
     json_object_set_new(o, "resolved", json_string(e->resolved));
+    json_t *all = json_array();
+    for (size_t i = 0; i < e->n_resolved; i++)
+        json_array_append_new(all, json_string(e->resolved_list[i]));
+    json_object_set_new(o, "resolved_addresses", all);
     json_object_set_new(o, "health", json_string(endpoint_health_name(health)));
 #define VIEWS_OBJ o
     METRICS_ENDPOINT(VIEWS_ROW)

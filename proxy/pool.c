@@ -48,17 +48,14 @@ static void endpoint_init(struct pool *p, struct endpoint *e, size_t index,
     e->pool = p;
     e->index = index;
     e->addr = addr;
-    if (addr->kind == CONFIG_ADDR_UNIX) {
-        e->literal = true;
-        snprintf(e->resolved, sizeof(e->resolved), "%s", addr->text);
-        return;
-    }
     struct sockaddr_in *v4 = (struct sockaddr_in *)&e->sa;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&e->sa;
-    if (uv_ip4_addr(addr->host, addr->port, v4) == 0 ||
-        uv_ip6_addr(addr->host, addr->port, v6) == 0) {
-        e->literal = true;
+    e->literal = addr->kind == CONFIG_ADDR_UNIX || uv_ip4_addr(addr->host, addr->port, v4) == 0 ||
+                 uv_ip6_addr(addr->host, addr->port, v6) == 0;
+    if (e->literal) {
         snprintf(e->resolved, sizeof(e->resolved), "%s", addr->text);
+        snprintf(e->resolved_list[0], sizeof(e->resolved_list[0]), "%s", addr->text);
+        e->n_resolved = 1;
     }
 }
 
@@ -313,6 +310,7 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
     if (e) {
         e->dial_failures++;
         e->consecutive_failures++;
+        e->addr_cursor++;
         snprintf(e->last_error, sizeof(e->last_error), "%s %s: %s", what, e->addr->text,
                  uv_strerror(status));
         uint32_t shift = e->consecutive_failures - 1;

@@ -64,13 +64,21 @@ enum endpoint_health {
     ENDPOINT_EJECTED, /* too many consecutive failures: unused until ejected_until */
 };
 
+#define ENDPOINT_MAX_RESOLVED 8
+
 struct endpoint {
     struct pool *pool;
     size_t index;
     const struct config_addr *addr; /* in pool->cfg */
     bool literal;                   /* addr is an IP literal or unix path: no DNS */
     struct sockaddr_storage sa;     /* for literals */
-    char resolved[64];              /* last address dialled, for admin */
+    char resolved[64];              /* address of the last dial (ip:port), for admin */
+    /* The last resolution's answer (host names only; literals have one).
+     * Dials start at resolved_list[addr_cursor % n_resolved]; a failed dial
+     * moves the cursor on, so a dead address among several is skipped. */
+    char resolved_list[ENDPOINT_MAX_RESOLVED][64];
+    uint8_t n_resolved;
+    uint32_t addr_cursor;
     uint32_t consecutive_failures;
     uint64_t backoff_until; /* uv_now ms */
     uint64_t ejected_until; /* uv_now ms */

@@ -383,6 +383,51 @@ static int start_connect(struct upstream_conn *up, const struct sockaddr *sa)
     return uv_tcp_connect(&up->connect_req, &up->wire.h.tcp, sa, connect_cb);
 }
 
+static void format_sockaddr(const struct sockaddr *sa, char *out, size_t size)
+{
+    char ip[64] = "?";
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(v6, ip, sizeof(ip));
+        snprintf(out, size, "[%s]:%u", ip, ntohs(v6->sin6_port));
+    } else {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+        uv_ip4_name(v4, ip, sizeof(ip));
+        snprintf(out, size, "%s:%u", ip, ntohs(v4->sin_port));
+    }
+}
+
+/* Records the resolver's answer on the endpoint (for admin) and picks the
+ * address at the endpoint's cursor, so a failed address is not dialled
+ * again while others are left. */
+static void pick_address(struct endpoint *ep, const struct addrinfo *res,
+                         struct sockaddr_storage *out)
+{
+    size_t n = 0;
+    const struct addrinfo *pick = res;
+    for (const struct addrinfo *ai = res; ai && n < ENDPOINT_MAX_RESOLVED; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        if (ep)
+            format_sockaddr(ai->ai_addr, ep->resolved_list[n], sizeof(ep->resolved_list[n]));
+        n++;
+    }
+    if (ep && n) {
+        ep->n_resolved = (uint8_t)n;
+        size_t want = ep->addr_cursor % n, i = 0;
+        for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+            if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+                continue;
+            if (i++ == want) {
+                pick = ai;
+                break;
+            }
+        }
+        memcpy(ep->resolved, ep->resolved_list[want], sizeof(ep->resolved));
+    }
+    memcpy(out, pick->ai_addr, pick->ai_addrlen);
+}
+
 static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct upstream_conn *up = req->data;
@@ -398,16 +443,8 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     struct sockaddr_storage ss;
-    memcpy(&ss, res->ai_addr, res->ai_addrlen);
+    pick_address(up->ep, res, &ss);
     uv_freeaddrinfo(res);
-    if (up->ep) {
-        char ip[64] = "?";
-        if (ss.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-        else
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-        snprintf(up->ep->resolved, sizeof(up->ep->resolved), "%s", ip);
-    }
     int rc = start_connect(up, (struct sockaddr *)&ss);
     if (rc < 0)
         pool_on_dial_failed(up->pool, up, rc, "connect");

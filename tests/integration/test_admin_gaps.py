@@ -210,6 +210,44 @@ def test_ejected_endpoint_in_pools_and_metrics(sidecar):
                    pool="default")[0][1] == 2
 
 
+def test_resolved_addresses_of_a_host_name_and_a_literal(testd, sidecar):
+    """A host-name endpoint shows what the resolver answered, with ports, and
+    which of those addresses the last dial went to; a literal shows itself."""
+    up = testd()
+    port = up.addr.rsplit(":", 1)[1]
+    cfg = basic_config("localhost:" + port)
+    cfg["pools"].append({"name": "lit", "endpoints": [up.addr]})
+    cfg["routes"] = [{"pool": "lit", "match": {"rpc_prefix": "/lit."}}, {"pool": "default"}]
+    sc = sidecar(cfg)
+    p = pool(sc)
+    ep = p["endpoints"][0]
+    assert ep["address"] == "localhost:" + port
+    assert ep["resolved_addresses"] == [] and ep["resolved"] == ""  # nothing dialled yet
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"x") == b"x"
+    want = socket.getaddrinfo("localhost", int(port), 0, socket.SOCK_STREAM)
+    shown = ["[%s]:%s" % (a[4][0], port) if a[0] == socket.AF_INET6 else "%s:%s" % (a[4][0], port)
+             for a in want]
+    ep = pool(sc)["endpoints"][0]
+    assert ep["resolved_addresses"] == shown[:8], (ep, shown)
+    assert ep["resolved"] in ep["resolved_addresses"]
+    lit = pool(sc, "lit")["endpoints"][0]
+    assert lit["resolved_addresses"] == [up.addr] and lit["resolved"] == up.addr
+
+
+def test_a_drained_pool_does_not_make_the_process_unready(sidecar):
+    """min_idle unmet keeps /readyz at 503, unless the operator drained that
+    pool on purpose: draining one pool must not take the pod out of service."""
+    sc = sidecar(basic_config(free_addr(), min_idle=1))  # nothing listens there
+    r = get(sc, "/readyz")
+    assert r.status == 503 and "pool default has 0 of min_idle 1" in r.json()["reason"]
+    assert post(sc, "/pools/default/drain").status == 200
+    r = get(sc, "/readyz")
+    assert r.status == 200 and r.json() == {"status": "ready"}
+    assert post(sc, "/pools/default/resume").status == 200
+    assert get(sc, "/readyz").status == 503
+
+
 def test_a_call_behind_a_slow_dial_is_dialing(scripted, sidecar):
     """An upstream whose accept queue is full drops the SYN, so the dial
     hangs: /calls says "dialing", /pools counts the connection as connecting."""
