@@ -195,6 +195,20 @@ static bool fits(const struct upstream_conn *up, const struct call *c)
     return !c->agent || strcmp(c->agent, up->agent_id) == 0;
 }
 
+/*
+ * Waiters that a connection being dialled, or one the pool may still dial,
+ * will serve. max_waiters bounds only the calls beyond these: the ones that
+ * must wait for a busy connection to be released.
+ */
+static uint32_t dial_slots(const struct pool *p)
+{
+    if (p->pc->reverse || p->draining || p->sc->state != SIDECAR_RUNNING)
+        return 0;
+    uint32_t total = pool_total(p);
+    bool can_dial = total < p->pc->max_conns && pick_endpoint_peek(p, uv_now(p->sc->loop));
+    return p->n_connecting + (can_dial ? p->pc->max_conns - total : 0);
+}
+
 void pool_acquire(struct pool *p, struct call *c)
 {
     p->stats.calls++;
@@ -212,7 +226,7 @@ void pool_acquire(struct pool *p, struct call *c)
             return;
         }
     }
-    if (p->n_waiters >= p->pc->max_waiters) {
+    if (p->n_waiters >= p->pc->max_waiters + dial_slots(p)) {
         call_fail(c, CALL_CAUSE_POOL_EXHAUSTED, NULL);
         return;
     }

@@ -4,6 +4,8 @@ drpc-sidecar in front of the real drpc-testd:
   - the bytes a real Go client wrote (shared/drpc-transcripts) sent through
     the sidecar come back as the frames the real Go server wrote: the
     sidecar is invisible on the wire, for every captured call shape;
+  - max_waiters bounds only calls waiting for a busy connection: a cold
+    pool still dials up to max_conns for concurrent calls;
 """
 
 import os
@@ -77,4 +79,54 @@ def test_go_client_bytes_through_the_sidecar_give_go_server_frames(testd, sideca
         assert c.unary(ECHO + "Unary", b"next") == b"next"
     finally:
         sock.close()
+
+
+def test_max_waiters_counts_only_calls_waiting_for_a_busy_connection(testd, sidecar):
+    """max_waiters 0 means "never wait for a busy connection", not "never
+    dial": a cold pool of max_conns 4 serves 4 concurrent calls by dialling
+    (before the fix the first call already failed with pool_exhausted), and
+    only the 5th, which would have to wait, fails at once."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr, max_conns=4, max_waiters=0, wait_timeout_ms=10000))
+    conns = [drpc.Conn(sc.addr) for _ in range(5)]
+    try:
+        for c in conns[:4]:
+            c.start_unary(ECHO + "Sleep", b"600")
+        time.sleep(0.2)  # the four are dialled or busy
+        t0 = time.monotonic()
+        with pytest.raises(drpc.DrpcError) as e:
+            conns[4].unary(ECHO + "Unary", b"fifth")
+        assert e.value.code == 1002
+        assert e.value.message.startswith("drpc-sidecar: pool exhausted")
+        assert time.monotonic() - t0 < 0.4  # at once, not after the sleeps
+        assert [c.finish_unary() for c in conns[:4]] == [b"slept"] * 4
+        # the upstream saw at most max_conns connections, and the refused
+        # client's connection carries its next call
+        ids = {int(conns[4].unary(ECHO + "Conn", b"").split()[0]) for _ in range(4)}
+        assert ids <= {1, 2, 3, 4}
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_max_waiters_still_bounds_the_queue_once_the_pool_is_full(testd, sidecar):
+    """A cold pool of max_conns 2, max_waiters 1: a burst of 4 calls written
+    at once gets 2 dialled connections and 1 waiter; the 4th fails at once."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr, max_conns=2, max_waiters=1, wait_timeout_ms=10000))
+    conns = [drpc.Conn(sc.addr) for _ in range(4)]
+    try:
+        time.sleep(0.1)
+        for c in conns:
+            c.start_unary(ECHO + "Sleep", b"300")
+        results = []
+        for c in conns:
+            try:
+                results.append(c.finish_unary())
+            except drpc.DrpcError as e:
+                results.append(e.code)
+        assert sorted(results, key=str) == sorted([b"slept"] * 3 + [1002], key=str), results
+    finally:
+        for c in conns:
+            c.close()
 
