@@ -22,6 +22,8 @@
 #include "proxy/upstream.h"
 
 #define MAX_RPC_NAME 4096
+#define STR_(x)      #x
+#define STR(x)       STR_(x)
 
 const char *client_state_name(enum client_state s)
 {
@@ -149,6 +151,27 @@ static int assemble(struct buf *b, uint64_t *b_sid, uint64_t *b_msg, bool *done,
     return buf_append(b, f->data, f->len);
 }
 
+/*
+ * Fails the call on stream sid before it started: an Error on that stream,
+ * and the stream counts as started, so its remaining frames are late and
+ * dropped. The connection carries the next stream, as it would after any
+ * other failed call.
+ */
+static void refuse_stream(struct client_conn *cl, uint64_t sid, enum call_cause cause,
+                          const char *why)
+{
+    char text[256];
+    snprintf(text, sizeof(text), "drpc-sidecar: %s", why);
+    log_info("client#%llu %s: stream %llu refused: %s", (unsigned long long)cl->id, cl->peer,
+             (unsigned long long)sid, text);
+    client_send_error(cl, sid, 1, call_cause_code(cause), text);
+    cl->last_sid = sid;
+    buf_free(&cl->invoke);
+    buf_free(&cl->meta);
+    cl->invoke_sid = cl->meta_sid = 0;
+    cl->meta_done = false;
+}
+
 static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
 {
     struct sidecar *sc = cl->wire.sc;
@@ -164,7 +187,10 @@ static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
         int rc = assemble(&cl->meta, &cl->meta_sid, &cl->meta_msg, &cl->meta_done, f,
                           (size_t)sc->cfg->max_metadata_size);
         if (rc == UV_E2BIG) {
-            protocol_error(cl, f->stream_id, "invoke metadata larger than max_metadata_size");
+            char why[96];
+            snprintf(why, sizeof(why), "invoke metadata larger than max_metadata_size (%llu bytes)",
+                     (unsigned long long)sc->cfg->max_metadata_size);
+            refuse_stream(cl, f->stream_id, CALL_CAUSE_TOO_LARGE, why);
             return;
         }
         if (rc) {
@@ -178,7 +204,8 @@ static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
     case FRAME_KIND_INVOKE: {
         int rc = assemble(&cl->invoke, &cl->invoke_sid, &cl->invoke_msg, NULL, f, MAX_RPC_NAME);
         if (rc == UV_E2BIG) {
-            protocol_error(cl, f->stream_id, "rpc name too long");
+            refuse_stream(cl, f->stream_id, CALL_CAUSE_TOO_LARGE,
+                          "rpc name longer than " STR(MAX_RPC_NAME) " bytes");
             return;
         }
         if (rc) {

@@ -6,6 +6,9 @@ drpc-sidecar in front of the real drpc-testd:
     sidecar is invisible on the wire, for every captured call shape;
   - max_waiters bounds only calls waiting for a busy connection: a cold
     pool still dials up to max_conns for concurrent calls;
+  - invoke metadata or an rpc name over the sidecar's caps fails that call
+    with message_too_large, and the client's connection carries the next
+    call (the Go server would have accepted such a packet up to 4 MiB).
 """
 
 import os
@@ -130,3 +133,41 @@ def test_max_waiters_still_bounds_the_queue_once_the_pool_is_full(testd, sidecar
         for c in conns:
             c.close()
 
+
+def test_oversized_metadata_fails_the_call_not_the_connection(testd, sidecar):
+    """InvokeMetadata over max_metadata_size (here split over several frames,
+    as a large packet would be) and an rpc name over 4096 bytes: each fails
+    its call with message_too_large (1008); the rest of that stream is
+    dropped and the same connection carries the next calls."""
+    up = testd()
+    cfg = basic_config(up.addr)
+    cfg["max_metadata_size"] = 1024
+    sc = sidecar(cfg)
+    with drpc.Conn(sc.addr) as c:
+        with pytest.raises(drpc.DrpcError) as e:
+            c.unary(ECHO + "Metadata", b"", {"k": "v" * 2000})
+        assert e.value.code == 1008
+        assert e.value.message.startswith("drpc-sidecar: invoke metadata larger than")
+        assert c.unary(ECHO + "Metadata", b"", {"k": "v" * 900}) == b"k=" + b"v" * 900 + b"\n"
+
+        # the same, written as 300-byte frames of one packet, then the call
+        sid = c.next_sid
+        c.next_sid += 1
+        md = drpc.encode_metadata({"big": "x" * 3000})
+        c.send_raw(drpc.encode_packet(drpc.KIND_INVOKE_METADATA, sid, 1, md, split=300) +
+                   drpc.encode_packet(drpc.KIND_INVOKE, sid, 2, (ECHO + "Metadata").encode()) +
+                   drpc.encode_packet(drpc.KIND_MESSAGE, sid, 3, b"") +
+                   drpc.encode_packet(drpc.KIND_CLOSE_SEND, sid, 4, b""))
+        pkt = c.read_packet()
+        while pkt.stream < sid:  # the previous call's CloseSend, after our Close
+            pkt = c.read_packet()
+        assert (pkt.stream, pkt.kind) == (sid, drpc.KIND_ERROR)
+        assert drpc.decode_error(pkt.data)[0] == 1008
+        assert c.unary(ECHO + "Unary", b"after md") == b"after md"
+
+        with pytest.raises(drpc.DrpcError) as e:
+            c.unary("/test.Echo/" + "U" * 5000, b"")
+        assert e.value.code == 1008
+        assert "rpc name longer than 4096 bytes" in e.value.message
+        assert c.unary(ECHO + "Unary", b"after name") == b"after name"
+        assert c.is_open()
