@@ -8,10 +8,13 @@ drpc-sidecar in front of the real drpc-testd:
     pool still dials up to max_conns for concurrent calls;
   - invoke metadata or an rpc name over the sidecar's caps fails that call
     with message_too_large, and the client's connection carries the next
-    call (the Go server would have accepted such a packet up to 4 MiB).
+    call (the Go server would have accepted such a packet up to 4 MiB);
+  - packets an upstream sends late, for its previous stream, are dropped
+    and the pooled connection is kept.
 """
 
 import os
+import socket
 import time
 
 import pytest
@@ -171,3 +174,68 @@ def test_oversized_metadata_fails_the_call_not_the_connection(testd, sidecar):
         assert "rpc name longer than 4096 bytes" in e.value.message
         assert c.unary(ECHO + "Unary", b"after name") == b"after name"
         assert c.is_open()
+
+
+class _LateUpstream:
+    """A DRPC server on one accepted connection that answers each unary call
+    with Message + CloseSend, but first sends late packets (a Message and an
+    Error) for the stream before it, as a slow server finishing an old
+    stream would."""
+
+    def __init__(self):
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.accepted = 0
+        self.error = None
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            s, _ = self.sock.accept()
+            self.accepted += 1
+            dec = drpc.FrameDecoder()
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    return
+                for f in dec.feed(data):
+                    if f.kind != drpc.KIND_CLOSE_SEND:
+                        continue
+                    out = b""
+                    if f.stream > 1:
+                        old = f.stream - 1
+                        out += drpc.encode_packet(drpc.KIND_MESSAGE, old, 7, b"late") + \
+                            drpc.encode_packet(drpc.KIND_ERROR, old, 8,
+                                               drpc.encode_error(5, "late error"))
+                    out += drpc.encode_packet(drpc.KIND_MESSAGE, f.stream, 1, b"s%d" % f.stream) + \
+                        drpc.encode_packet(drpc.KIND_CLOSE_SEND, f.stream, 2)
+                    s.sendall(out)
+        except Exception as e:  # noqa: BLE001 (checked by the test)
+            self.error = e
+
+    def close(self):
+        self.sock.close()
+
+
+def test_late_packets_from_the_upstream_are_dropped(sidecar):
+    """Issue #3: late packets for finished streams are dropped in both
+    directions. Packets the upstream sends for its previous stream reach
+    neither the client's current call nor break the pooled connection."""
+    up = _LateUpstream()
+    try:
+        sc = sidecar(basic_config(up.addr, max_conns=1))
+        with drpc.Conn(sc.addr) as c:
+            for i in range(1, 4):
+                assert c.unary(ECHO + "Unary", b"x") == b"s%d" % i
+            c.is_open(0.3)  # collect anything still on its way
+            # nothing of the late packets reached the client, not even as
+            # packets it would have skipped itself
+            assert not [p for p in c.ignored + [c.assembler.add(f) for f in c._frames]
+                        if p is not None and (p.kind == drpc.KIND_ERROR or p.data == b"late")]
+        assert up.accepted == 1 and up.error is None
+    finally:
+        up.close()
