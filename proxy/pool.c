@@ -298,6 +298,8 @@ void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const ch
         upstream_close(up, "pool shrunk below its open connections");
     else if (p->pc->max_lifetime_ms && now - up->created_at >= p->pc->max_lifetime_ms)
         upstream_close(up, "max_lifetime reached");
+    else if (up->ep && endpoint_health(up->ep, now) == ENDPOINT_EJECTED)
+        upstream_close(up, "endpoint ejected");
     else {
         hand_over(p, up, CHECKOUT_WAITED);
         return;
@@ -314,6 +316,19 @@ void pool_on_connected(struct pool *p, struct upstream_conn *up)
         up->ep->backoff_until = 0;
     }
     hand_over(p, up, CHECKOUT_DIALED);
+}
+
+/* An ejected endpoint gets no calls while it is out, not even over
+ * connections opened before it failed: they are closed. */
+static void close_idle_of(struct pool *p, const struct endpoint *e)
+{
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &p->idle)
+    {
+        struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
+        if (up->ep == e)
+            upstream_close(up, "endpoint ejected");
+    }
 }
 
 void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, const char *what)
@@ -341,6 +356,7 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
             log_warn("pool %s: endpoint %s ejected for %llu ms after %u failures (%s)", p->pc->name,
                      e->addr->text, (unsigned long long)p->pc->eject_ms, e->consecutive_failures,
                      e->last_error);
+            close_idle_of(p, e);
         } else {
             log_warn("pool %s: %s", p->pc->name, e->last_error);
         }

@@ -248,6 +248,34 @@ def test_a_drained_pool_does_not_make_the_process_unready(sidecar):
     assert get(sc, "/readyz").status == 503
 
 
+def test_a_connection_to_an_ejected_endpoint_is_not_reused(scripted, sidecar):
+    """Once an endpoint is ejected it gets no calls, not even over a
+    connection opened before it failed: that one is closed when its call ends."""
+    up = scripted()
+    sc = sidecar(basic_config(up.addr, max_conns=2, min_idle=1, eject_after_failures=1,
+                              eject_ms=10000, wait_timeout_ms=2000))
+    u = up.accept()  # the min_idle connection
+    wait_until(lambda: pool(sc)["conns"]["idle"] == 1, what="the idle connection")
+    up.srv.close()  # the endpoint now refuses new connections; u stays open
+    c1 = sc.conn()
+    c1.start_unary(ECHO + "Unary", b"one")
+    invoke = [p for p in read_until(u, drpc.KIND_CLOSE_SEND) if p.kind == drpc.KIND_INVOKE][0]
+    c2 = sc.conn()
+    c2.start_unary(ECHO + "Unary", b"two")  # needs a dial: refused, endpoint ejected
+    wait_until(lambda: pool(sc)["endpoints"][0]["health"] == "ejected", what="the ejection")
+    assert pool(sc)["waiters"] == 1  # c2 waits for the busy connection
+    answer(u, invoke.stream, b"one")
+    assert c1.finish_unary() == b"one"
+    assert not u.is_open(wait=2.0 * SCALE)  # closed, not handed to c2 or kept idle
+    with pytest.raises(drpc.DrpcError) as e:
+        c2.finish_unary()
+    assert e.value.code == 1004, e.value  # no_healthy_endpoint, at once
+    p = pool(sc)
+    assert p["conns"]["total"] == 0 and p["endpoints"][0]["open_conns"] == 0, p
+    c1.close()
+    c2.close()
+
+
 def test_a_call_behind_a_slow_dial_is_dialing(scripted, sidecar):
     """An upstream whose accept queue is full drops the SYN, so the dial
     hangs: /calls says "dialing", /pools counts the connection as connecting."""
