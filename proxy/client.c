@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proxy/call.h"
 #include "proxy/errors.h"
@@ -345,12 +346,14 @@ void client_on_wire_written(struct client_conn *cl, int status)
         upstream_update_reading(cl->call->up);
 }
 
-void client_accept(struct listener *l)
+void client_accept(struct listener *l, uv_os_sock_t fd)
 {
     struct sidecar *sc = l->sc;
     struct client_conn *cl = calloc(1, sizeof(*cl));
     if (!cl) {
         log_error("listener %s: out of memory accepting a client", l->lc->name);
+        if (fd >= 0)
+            close(fd);
         return;
     }
     wire_init(&cl->wire, sc, WIRE_CLIENT);
@@ -363,6 +366,8 @@ void client_accept(struct listener *l)
         cl->wire.is_tcp = true;
     }
     if (rc != 0) {
+        if (fd >= 0)
+            close(fd);
         free(cl);
         return;
     }
@@ -370,15 +375,23 @@ void client_accept(struct listener *l)
     cl->wire.handle_open = true;
     cl->listener = l;
     cl->state = CLIENT_IDLE;
-    if (uv_accept(&l->h.stream, &cl->wire.h.stream) != 0) {
+    if (fd >= 0) {
+        rc =
+            cl->wire.is_tcp ? uv_tcp_open(&cl->wire.h.tcp, fd) : uv_pipe_open(&cl->wire.h.pipe, fd);
+        if (rc != 0)
+            close(fd); /* the handle did not take it over */
+    } else {
+        rc = uv_accept(&l->h.stream, &cl->wire.h.stream);
+    }
+    if (rc != 0) {
         client_close(cl, "accept failed");
         return;
     }
     const struct config *cfg = sc->cfg;
     const char *reject = NULL;
-    if (sc->state != SIDECAR_RUNNING)
-        reject = "shutting down";
-    else if (cfg->max_clients && sc->n_clients >= cfg->max_clients)
+    /* No "shutting down" refusal: a connection accepted while draining
+     * was queued to this process (see listener_stop) and gets served. */
+    if (cfg->max_clients && sc->n_clients >= cfg->max_clients)
         reject = "max_clients reached";
     else if (l->lc->max_clients && l->n_clients >= l->lc->max_clients)
         reject = "listener max_clients reached";

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "proxy/buf.h"
 #include "proxy/list.h"
@@ -49,8 +50,10 @@ struct client_conn {
     const char *close_reason;
 };
 
-/* Accepts a pending connection on the listener's server handle. */
-void client_accept(struct listener *l);
+/* Accepts a pending connection on the listener's server handle (fd < 0),
+ * or adopts fd, a connection already accepted from the listener's socket
+ * (the client owns fd from here on, even on failure). */
+void client_accept(struct listener *l, uv_os_sock_t fd);
 
 /* The call is over: back to IDLE (or close if draining). */
 void client_call_ended(struct client_conn *cl);

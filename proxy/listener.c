@@ -29,7 +29,7 @@ static void on_connection(uv_stream_t *server, int status)
         log_warn("listener %s: accept error: %s", l->lc->name, uv_strerror(status));
         return;
     }
-    client_accept(l);
+    client_accept(l, -1);
 }
 
 /* Whether something accepts connections on a unix socket path (startup only). */
@@ -160,10 +160,38 @@ int listener_start(struct sidecar *sc, const struct config_listener *lc, struct 
     return 0;
 }
 
+/*
+ * Takes every connection already queued on the listening socket before it
+ * is closed. Closing a listening socket resets what is in its backlog; with
+ * SO_REUSEPORT those are connections the kernel routed to this process
+ * while a new one was already listening beside it, so a zero-downtime
+ * upgrade would lose their calls. Bounded: at most one backlog's worth.
+ */
+static void accept_backlog(struct listener *l)
+{
+    uv_os_fd_t lfd;
+    if (uv_fileno(&l->h.handle, &lfd) != 0)
+        return;
+    unsigned taken = 0;
+    for (int i = 0; i < LISTEN_BACKLOG + 1; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR)
+                continue;
+            break; /* EAGAIN: the queue is empty */
+        }
+        client_accept(l, fd);
+        taken++;
+    }
+    if (taken)
+        log_info("listener %s: took %u queued connections before closing", l->lc->name, taken);
+}
+
 void listener_stop(struct listener *l)
 {
     if (!l->open)
         return;
+    accept_backlog(l);
     l->open = false;
     if (l->lc->addr.kind == CONFIG_ADDR_UNIX)
         unlink(l->lc->addr.path);

@@ -25,6 +25,7 @@
 #include "proxy/pool.h"
 
 #define JANITOR_INTERVAL_MS 100
+#define DRAIN_FIRST_CALL_MS 1000
 
 static void flush_check_cb(uv_check_t *h)
 {
@@ -54,7 +55,14 @@ static void close_idle_clients(struct sidecar *sc, uint64_t now)
     {
         struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
         uint64_t limit = cl->listener->lc->client_idle_timeout_ms;
-        if (!limit || (cl->state != CLIENT_IDLE && cl->state != CLIENT_PREFIX))
+        if (cl->state != CLIENT_IDLE && cl->state != CLIENT_PREFIX)
+            continue;
+        /* Draining: clients that never sent a call (just connected, or
+         * taken from a listener's backlog) get a short while to send it,
+         * not the whole grace period. */
+        if (sc->state == SIDECAR_DRAINING && (!limit || limit > DRAIN_FIRST_CALL_MS))
+            limit = DRAIN_FIRST_CALL_MS;
+        if (!limit)
             continue;
         if (now - cl->last_active >= limit)
             client_close(cl, "client_idle_timeout_ms reached");
@@ -76,7 +84,7 @@ static void janitor_cb(uv_timer_t *t)
             pool_free(p);
     }
     /* A walk over every client is cheap once a second, wasteful ten times. */
-    if (++sc->janitor_ticks % 10 == 0)
+    if (++sc->janitor_ticks % 10 == 0 || sc->state == SIDECAR_DRAINING)
         close_idle_clients(sc, now);
     /* After a flood of clients went away, hand the freed heap back to the
      * OS (glibc keeps it otherwise), at most every ten seconds. */
@@ -202,17 +210,25 @@ void sidecar_shutdown(struct sidecar *sc, const char *why)
     notify_send(stopping);
     log_info("shutdown (%s): draining %u clients, %u calls, grace %llu ms", why, sc->n_clients,
              sc->n_calls, (unsigned long long)sc->cfg->shutdown_grace_ms);
-    /* Stopped listeners free themselves: forget them here. */
-    for (size_t i = 0; i < sc->n_listeners; i++)
-        listener_stop(sc->listeners[i]);
-    sc->n_listeners = 0;
+    /* Idle clients go now, except those that never sent a call (just
+     * connected: their first call is likely on its way and a close would
+     * reset it) and those with part of a call read. They get
+     * DRAIN_FIRST_CALL_MS to send it (see close_idle_clients) and are
+     * closed after it. */
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &sc->clients)
     {
         struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
-        if (cl->state == CLIENT_IDLE || cl->state == CLIENT_PREFIX)
+        bool partial = cl->wire.in.len || cl->invoke.len || cl->meta.len;
+        if ((cl->state == CLIENT_IDLE || cl->state == CLIENT_PREFIX) && cl->calls > 0 && !partial)
             client_drain_and_close(cl, "shutting down");
     }
+    /* Then stop the listeners: what they still had queued is accepted and
+     * served one call (see listener_stop). Stopped listeners free
+     * themselves: forget them here. */
+    for (size_t i = 0; i < sc->n_listeners; i++)
+        listener_stop(sc->listeners[i]);
+    sc->n_listeners = 0;
     uv_timer_start(&sc->shutdown_timer, shutdown_timer_cb, sc->cfg->shutdown_grace_ms, 0);
     sidecar_maybe_finish_drain(sc);
 }

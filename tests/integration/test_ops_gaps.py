@@ -1,0 +1,89 @@
+"""Operations gaps: connections queued to a draining sidecar, and a strict
+zero-downtime upgrade.
+
+A DRPC client may only retry a call safely when the connection was closed
+before its request went out (a Go drpc pool checks conn.Closed()). Clients
+here that dial a fresh connection per call count every lost call as a
+failure; they exercise the connections the kernel had queued to the old
+process (its listen backlog, or accepted but not yet read) when it stopped
+listening."""
+
+import signal
+import threading
+import time
+
+from . import drpc
+from .procs import SCALE, basic_config, free_addr
+
+ECHO = "/test.Echo/"
+
+
+def test_connections_queued_at_sigterm_are_served(testd, sidecar):
+    """Connections that reached the sidecar (queued in its backlog, or
+    accepted) but had not sent their first call when SIGTERM came are served
+    one call, not closed or reset under a call the client is about to send."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr), expect_exit=None)
+    early = [drpc.Conn(sc.addr, timeout=5 * SCALE) for _ in range(5)]  # accepted, silent
+    sc.send_signal(signal.SIGSTOP)  # the loop accepts nothing while stopped
+    try:
+        queued = [drpc.Conn(sc.addr, timeout=5 * SCALE) for _ in range(20)]  # kernel handshake
+        sc.send_signal(signal.SIGTERM)
+    finally:
+        sc.send_signal(signal.SIGCONT)
+    time.sleep(0.2)  # the drain has begun; now the clients send their calls
+    for i, c in enumerate(early + queued):
+        assert c.unary(ECHO + "Unary", b"q%d" % i) == b"q%d" % i
+        assert not c.is_open(wait=2 * SCALE)  # then closed: the drain goes on
+        c.close()
+    assert sc.popen.wait(10 * SCALE) == 0
+
+
+def test_silent_connection_does_not_hold_the_drain(testd, sidecar):
+    up = testd()
+    sc = sidecar(basic_config(up.addr), expect_exit=None)
+    silent = drpc.Conn(sc.addr)
+    assert silent.is_open(wait=0.1)
+    t0 = time.monotonic()
+    sc.send_signal(signal.SIGTERM)
+    assert not silent.is_open(wait=5 * SCALE)  # closed after about a second
+    assert sc.popen.wait(10 * SCALE) == 0
+    assert time.monotonic() - t0 < 5 * SCALE
+    silent.close()
+
+
+def _fresh_conn_client(addr, stop, tally, failures):
+    while not stop.is_set():
+        try:
+            with drpc.Conn(addr, timeout=5 * SCALE) as c:
+                assert c.unary(ECHO + "Unary", b"f") == b"f"
+            tally[0] += 1
+        except Exception as e:  # noqa: BLE001 - the request was written: a failed call
+            failures.append(repr(e))
+
+
+def test_upgrade_side_by_side_loses_no_call_of_new_connections(testd, sidecar):
+    up = testd()
+    cfg = basic_config(up.addr, max_conns=8)
+    old = sidecar(cfg, expect_exit=None)
+    stop = threading.Event()
+    failures, tally = [], [0]
+    threads = [threading.Thread(target=_fresh_conn_client, args=(old.addr, stop, tally, failures))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        new = sidecar(dict(cfg, admin={"address": free_addr()}))  # same port: SO_REUSEPORT
+        time.sleep(0.5)
+        before = tally[0]
+        old.send_signal(signal.SIGTERM)
+        assert old.popen.wait(15 * SCALE) == 0
+        time.sleep(0.8)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10 * SCALE)
+    assert not failures, "%d failed calls of %d: %s" % (len(failures), tally[0], failures[:5])
+    assert tally[0] > before
+    assert new.running()
