@@ -111,6 +111,16 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
         return UV_EINVAL;
     }
 
+    /* The access log is opened once at start (accesslog_open): a changed
+     * one would be silently ignored, so say it needs a restart. */
+    if (old->access_log.enabled != cfg->access_log.enabled ||
+        (cfg->access_log.enabled && (!same_text(old->access_log.path, cfg->access_log.path) ||
+                                     old->access_log.format != cfg->access_log.format))) {
+        snprintf(err, err_size, "access_log changed: restart drpc-sidecar to apply it");
+        config_unref(cfg);
+        return UV_EINVAL;
+    }
+
     struct listener **listeners =
         calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*listeners));
     struct pool **pools = calloc(cfg->n_pools, sizeof(*pools));

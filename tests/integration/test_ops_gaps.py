@@ -8,6 +8,9 @@ failure; they exercise the connections the kernel had queued to the old
 process (its listen backlog, or accepted but not yet read) when it stopped
 listening."""
 
+import http.client
+import json
+import os
 import signal
 import threading
 import time
@@ -87,3 +90,48 @@ def test_upgrade_side_by_side_loses_no_call_of_new_connections(testd, sidecar):
     assert not failures, "%d failed calls of %d: %s" % (len(failures), tally[0], failures[:5])
     assert tally[0] > before
     assert new.running()
+
+
+def _post_reload(sc):
+    host, port = sc.admin.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
+    try:
+        conn.request("POST", "/reload")
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def _lines(path):
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+def test_reload_that_changes_the_access_log_is_refused(testd, sidecar, short_tmp):
+    """The access log is opened at start; a reload must not pretend to apply
+    a new one (before, the new path was silently ignored)."""
+    up = testd()
+    first, second = os.path.join(short_tmp, "a.log"), os.path.join(short_tmp, "b.log")
+    cfg = basic_config(up.addr)
+    cfg["access_log"] = {"path": first, "format": "json"}
+    sc = sidecar(cfg)
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"1") == b"1"
+    for changed in ({"path": second, "format": "json"}, {"path": first, "format": "text"}):
+        sc.write_config(dict(cfg, access_log=changed))
+        status, body = _post_reload(sc)
+        assert 400 <= status < 500, (status, body)
+        assert "access_log changed: restart drpc-sidecar" in body["error"]
+    sc.write_config({k: v for k, v in cfg.items() if k != "access_log"})
+    assert _post_reload(sc)[0] >= 400
+    # the running log is untouched and keeps logging; an unchanged one reloads
+    sc.write_config(cfg)
+    assert _post_reload(sc)[0] == 200
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"2") == b"2"
+    deadline = time.monotonic() + 5 * SCALE
+    while len(_lines(first)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not os.path.exists(second)
