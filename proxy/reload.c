@@ -284,6 +284,12 @@ static void load_done(uv_work_t *w, int status)
         job->cb(sc, rc, rc ? err : NULL, job->arg);
     free(job->path);
     free(job);
+    if (sc->reload_again) {
+        sc->reload_again = false;
+        int again = reload_start(sc, NULL, NULL);
+        if (again && again != UV_ECANCELED)
+            log_warn("SIGHUP: queued reload not started: %s", uv_strerror(again));
+    }
 }
 
 int reload_start(struct sidecar *sc, reload_done_cb cb, void *arg)

@@ -243,9 +243,14 @@ static void signal_cb(uv_signal_t *s, int signum)
     }
     if (signum == SIGHUP) {
         int rc = reload_start(sc, NULL, NULL);
-        if (rc)
-            log_warn("SIGHUP: reload not started: %s",
-                     rc == UV_EBUSY ? "a reload is already running" : uv_strerror(rc));
+        if (rc == UV_EBUSY) {
+            /* The running reload may have read the file before this edit:
+             * read it once more when it is done (reload.c load_done). */
+            sc->reload_again = true;
+            log_info("SIGHUP: a reload is running; another follows it");
+        } else if (rc) {
+            log_warn("SIGHUP: reload not started: %s", uv_strerror(rc));
+        }
         return;
     }
     if (sc->state == SIDECAR_RUNNING) {

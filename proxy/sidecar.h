@@ -61,6 +61,7 @@ struct sidecar {
     struct list_node retired_pools; /* replaced by a reload, finishing their calls */
     struct reload_status last_reload;
     bool reload_running;
+    bool reload_again; /* a SIGHUP came during a reload: run one more after it */
     struct admin *admin;
     struct accesslog *accesslog; /* NULL when access_log is not configured */
 

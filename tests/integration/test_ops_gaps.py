@@ -135,3 +135,24 @@ def test_reload_that_changes_the_access_log_is_refused(testd, sidecar, short_tmp
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert not os.path.exists(second)
+
+
+def test_sighup_during_a_reload_is_not_lost(testd, sidecar):
+    """A SIGHUP that arrives while a reload is running must lead to one more
+    reload: the operator's last edit has to be applied (before, it was
+    logged as "not started" and dropped, leaving the older config live)."""
+    up = testd()
+    cfg = basic_config(up.addr)
+    sc = sidecar(cfg)
+    # many routes make each reload take a while, so SIGHUPs land during one
+    filler = [{"match": {"rpc": "/filler.S/M%d" % i}, "pool": "default"} for i in range(3000)]
+    for n in range(20):
+        sc.write_config(dict(cfg, routes=filler + [{"pool": "default",
+                                                    "add_metadata": {"n": str(n)}}]))
+        sc.reload()
+        time.sleep(0.002)
+    deadline = time.monotonic() + 5 * SCALE
+    with sc.conn() as c:
+        while c.unary(ECHO + "Metadata", b"") != b"n=19\n":
+            assert time.monotonic() < deadline, "the last edit was never applied:\n" + sc.stdout()
+            time.sleep(0.05)
