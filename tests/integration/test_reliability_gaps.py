@@ -1,0 +1,51 @@
+"""Reliability gaps: every hostile client input that leaves the client able
+to read gets a precise DRPC Error (code 1011, "drpc-sidecar: protocol error:
+<why>") on a stream it knows, and then the connection is closed; other
+clients never notice. (tests/proxy/test_dataplane.py accepts a bare close
+for these too.)"""
+
+import pytest
+
+from . import drpc
+from .procs import basic_config
+
+ECHO = "/test.Echo/"
+
+
+def _frame(kind, sid, mid, data=b"", done=True):
+    return drpc.encode_frame(kind, sid, mid, data, done=done)
+
+
+HOSTILE = [
+    ("garbage", b"\xff" * 16, "varint longer than 10 bytes"),
+    ("varint_over_10_bytes", b"\x03" + b"\xff" * 11, "varint longer than 10 bytes"),
+    ("kind_0", _frame(0, 1, 1, b"x"), "kind"),
+    ("1_GiB_length", b"\x05\x01\x01\x80\x80\x80\x80\x04", "frame length above the maximum"),
+    ("message_before_invoke", _frame(drpc.KIND_MESSAGE, 1, 1, b"hi"), "before invoke"),
+    ("http_request", b"GET / HTTP/1.1\r\n\r\n", ""),
+    ("message_for_unopened_stream_mid_call",
+     _frame(drpc.KIND_INVOKE, 1, 1, (ECHO + "Sleep").encode(), done=True) +
+     _frame(drpc.KIND_MESSAGE, 1, 2, b"300") + _frame(drpc.KIND_CLOSE_SEND, 1, 3) +
+     _frame(drpc.KIND_MESSAGE, 7, 1, b"x"), "before invoke"),
+    ("oversized_invoke_name", _frame(drpc.KIND_INVOKE, 1, 1, b"/" + b"n" * 5000), "too long"),
+]
+
+
+@pytest.mark.parametrize("name,raw,why", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_client_gets_a_precise_error_then_is_closed(testd, sidecar, name, raw, why):
+    up = testd()
+    sc = sidecar(basic_config(up.addr))
+    good = sc.conn()
+    assert good.unary(ECHO + "Unary", b"before") == b"before"
+    with sc.conn(timeout=5) as bad:
+        bad.send_raw(raw)
+        frames = bad.wait_closed(timeout=5)
+        errors = [f for f in frames if f.kind == drpc.KIND_ERROR]
+        assert errors, "%s: closed without an Error packet (frames: %s)" % (
+            name, [drpc.frame_str(f) for f in frames])
+        code, text = drpc.decode_error(errors[-1].data)
+        assert code == 1011, (code, text)
+        assert text.startswith("drpc-sidecar: protocol error: "), text
+        assert why in text, text
+    assert good.unary(ECHO + "Unary", b"after") == b"after"
+    good.close()
