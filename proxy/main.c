@@ -94,6 +94,7 @@ int main(int argc, char **argv)
         config_unref(cfg);
         return 1;
     }
+    sc->verbose = verbose;
     if (verbose)
         cfg->log_level = CONFIG_LOG_DEBUG;
     sc->config_path = realpath(path, NULL);

@@ -210,7 +210,7 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
     sc->n_pools = cfg->n_pools;
     config_unref(sc->cfg);
     sc->cfg = cfg;
-    log_set_level(cfg->log_level);
+    log_set_level(sc->verbose ? CONFIG_LOG_DEBUG : cfg->log_level);
     free(kept_pool);
     free(fresh_listener);
     free(fresh_pool);

@@ -52,6 +52,7 @@ struct sidecar {
     uv_loop_t *loop;
     struct config *cfg; /* current snapshot (ref held) */
     char *config_path;  /* re-read on reload; NULL = reload not possible */
+    bool verbose;       /* -v: debug logging whatever log_level a reload brings */
     enum sidecar_state state;
 
     struct listener **listeners;

@@ -156,3 +156,19 @@ def test_sighup_during_a_reload_is_not_lost(testd, sidecar):
         while c.unary(ECHO + "Metadata", b"") != b"n=19\n":
             assert time.monotonic() < deadline, "the last edit was never applied:\n" + sc.stdout()
             time.sleep(0.05)
+
+
+def test_verbose_flag_outlives_a_reload(testd, sidecar):
+    """-v asks for debug logs whatever log_level the file says; a reload of
+    that file must not quietly turn them off."""
+    up = testd()
+    cfg = dict(basic_config(up.addr), log_level="info")
+    sc = sidecar(cfg, args=("-v",))
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"1") == b"1"
+    sc.wait_for_output("/test.Echo/Unary: ok", stream="stderr")
+    sc.write_config(cfg)
+    assert _post_reload(sc)[0] == 200
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"2") == b"2"
+    sc.wait_for_output("/test.Echo/Unary: ok", count=2, stream="stderr")
