@@ -181,10 +181,18 @@ static void agent_start(struct upstream_conn *up)
     wire_schedule_flush(&up->wire);
 }
 
-/* Strips the DRPC!!!1 prefix an agent must send when the pool asks for it. */
+/*
+ * Strips the DRPC!!!1 prefix an agent must send when the pool asks for it.
+ * A stock Go agent dials with drpcmigrate.DialWithHeader, whose HeaderConn
+ * writes the prefix together with its first Write: the agent's first reply
+ * (to the identify call, or to the first routed call) carries it. So the
+ * prefix is not waited for before the connection is used; it is required to
+ * be the first bytes the agent sends, whenever those come, and anything else
+ * closes the connection. Returns true when frames may be parsed from `it`.
+ */
 static bool agent_prefix(struct upstream_conn *up, struct wire_frames *it)
 {
-    if (!up->pool->pc->header || up->prefix_seen == DRPC_HEADER_LEN)
+    if (up->ep || !up->pool->pc->header || up->prefix_seen == DRPC_HEADER_LEN)
         return true;
     while (up->prefix_seen < DRPC_HEADER_LEN && wire_frames_avail(it) > 0) {
         if (it->data[it->pos] != (uint8_t)DRPC_HEADER[up->prefix_seen]) {
@@ -194,10 +202,7 @@ static bool agent_prefix(struct upstream_conn *up, struct wire_frames *it)
         wire_frames_skip(it, 1);
         up->prefix_seen++;
     }
-    if (up->prefix_seen < DRPC_HEADER_LEN)
-        return false;
-    agent_start(up);
-    return up->state == UPSTREAM_HANDSHAKE;
+    return up->prefix_seen == DRPC_HEADER_LEN;
 }
 
 /* Frames of the identify call: the reply message becomes the agent id. */
@@ -273,7 +278,7 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct frame f;
     enum frame_result r = FRAME_NEED_MORE;
     wire_frames_begin(&it, &up->wire, nread, buf);
-    if (up->state != UPSTREAM_HANDSHAKE || agent_prefix(up, &it)) {
+    if (agent_prefix(up, &it)) {
         while ((r = wire_frames_next(&it, max, &f)) == FRAME_OK) {
             if (up->call && f.stream_id == up->call->up_sid)
                 call_on_upstream_frame(up->call, &f);
@@ -580,6 +585,5 @@ void upstream_accept(struct pool *p, uv_stream_t *server)
     wire_tune(&up->wire);
     uv_timer_start(&up->dial_timer, dial_timer_cb, p->pc->dial_timeout_ms, 0);
     upstream_update_reading(up);
-    if (!p->pc->header)
-        agent_start(up);
+    agent_start(up); /* a "header" prefix is checked as the agent's bytes arrive */
 }

@@ -21,7 +21,7 @@ struct call;
 enum upstream_state {
     UPSTREAM_RESOLVING,  /* uv_getaddrinfo in flight */
     UPSTREAM_CONNECTING, /* uv_connect in flight */
-    UPSTREAM_HANDSHAKE,  /* reverse pools: agent's DRPC!!!1 prefix or identify call pending */
+    UPSTREAM_HANDSHAKE,  /* reverse pools: identify call pending (or not yet ready) */
     UPSTREAM_IDLE,       /* on pool.idle; read for EOF and late packets */
     UPSTREAM_BUSY,       /* carries exactly one call (up->call) */
     UPSTREAM_CLOSING,    /* handles closing; freed when the last one is closed */
@@ -46,7 +46,7 @@ struct upstream_conn {
     char agent_id[257];  /* identify reply, or the remote IP, or "conn-N" */
     char peer[64];       /* remote address */
     struct buf ident;    /* identify reply being assembled */
-    uint8_t prefix_seen; /* bytes of DRPC!!!1 received from the agent */
+    uint8_t prefix_seen; /* bytes of DRPC!!!1 received (the agent's first bytes) */
     uint64_t connected_at;
 
     uv_timer_t dial_timer; /* dial timeout; handshake timeout for agents */

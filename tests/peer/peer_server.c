@@ -247,9 +247,9 @@ static void on_connected(struct peer_conn *c, int status)
     }
     conn_opened(sc, "dialled");
     if (sc->srv->header) {
-        /* as drpcmigrate.DialWithHeader: the prefix goes first */
+        /* as drpcmigrate.DialWithHeader, whose HeaderConn prepends the prefix
+         * to the first Write: staged now, it leaves with the first reply */
         peer_conn_raw(c, DRPC_HEADER, DRPC_HEADER_LEN);
-        peer_conn_flush(c);
     }
 }
 

@@ -1,0 +1,182 @@
+"""Reverse pools (issue #8) against agents that behave like a stock Go
+drpc server on a connection it dialled (drpcserver.ServeOne / drpcmux):
+
+- it sends nothing until it is invoked, and nothing beyond DRPC frames;
+- with drpcmigrate.DialWithHeader its DRPC!!!1 prefix leaves with its first
+  Write, i.e. with its first reply, never on its own at connect time.
+
+Raw agents here are drpc.Conn sockets driven by the test (a Conn with
+header=True puts the prefix in front of its first write, like
+drpcmigrate.HeaderConn); real agents are drpc-testd --connect processes.
+"""
+
+import http.client
+import json
+import time
+
+import pytest
+
+from . import drpc
+from .procs import SCALE, free_addr
+
+ECHO = "/test.Echo/"
+IDENTIFY = ECHO + "Identify"
+
+
+def reverse_config(accept=None, identify=None, header=False, **pool):
+    p = {"name": "agents", "accept": accept or free_addr(), "header": header,
+         "wait_timeout_ms": 3000}
+    if identify:
+        p["identify"] = {"rpc": identify}
+    p.update(pool)
+    return {
+        "listeners": [{"name": "local", "address": free_addr()}],
+        "admin": {"address": free_addr()},
+        "pools": [p],
+        "routes": [
+            {"match": {"metadata": {"key": "agent-id"}}, "pool": "agents",
+             "agent_from_metadata": "agent-id"},
+            {"pool": "agents"},
+        ],
+    }
+
+
+def accept_of(sc):
+    return sc.config["pools"][0]["accept"]
+
+
+def pool_view(sc):
+    host, port = sc.admin.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
+    try:
+        conn.request("GET", "/pools/agents")
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status == 200, body[:300]
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout * SCALE
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    return pred()
+
+
+def idle_agents(sc, n):
+    return wait_for(lambda: pool_view(sc)["conns"]["idle"] == n)
+
+
+def expect_call(agent, rpc, sid):
+    """Reads one unary call (Invoke, Message, CloseSend) as the server; returns
+    the request bytes. Skips the caller's Close of an older stream (late) and
+    the call's InvokeMetadata."""
+    while True:
+        pkt = agent.read_packet()
+        if pkt.stream < sid:
+            continue
+        if pkt.kind == drpc.KIND_INVOKE_METADATA:
+            assert pkt.stream == sid, pkt
+            continue
+        break
+    assert (pkt.kind, pkt.stream, pkt.data) == (drpc.KIND_INVOKE, sid, rpc.encode()), pkt
+    msg = agent.read_packet()
+    assert (msg.kind, msg.stream) == (drpc.KIND_MESSAGE, sid), msg
+    end = agent.read_packet()
+    assert (end.kind, end.stream) == (drpc.KIND_CLOSE_SEND, sid), end
+    return msg.data
+
+
+def reply(agent, sid, data):
+    """Message + CloseSend in one write, as a Go server's unary reply."""
+    agent.send_raw(drpc.encode_packet(drpc.KIND_MESSAGE, sid, 1, data)
+                   + drpc.encode_packet(drpc.KIND_CLOSE_SEND, sid, 2))
+
+
+# --- header: true with agents that dial like drpcmigrate.DialWithHeader -----
+
+
+def test_lazy_header_agent_without_identify(sidecar):
+    """drpcmigrate.HeaderConn writes DRPC!!!1 with the first reply; the agent
+    must not be dropped for sending nothing first (dial_timeout_ms is also
+    the agent handshake deadline)."""
+    sc = sidecar(reverse_config(header=True, dial_timeout_ms=300))
+    agent = drpc.Conn(accept_of(sc), header=True)  # prefix with the first write
+    try:
+        assert idle_agents(sc, 1)
+        assert agent.is_open(wait=0.6)  # outlives the 300 ms handshake deadline
+        with sc.conn() as c:
+            c.start_unary(ECHO + "Unary", b"hi")
+            assert expect_call(agent, ECHO + "Unary", 1) == b"hi"
+            reply(agent, 1, b"hi")  # DRPC!!!1 + Message + CloseSend
+            assert c.finish_unary() == b"hi"
+            c.start_unary(ECHO + "Unary", b"again")
+            assert expect_call(agent, ECHO + "Unary", 2) == b"again"
+            reply(agent, 2, b"again")
+            assert c.finish_unary() == b"again"
+        assert pool_view(sc)["conns"]["idle"] == 1
+    finally:
+        agent.close()
+
+
+def test_lazy_header_agent_with_identify(sidecar):
+    sc = sidecar(reverse_config(header=True, identify="/svc.Agent/Identify",
+                                dial_timeout_ms=2000))
+    agent = drpc.Conn(accept_of(sc), header=True)
+    try:
+        assert expect_call(agent, "/svc.Agent/Identify", 1) == b""
+        reply(agent, 1, b" lazy-1\n")  # prefix, then the id (trimmed)
+        assert idle_agents(sc, 1)
+        assert [a["id"] for a in pool_view(sc)["agents"]] == ["lazy-1"]
+        with sc.conn() as c:
+            c.start_unary(ECHO + "Unary", b"x", {"agent-id": "lazy-1"})
+            assert expect_call(agent, ECHO + "Unary", 2) == b"x"
+            reply(agent, 2, b"y")
+            assert c.finish_unary() == b"y"
+    finally:
+        agent.close()
+
+
+def test_eager_header_agent_still_accepted(sidecar):
+    sc = sidecar(reverse_config(header=True))
+    agent = drpc.Conn(accept_of(sc))
+    try:
+        agent.send_raw(drpc.HEADER)  # the prefix on its own, at connect
+        assert idle_agents(sc, 1)
+        with sc.conn() as c:
+            c.start_unary(ECHO + "Unary", b"e")
+            assert expect_call(agent, ECHO + "Unary", 1) == b"e"
+            reply(agent, 1, b"e")
+            assert c.finish_unary() == b"e"
+    finally:
+        agent.close()
+
+
+def test_header_required_from_the_first_byte(sidecar):
+    """header: true still refuses an agent whose first bytes are not the
+    prefix: at once when it sends junk, at its first reply otherwise (that
+    caller gets upstream_lost)."""
+    sc = sidecar(reverse_config(header=True))
+    junk = drpc.Conn(accept_of(sc))
+    junk.send_raw(b"GET / HTTP/1.1\r\n\r\n")
+    junk.wait_closed(timeout=5 * SCALE)
+    junk.close()
+    plain = drpc.Conn(accept_of(sc))  # a server without the prefix
+    try:
+        assert idle_agents(sc, 1)
+        with sc.conn() as c:
+            c.start_unary(ECHO + "Unary", b"p")
+            expect_call(plain, ECHO + "Unary", 1)
+            reply(plain, 1, b"p")
+            with pytest.raises(drpc.DrpcError) as e:
+                c.finish_unary()
+            assert e.value.code == 1006
+        plain.wait_closed(timeout=5 * SCALE)
+        assert "agent did not send the DRPC!!!1 header" in sc.stdout() + sc.stderr()
+    finally:
+        plain.close()
