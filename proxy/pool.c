@@ -459,9 +459,11 @@ enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call 
 {
     if (!p->pc->reverse)
         return CALL_CAUSE_WAIT_TIMEOUT;
+    /* Connections still in their handshake (identify unanswered) are no
+     * agent yet, and their provisional id (the IP) is not the agent's. */
     if (c->agent && pool_agent_conns(p, c->agent) == 0)
         return CALL_CAUSE_AGENT_NOT_CONNECTED;
-    if (pool_total(p) == 0)
+    if (p->n_idle + p->n_busy == 0)
         return CALL_CAUSE_NO_AGENT;
     return CALL_CAUSE_WAIT_TIMEOUT;
 }
@@ -469,8 +471,8 @@ enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call 
 uint32_t pool_agent_conns(const struct pool *p, const char *agent_id)
 {
     uint32_t n = 0;
-    const struct list_node *lists[] = {&p->idle, &p->busy, &p->connecting};
-    for (size_t i = 0; i < 3; i++)
+    const struct list_node *lists[] = {&p->idle, &p->busy};
+    for (size_t i = 0; i < 2; i++)
         for (const struct list_node *q = lists[i]->next; q != lists[i]; q = q->next) {
             const struct upstream_conn *up = list_entry(q, struct upstream_conn, pool_node);
             if (strcmp(up->agent_id, agent_id) == 0)

@@ -154,7 +154,7 @@ void pool_janitor(struct pool *p, uint64_t now);
 /* Why a call that waited too long failed (reverse pools distinguish agents). */
 enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call *c);
 
-/* Number of open connections of a reverse pool's agent. */
+/* Number of ready (idle or busy) connections of a reverse pool's agent. */
 uint32_t pool_agent_conns(const struct pool *p, const char *agent_id);
 
 /* Frees a pool that has no connection and no waiter left. */

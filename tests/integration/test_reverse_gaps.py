@@ -180,3 +180,26 @@ def test_header_required_from_the_first_byte(sidecar):
         assert "agent did not send the DRPC!!!1 header" in sc.stdout() + sc.stderr()
     finally:
         plain.close()
+
+
+# --- errors while agents are still identifying -------------------------------
+
+
+def test_agent_still_identifying_is_not_connected(sidecar):
+    """A connection whose identify call is unanswered is no agent yet: calls
+    fail with no_agent_connected / agent_not_connected, not wait_timeout,
+    and its provisional id (its IP) does not match."""
+    sc = sidecar(reverse_config(identify="/svc.Agent/Identify", wait_timeout_ms=300,
+                                dial_timeout_ms=20000))
+    agent = drpc.Conn(accept_of(sc))
+    try:
+        assert expect_call(agent, "/svc.Agent/Identify", 1) == b""  # and never answered
+        with sc.conn() as c:
+            with pytest.raises(drpc.DrpcError) as e:
+                c.unary(ECHO + "Unary", b"x")
+            assert e.value.code == 1013, e.value.message
+            with pytest.raises(drpc.DrpcError) as e:
+                c.unary(ECHO + "Unary", b"x", {"agent-id": "127.0.0.1"})
+            assert e.value.code == 1014, e.value.message
+    finally:
+        agent.close()
