@@ -203,3 +203,17 @@ def test_agent_still_identifying_is_not_connected(sidecar):
             assert e.value.code == 1014, e.value.message
     finally:
         agent.close()
+
+
+def test_identify_reply_must_be_utf8(sidecar):
+    sc = sidecar(reverse_config(identify="/svc.Agent/Identify"))
+    agent = drpc.Conn(accept_of(sc))
+    try:
+        expect_call(agent, "/svc.Agent/Identify", 1)
+        reply(agent, 1, b"agent-\xff\xfe")
+        agent.wait_closed(timeout=5 * SCALE)
+        out = sc.stdout() + sc.stderr()
+        assert "identify returned an empty or invalid id" in out
+        assert pool_view(sc)["agents"] == []
+    finally:
+        agent.close()
