@@ -98,6 +98,43 @@ def reply(agent, sid, data):
                    + drpc.encode_packet(drpc.KIND_CLOSE_SEND, sid, 2))
 
 
+# --- a stock agent: no identify, no header ----------------------------------
+
+
+def test_stock_agent_gets_plain_client_streams_and_ip_id(sidecar):
+    """Nothing reaches the agent before the first call, which comes as stream
+    1, then 2: what a stock server on a dialled connection expects. Its id is
+    its IP address and /pools shows it."""
+    sc = sidecar(reverse_config())
+    agent = drpc.Conn(accept_of(sc))
+    try:
+        assert idle_agents(sc, 1)
+        assert agent.is_open(wait=0.5) and not agent._frames  # the sidecar sent nothing
+        a = pool_view(sc)["agents"]
+        assert len(a) == 1 and a[0]["id"] == "127.0.0.1" and a[0]["conns"] == 1
+        assert a[0]["remote"].startswith("127.0.0.1:") and a[0]["connected_since"]
+        with sc.conn() as c:
+            for sid, data in ((1, b"one"), (2, b"two")):
+                c.start_unary("/svc.Agent/Do", data, {"agent-id": "127.0.0.1"})
+                assert expect_call(agent, "/svc.Agent/Do", sid) == data
+                reply(agent, sid, data.upper())
+                assert c.finish_unary() == data.upper()
+    finally:
+        agent.close()
+
+
+def test_idle_agent_that_closes_is_removed_at_once(sidecar):
+    sc = sidecar(reverse_config(wait_timeout_ms=300))
+    agent = drpc.Conn(accept_of(sc))
+    assert idle_agents(sc, 1)
+    agent.close()
+    assert wait_for(lambda: pool_view(sc)["agents"] == [], timeout=2)
+    with sc.conn() as c:
+        with pytest.raises(drpc.DrpcError) as e:
+            c.unary(ECHO + "Unary", b"x")
+        assert e.value.code == 1013 and "no agent connected" in e.value.message
+
+
 # --- header: true with agents that dial like drpcmigrate.DialWithHeader -----
 
 
@@ -217,3 +254,85 @@ def test_identify_reply_must_be_utf8(sidecar):
         assert pool_view(sc)["agents"] == []
     finally:
         agent.close()
+
+
+# --- real agent processes (drpc-testd --connect) -----------------------------
+
+
+def call_until(c, rpc, data=b"", md=None, timeout=5.0):
+    deadline = time.monotonic() + timeout * SCALE
+    while True:
+        try:
+            return c.unary(rpc, data, md)
+        except drpc.DrpcError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_agent_process_killed_mid_call_then_redials(sidecar, agent):
+    sc = sidecar(reverse_config(identify=IDENTIFY))
+    east = agent(accept_of(sc), conns=2, ident="east")
+    west = agent(accept_of(sc), conns=1, ident="west")
+    with sc.conn() as c:
+        assert call_until(c, IDENTIFY, md={"agent-id": "east"}) == b"east"
+        assert call_until(c, IDENTIFY, md={"agent-id": "west"}) == b"west"
+        c.start_unary(ECHO + "Sleep", b"5000", {"agent-id": "west"})
+        time.sleep(0.2)
+        west.kill()
+        with pytest.raises(drpc.DrpcError) as e:
+            c.finish_unary()
+        assert e.value.code == 1006
+        assert wait_for(lambda: [a["id"] for a in pool_view(sc)["agents"]] == ["east"])
+        # east is untouched; west comes back when a new process dials in
+        assert c.unary(IDENTIFY, b"", {"agent-id": "east"}) == b"east"
+        agent(accept_of(sc), conns=1, ident="west")
+        assert call_until(c, IDENTIFY, md={"agent-id": "west"}) == b"west"
+
+
+def test_max_conns_rejections_are_counted(sidecar, agent):
+    sc = sidecar(reverse_config(max_conns=2))
+    agent(accept_of(sc), conns=3, redial=False)
+    assert wait_for(lambda: pool_view(sc)["counters"]["agents_rejected"] >= 1)
+    v = pool_view(sc)
+    assert v["counters"]["agents_accepted"] == 2 and v["conns"]["idle"] == 2
+    assert [(a["id"], a["conns"]) for a in v["agents"]] == [("127.0.0.1", 2)]
+
+
+def test_unix_socket_agents_get_connection_ids(sidecar, agent, short_tmp):
+    sc = sidecar(reverse_config(accept="unix:%s/agents.sock" % short_tmp))
+    agent(accept_of(sc), conns=2)
+    assert idle_agents(sc, 2)
+    ids = sorted(a["id"] for a in pool_view(sc)["agents"])
+    assert len(ids) == 2 and all(i.startswith("conn-") for i in ids), ids
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"u", {"agent-id": ids[1]}) == b"u"
+
+
+def test_deadline_with_soft_cancel_keeps_the_agent_connection(sidecar, agent):
+    sc = sidecar(reverse_config(call_timeout_ms=300, cancel="soft"))
+    agent(accept_of(sc), conns=1, redial=False)
+    assert idle_agents(sc, 1)
+    with sc.conn() as c:
+        first = c.unary(ECHO + "Conn", b"").split()[0]
+        with pytest.raises(drpc.DrpcError) as e:
+            c.unary(ECHO + "Sleep", b"3000")
+        assert e.value.code == 1007
+        # the same agent connection serves the next call (the agent cannot be re-dialled)
+        assert call_until(c, ECHO + "Conn", b"").split()[0] == first
+    assert pool_view(sc)["counters"]["agents_accepted"] == 1
+
+
+def test_reload_keeps_agent_connections(sidecar, agent):
+    cfg = reverse_config(identify=IDENTIFY)
+    sc = sidecar(cfg)
+    agent(accept_of(sc), conns=1, ident="keep", redial=False)
+    assert idle_agents(sc, 1)
+    with sc.conn() as c:
+        before = c.unary(ECHO + "Conn", b"", {"agent-id": "keep"}).split()[0]
+        cfg["pools"][0]["wait_timeout_ms"] = 1234
+        sc.write_config(cfg)
+        sc.reload()
+        assert wait_for(lambda: pool_view(sc)["config"]["wait_timeout_ms"] == 1234)
+        after = c.unary(ECHO + "Conn", b"", {"agent-id": "keep"}).split()[0]
+        assert after == before
