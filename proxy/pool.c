@@ -441,6 +441,40 @@ void pool_janitor(struct pool *p, uint64_t now)
     serve_waiters(p);
 }
 
+/*
+ * Gives idle connections to the waiters they fit, in FIFO order. Needed when
+ * a pool resumes: a reverse pool's agents may have dialled back while it was
+ * draining, and their idle connections are all its queued calls can get
+ * (there is nothing to dial).
+ */
+static void attach_idle_to_waiters(struct pool *p)
+{
+    /* Rescan after each attach: attaching may finish calls and change lists. */
+    for (bool attached = true; attached && !list_empty(&p->idle);) {
+        attached = false;
+        struct list_node *n, *tmp, *i, *itmp;
+        list_for_each_safe(n, tmp, &p->waiters)
+        {
+            struct call *c = list_entry(n, struct call, wait_node);
+            list_for_each_safe(i, itmp, &p->idle)
+            {
+                struct upstream_conn *up = list_entry(i, struct upstream_conn, pool_node);
+                if (!fits(up, c))
+                    continue;
+                pool_cancel_wait(p, c);
+                list_remove(&up->pool_node);
+                p->n_idle--;
+                checkout(p, up);
+                call_attach(c, up, CHECKOUT_WAITED);
+                attached = true;
+                break;
+            }
+            if (attached)
+                break;
+        }
+    }
+}
+
 void pool_set_draining(struct pool *p, bool draining)
 {
     p->draining = draining;
@@ -452,6 +486,7 @@ void pool_set_draining(struct pool *p, bool draining)
         }
         return;
     }
+    attach_idle_to_waiters(p);
     serve_waiters(p);
 }
 

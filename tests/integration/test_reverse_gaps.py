@@ -336,3 +336,36 @@ def test_reload_keeps_agent_connections(sidecar, agent):
         assert wait_for(lambda: pool_view(sc)["config"]["wait_timeout_ms"] == 1234)
         after = c.unary(ECHO + "Conn", b"", {"agent-id": "keep"}).split()[0]
         assert after == before
+
+
+def admin_post(sc, path):
+    host, port = sc.admin.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
+    try:
+        conn.request("POST", path, body=b"", headers={"Content-Length": "0"})
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status == 200, body[:300]
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
+def test_calls_queued_during_drain_get_idle_agents_on_resume(sidecar, agent):
+    """Drain closes the idle agent connections; the agent dials back while
+    the pool is still draining, so its connection sits idle. A call queued
+    meanwhile must get it as soon as the pool resumes (the sidecar has
+    nothing to dial for it), not wait out wait_timeout_ms."""
+    sc = sidecar(reverse_config(wait_timeout_ms=4000))
+    agent(accept_of(sc), conns=1)  # re-dials
+    assert idle_agents(sc, 1)
+    assert admin_post(sc, "/pools/agents/drain")["draining"] is True
+    assert wait_for(lambda: pool_view(sc)["counters"]["agents_accepted"] == 2)
+    assert idle_agents(sc, 1)  # the re-dialled connection, unused while draining
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Unary", b"queued")
+        assert wait_for(lambda: pool_view(sc)["waiters"] == 1)
+        t0 = time.monotonic()
+        assert admin_post(sc, "/pools/agents/resume")["draining"] is False
+        assert c.finish_unary(timeout=3 * SCALE) == b"queued"
+        assert time.monotonic() - t0 < 1.5 * SCALE
