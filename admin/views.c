@@ -124,7 +124,9 @@ static json_t *agents_json(const struct sidecar *sc, const struct pool *p)
     for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
         for (const struct list_node *n = lists[l]->next; n != lists[l]; n = n->next) {
             const struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
-            if (up->state == UPSTREAM_CONNECTING || up->state == UPSTREAM_RESOLVING)
+            /* A connection still identifying has no final id yet: it shows
+             * in conns.connecting, not as an agent. */
+            if (up->state != UPSTREAM_IDLE && up->state != UPSTREAM_BUSY)
                 continue;
             json_t *a = json_object_get(by_id, up->agent_id);
             if (!a) {

@@ -231,6 +231,8 @@ def test_agent_still_identifying_is_not_connected(sidecar):
     agent = drpc.Conn(accept_of(sc))
     try:
         assert expect_call(agent, "/svc.Agent/Identify", 1) == b""  # and never answered
+        v = pool_view(sc)
+        assert v["agents"] == [] and v["conns"]["connecting"] == 1, v
         with sc.conn() as c:
             with pytest.raises(drpc.DrpcError) as e:
                 c.unary(ECHO + "Unary", b"x")
