@@ -371,3 +371,42 @@ def test_calls_queued_during_drain_get_idle_agents_on_resume(sidecar, agent):
         assert admin_post(sc, "/pools/agents/resume")["draining"] is False
         assert c.finish_unary(timeout=3 * SCALE) == b"queued"
         assert time.monotonic() - t0 < 1.5 * SCALE
+
+
+@pytest.mark.timeout_s(120)
+def test_dashboard_shows_agents(sidecar, agent):
+    """The dashboard renders one row per agent id with its remote address,
+    when it connected, its connections and how many are busy."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        pytest.skip("chromium is not installed")
+    sc = sidecar(reverse_config(identify=IDENTIFY, wait_timeout_ms=60000))
+    agent(accept_of(sc), conns=2, ident="east")
+    agent(accept_of(sc), conns=1, ident="west")
+    assert idle_agents(sc, 3)
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Sleep", b"30000", {"agent-id": "west"})
+        assert wait_for(lambda: pool_view(sc)["conns"]["busy"] == 1)
+        with tempfile.TemporaryDirectory() as profile:
+            r = subprocess.run(
+                [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-dev-shm-usage", "--user-data-dir=" + profile,
+                 "--virtual-time-budget=3000", "--dump-dom", "http://%s/" % sc.admin],
+                capture_output=True, timeout=90 * SCALE)
+        assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
+        html = r.stdout.decode(errors="replace")
+        main = html[html.find("<main>"):html.find("</main>")]
+        assert "reverse, 2 agents" in main, main[:3000]
+        rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+            r'<tr><td>agents</td><td>agent (\w+)</td><td>(127\.0\.0\.1:\d+)</td>'
+            r'<td><span class="badge b-ok">connected</span> since ([^<]+)</td>'
+            r'<td class="num">(\d+)</td><td class="num">(\d+)</td>', main)}
+        assert set(rows) == {"east", "west"}, main[:3000]
+        assert rows["east"][2:] == ("2", "0") and rows["west"][2:] == ("1", "1")
+        assert all(r[1].strip() for r in rows.values())  # a time is shown
