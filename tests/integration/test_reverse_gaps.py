@@ -410,3 +410,96 @@ def test_dashboard_shows_agents(sidecar, agent):
         assert set(rows) == {"east", "west"}, main[:3000]
         assert rows["east"][2:] == ("2", "0") and rows["west"][2:] == ("1", "1")
         assert all(r[1].strip() for r in rows.values())  # a time is shown
+
+
+# --- the data plane over agent connections ----------------------------------
+
+
+def test_every_call_kind_through_agent_processes(sidecar, agent):
+    sc = sidecar(reverse_config(identify=IDENTIFY))
+    agent(accept_of(sc), conns=2, ident="a1")
+    agent(accept_of(sc), conns=2, ident="a2")
+    assert idle_agents(sc, 4)
+    with sc.conn() as c:
+        for who in ("a1", "a2"):
+            md = {"agent-id": who}
+            assert c.unary(ECHO + "Unary", b"u", md) == b"u"
+            assert c.server_stream(ECHO + "ServerStream", b"3 1000", md) == [
+                bytes((k + i) % 251 for i in range(1000)) for k in range(3)]
+            assert c.client_stream(ECHO + "ClientStream", [b"a", b"b", b"c"], md) == b"abc"
+            assert c.bidi(ECHO + "Bidi", [b"x", b"y"], md) == [b"x", b"y"]
+            with pytest.raises(drpc.DrpcError) as e:
+                c.unary(ECHO + "Error", b"42 nope", md)
+            assert (e.value.code, e.value.message) == (42, "nope")
+            assert c.unary(IDENTIFY, b"", md) == who.encode()
+        assert c.unary(ECHO + "Metadata", b"", {"k": "v"}) == b"k=v\n"
+        big = bytes(range(256)) * 800  # 200 KiB: several 64 KiB frames each way
+        assert c.unary(ECHO + "Unary", big) == big
+
+
+def test_concurrency_is_bounded_by_agent_connections(sidecar, agent):
+    import threading
+
+    sc = sidecar(reverse_config(wait_timeout_ms=10000))
+    agent(accept_of(sc), conns=2)
+    assert idle_agents(sc, 2)
+    results, busiest = [], []
+
+    def caller():
+        with sc.conn() as c:
+            results.append(c.unary(ECHO + "Sleep", b"400"))
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads) and time.monotonic() - t0 < 10 * SCALE:
+        v = pool_view(sc)
+        busiest.append(v["conns"]["busy"])
+        time.sleep(0.05)
+    for t in threads:
+        t.join(10 * SCALE)
+    assert results == [b"slept"] * 4
+    assert time.monotonic() - t0 >= 0.75  # two rounds of 400 ms over 2 connections
+    assert max(busiest) == 2
+
+
+def test_soft_cancel_and_late_packets_on_an_agent_connection(sidecar):
+    """The caller cancels; the agent gets a Cancel (control bit, next message
+    id) and keeps its connection; its late reply to the cancelled stream is
+    dropped; the next call is the next stream on the same connection."""
+    sc = sidecar(reverse_config(cancel="soft"))
+    agent = drpc.Conn(accept_of(sc))
+    try:
+        assert idle_agents(sc, 1)
+        with sc.conn() as c:
+            c.start_unary(ECHO + "Sleep", b"1000")
+            expect_call(agent, ECHO + "Sleep", 1)
+            c.soft_cancel()
+            f = agent.read_frame()
+            assert (f.kind, f.stream, f.message, f.control) == (drpc.KIND_CANCEL, 1, 4, True), f
+            reply(agent, 1, b"late")  # after the cancel: must not reach anyone
+            c.start_unary(ECHO + "Unary", b"next")
+            assert expect_call(agent, ECHO + "Unary", 2) == b"next"
+            reply(agent, 2, b"next")
+            assert c.finish_unary() == b"next"
+        assert pool_view(sc)["counters"]["agents_accepted"] == 1
+    finally:
+        agent.close()
+
+
+def test_cancel_close_mode_closes_the_agent_connection(sidecar):
+    """cancel: "close" behaves like the Go client's hard cancel: the agent
+    connection goes (and the agent has to dial again)."""
+    sc = sidecar(reverse_config(cancel="close", wait_timeout_ms=300))
+    agent = drpc.Conn(accept_of(sc))
+    try:
+        assert idle_agents(sc, 1)
+        c = sc.conn()
+        c.start_unary(ECHO + "Sleep", b"1000")
+        expect_call(agent, ECHO + "Sleep", 1)
+        c.close()  # the caller hangs up mid-call
+        agent.wait_closed(timeout=5 * SCALE)
+        assert wait_for(lambda: pool_view(sc)["agents"] == [])
+    finally:
+        agent.close()
