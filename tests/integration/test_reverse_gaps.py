@@ -503,3 +503,24 @@ def test_cancel_close_mode_closes_the_agent_connection(sidecar):
         assert wait_for(lambda: pool_view(sc)["agents"] == [])
     finally:
         agent.close()
+
+
+def test_reload_moves_the_agent_port(sidecar, agent):
+    """A reload that changes "accept" rebuilds the pool: the old port
+    closes (its agents are let go), the new one takes agents."""
+    cfg = reverse_config(identify=IDENTIFY)
+    sc = sidecar(cfg)
+    old = accept_of(sc)
+    agent(old, conns=1, ident="old", redial=False)
+    assert idle_agents(sc, 1)
+    new = free_addr()
+    cfg["pools"][0]["accept"] = new
+    sc.write_config(cfg)
+    sc.reload()
+    assert wait_for(lambda: pool_view(sc)["accept"] == new)
+    assert wait_for(lambda: pool_view(sc)["agents"] == [])
+    with pytest.raises(OSError):
+        drpc.dial(old, timeout=1).close()
+    agent(new, conns=1, ident="new")
+    with sc.conn() as c:
+        assert call_until(c, IDENTIFY, md={"agent-id": "new"}) == b"new"
