@@ -20,7 +20,6 @@ static void on_agent_connection(uv_stream_t *server, int status)
         log_warn("pool %s: agent accept error: %s", al->pool->pc->name, uv_strerror(status));
         return;
     }
-    al->accepted++;
     upstream_accept(al->pool, server);
 }
 

@@ -22,9 +22,7 @@ struct pool;
 struct agent_listener {
     struct pool *pool;
     union stream_handle h;
-    bool open;
-    uint64_t accepted;
-    uint64_t rejected; /* over max_conns or shutting down */
+    bool open; /* accepted and rejected agents are counted in the pool's stats */
 };
 
 /* Listens on the pool's "accept" address. 0 or a UV error (message in err). */

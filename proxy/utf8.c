@@ -28,3 +28,14 @@ size_t utf8_sequence(const unsigned char *s, size_t n)
             return 0;
     return len;
 }
+
+bool utf8_valid(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_sequence(s + i, n - i);
+        if (!len)
+            return false;
+        i += len;
+    }
+    return true;
+}

@@ -5,6 +5,7 @@
 #ifndef SIDECAR_UTF8_H
 #define SIDECAR_UTF8_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The replacement character U+FFFD, UTF-8 encoded (3 bytes). */
@@ -14,5 +15,8 @@
  * is not one (overlong forms, surrogates and code points above U+10FFFF are
  * invalid). */
 size_t utf8_sequence(const unsigned char *s, size_t n);
+
+/* Whether all n bytes of s are well-formed UTF-8. */
+bool utf8_valid(const unsigned char *s, size_t n);
 
 #endif
