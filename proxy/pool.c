@@ -261,10 +261,19 @@ void pool_cancel_wait(struct pool *p, struct call *c)
 /* Gives a ready connection to the first waiter, or parks it as idle. */
 static void hand_over(struct pool *p, struct upstream_conn *up, int kind)
 {
+    /* A drained pool hands nothing out, even a dial that was already under
+     * way. An agent's new connection stays idle for the resume, since
+     * closing it would only make the agent dial again. */
+    if (p->draining && !p->pc->reverse) {
+        upstream_close(up, "pool draining");
+        return;
+    }
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &p->waiters)
     {
         struct call *c = list_entry(n, struct call, wait_node);
+        if (p->draining)
+            break;
         if (!fits(up, c))
             continue;
         pool_cancel_wait(p, c);

@@ -373,6 +373,22 @@ def test_calls_queued_during_drain_get_idle_agents_on_resume(sidecar, agent):
         assert time.monotonic() - t0 < 1.5 * SCALE
 
 
+def test_an_agent_arriving_during_a_drain_serves_nothing_until_resume(sidecar, agent):
+    """A drained pool hands nothing out: an agent that connects while a call
+    waits keeps its connection idle, and the call gets it at the resume."""
+    sc = sidecar(reverse_config(wait_timeout_ms=4000))
+    assert admin_post(sc, "/pools/agents/drain")["draining"] is True
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Unary", b"held")
+        assert wait_for(lambda: pool_view(sc)["waiters"] == 1)
+        agent(accept_of(sc), conns=1)
+        assert idle_agents(sc, 1)
+        time.sleep(0.2)
+        assert pool_view(sc)["waiters"] == 1  # still waiting: not served while drained
+        assert admin_post(sc, "/pools/agents/resume")["draining"] is False
+        assert c.finish_unary(timeout=3 * SCALE) == b"held"
+
+
 @pytest.mark.timeout_s(120)
 def test_dashboard_shows_agents(sidecar, agent):
     """The dashboard renders one row per agent id with its remote address,
