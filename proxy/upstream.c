@@ -391,7 +391,7 @@ static int start_connect(struct upstream_conn *up, const struct sockaddr *sa)
 
 static void format_sockaddr(const struct sockaddr *sa, char *out, size_t size)
 {
-    char ip[64] = "?";
+    char ip[INET6_ADDRSTRLEN] = "?"; /* bounded so "[ip]:port" fits in 64 */
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
         uv_ip6_name(v6, ip, sizeof(ip));

@@ -1,4 +1,4 @@
-"""Integration tests: real drpc-testd / drpc-sidecar processes driven by an
-independent Python DRPC client (drpc.py). A package, so its module names
-(integration.drpc, integration.test_testd, ...) never collide with the
-same-named files of tests/proxy/."""
+"""Integration tests: real drpc-testd / drpc-sidecar processes (procs.py)
+and in-process Python peers (pyserver.py), driven by an independent Python
+DRPC client (drpc.py). A package, so the test modules import their helpers
+relatively and never collide with other directories' module names."""

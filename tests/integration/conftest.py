@@ -9,6 +9,13 @@
                   .conn()); requires `drpc-sidecar --version` to work, else skip
   agent           agent(connect, conns=1, ident=None, header=False, redial=True)
                   -> Agent (drpc-testd --connect)
+  pyserver        pyserver(addr="127.0.0.1:0", header=False, ident="") ->
+                  pyserver.TestServer (.addr, .accepted, .calls, .open_conns(),
+                  .kill_connections()): the Python upstream, closed at teardown
+  pyagent         pyagent(connect, n=1, ident="", header=False) ->
+                  pyserver.Agent: the Python reverse-pool agent
+  background_load background_load(addr, n=32) -> load.BackgroundLoad; its
+                  stop() (also at teardown) asserts every call succeeded
   free_port       free_port(host="127.0.0.1") -> int
   free_addr       free_addr(host="127.0.0.1") -> "127.0.0.1:PORT" / "[::1]:PORT"
   short_tmp       a short temp dir (unix socket paths must fit 108 bytes)
@@ -27,7 +34,7 @@ import tempfile
 
 import pytest
 
-from . import drpc, procs as procs_mod
+from . import drpc, load, procs as procs_mod, pyserver as pyserver_mod
 
 drpc.DEFAULT_TIMEOUT = 10.0 * procs_mod.SCALE
 
@@ -91,6 +98,35 @@ def sidecar(procs):
 @pytest.fixture
 def agent(procs):
     return procs.agent
+
+
+@pytest.fixture
+def pyserver(procs):
+    def start(addr="127.0.0.1:0", header=False, ident=""):
+        return procs.peer(pyserver_mod.TestServer(addr, header, ident))
+
+    return start
+
+
+@pytest.fixture
+def pyagent(procs):
+    def start(connect, n=1, ident="", header=False):
+        return procs.peer(pyserver_mod.Agent(connect, n, ident, header))
+
+    return start
+
+
+@pytest.fixture
+def background_load(procs):  # after procs: the load stops before the sidecar
+    loads = []
+
+    def start(addr, n=32):
+        loads.append(load.BackgroundLoad(addr, n))
+        return loads[-1]
+
+    yield start
+    for bg in loads:
+        bg.stop()
 
 
 @pytest.fixture

@@ -29,6 +29,9 @@ lower ones):
   encode_metadata / decode_metadata  map<string,string> at field 1
   encode_error / decode_error        8-byte big-endian code + text
   Conn, Stream                       the client
+
+pyserver.py builds the Python test service (upstream and agent) on these
+layers. From a shell: `python3 tests/integration/drpc.py call ADDR RPC [DATA]`.
 """
 
 import collections
@@ -731,3 +734,27 @@ class Conn:
         self.stream.cancel()
 
     hard_cancel = close
+
+
+def main(argv):
+    """`drpc.py call ADDR RPC [DATA]`: one unary call, the reply on stdout
+    (`error code=N text=...` and status 1 for an Error), like drpc-call."""
+    import sys
+
+    if len(argv) not in (3, 4) or argv[0] != "call":
+        print("usage: drpc.py call ADDR RPC [DATA]", file=sys.stderr)
+        return 2
+    with Conn(argv[1]) as c:
+        try:
+            out = c.unary(argv[2], (argv[3] if len(argv) > 3 else "").encode())
+        except DrpcError as e:
+            print("error code=%d text=%s" % (e.code, e.message))
+            return 1
+    sys.stdout.buffer.write(out + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

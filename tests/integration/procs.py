@@ -9,7 +9,13 @@ on its own before teardown, and any sanitizer or valgrind report in its
 output.
 
 SIDECAR_VALGRIND=1 runs drpc-sidecar (only it, not the test peers) under
-valgrind, and multiplies every timeout by SCALE.
+valgrind, and multiplies every timeout by SCALE. INSTRUMENTED is true under
+valgrind or a sanitizer build, whose freed memory is not reused at once:
+tests that bound memory growth allow more there.
+
+In-process peers (pyserver.TestServer, Agent) registered with Procs.peer()
+are closed after every process has stopped, so a sidecar never sees its
+upstream vanish during its own shutdown.
 """
 
 import atexit
@@ -59,6 +65,20 @@ class ProcessError(Exception):
     """A process failed to start or become ready."""
 
 
+def _sanitized_build():
+    """True when $SIDECAR_BUILD/drpc-sidecar was linked with ASan."""
+    path = os.path.join(os.environ.get("SIDECAR_BUILD", ""), "drpc-sidecar")
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# Memory-growth bounds widen under these (ASan's quarantine, valgrind's heap).
+INSTRUMENTED = VALGRIND or "ASAN_OPTIONS" in os.environ or _sanitized_build()
+
+
 def build_dir():
     """$SIDECAR_BUILD, or None when it is not set."""
     b = os.environ.get("SIDECAR_BUILD")
@@ -69,6 +89,20 @@ def binary_path(name):
     """Path of a binary in $SIDECAR_BUILD (None if SIDECAR_BUILD is unset)."""
     b = build_dir()
     return os.path.join(b, name) if b else None
+
+
+def binary(name):
+    """Path of $SIDECAR_BUILD/name; skips the test when SIDECAR_BUILD is
+    unset and fails it when the binary was not built."""
+    import pytest
+
+    path = binary_path(name)
+    if path is None:
+        pytest.skip("SIDECAR_BUILD is not set (make test sets it; or export "
+                    "SIDECAR_BUILD=/abs/path/to/build)")
+    if not os.path.exists(path):
+        pytest.fail("%s is missing: build it first (make B=%s all)" % (path, build_dir()))
+    return path
 
 
 def free_port(host="127.0.0.1"):
@@ -213,6 +247,20 @@ class Proc:
             _LIVE.discard(self)
         return self.popen.returncode
 
+    def wait(self, timeout=None):
+        """Waits for an exit the test caused (SIGTERM, POST /drain, a start
+        that must fail) and returns the status; teardown then judges that
+        status against expect_exit instead of calling it an early death."""
+        seconds = STOP_TIMEOUT if timeout is None else timeout * SCALE
+        try:
+            self.popen.wait(seconds)
+        except subprocess.TimeoutExpired:
+            raise ProcessError("%s still running after %.1fs\n%s" % (self.name, seconds,
+                                                                     self.logs())) from None
+        self.stopped_by_us = True
+        _LIVE.discard(self)
+        return self.popen.returncode
+
     def kill(self):
         """SIGKILL now (tests of abrupt loss); teardown accepts any status."""
         self.expect_exit = None
@@ -294,7 +342,7 @@ class Agent(Proc):
 
 class Sidecar(Proc):
     """drpc-sidecar -c FILE, ready once every listener (and the admin address,
-    if configured) accepts connections."""
+    if configured) accepts connections. Its log is on stderr."""
 
     def __init__(self, path, logdir, config, args=(), expect_exit=0):
         self.config_path = os.path.join(logdir, "sidecar-%d.json" % (id(self) % 100000))
@@ -326,7 +374,7 @@ class Sidecar(Proc):
         return adm.get("address") if adm.get("enabled", True) else None
 
     def wait_ready(self, timeout=START_TIMEOUT):
-        addrs = self.listener_addrs()[:1]
+        addrs = self.listener_addrs()
         if self.admin:
             addrs.append(self.admin)
         for a in addrs:
@@ -376,17 +424,10 @@ class Procs:
     def __init__(self, logdir):
         self.logdir = logdir
         self.all = []
+        self.peers = []  # in-process peers, closed after the processes stop
 
     def _binary(self, name):
-        import pytest
-
-        path = binary_path(name)
-        if path is None:
-            pytest.skip("SIDECAR_BUILD is not set (make test sets it; or export "
-                        "SIDECAR_BUILD=/abs/path/to/build)")
-        if not os.path.exists(path):
-            pytest.fail("%s is missing: build it first (make B=%s all)" % (path, build_dir()))
-        return path
+        return binary(name)
 
     def _add(self, p):
         self.all.append(p)
@@ -414,11 +455,19 @@ class Procs:
             p.wait_ready()
         return p
 
+    def peer(self, obj):
+        """Registers an in-process peer (anything with close()) for teardown."""
+        self.peers.append(obj)
+        return obj
+
     def stop_all(self):
         """Stops every process (newest first: the sidecar before its
-        upstreams), then returns the list of problems."""
+        upstreams), closes the in-process peers, then returns the list of
+        problems."""
         for p in reversed(self.all):
             p.stop()
+        for obj in reversed(self.peers):
+            obj.close()
         problems = []
         for p in self.all:
             problems += p.problems()

@@ -622,7 +622,7 @@ def test_metrics_parse_strictly(testd, sidecar):
     # curl sees the same format
     out = subprocess.run(["curl", "-sf", "http://%s/metrics" % sc.admin], capture_output=True,
                          timeout=10 * SCALE)
-    assert out.returncode == 0
+    assert out.returncode == 0 and b"drpc_sidecar_pool_calls_total" in out.stdout
     parse_prometheus(out.stdout.decode())
 
 

@@ -74,3 +74,32 @@ def test_reads_time_out_instead_of_hanging(short_tmp):
         with pytest.raises(TimeoutError):
             c.unary("/test.Echo/Unary", b"nobody answers")
     b.close()
+
+
+def test_an_exit_the_test_caused_is_judged_by_its_status(short_tmp):
+    import signal
+
+    mgr = procs_mod.Procs(short_tmp)
+    ok = mgr.start("ok", ["/bin/sh", "-c", "trap 'exit 0' TERM; echo ready; while :; do sleep 0.01; done"])
+    bad = mgr.start("bad", ["/bin/sh", "-c", "trap 'exit 3' TERM; echo ready; while :; do sleep 0.01; done"])
+    for p in (ok, bad):
+        p.wait_for_output("ready", timeout=5)
+        p.send_signal(signal.SIGTERM)
+        p.wait(5)
+    assert mgr.stop_all() == ["bad exited with status 3, expected 0"]
+
+
+def test_peers_are_closed_after_the_processes_stop(short_tmp):
+    mgr = procs_mod.Procs(short_tmp)
+    p = mgr.start("fake", ["/bin/sh", "-c", "trap 'exit 0' TERM; echo ready; while :; do sleep 0.01; done"])
+    p.wait_for_output("ready", timeout=5)
+
+    class Peer:
+        running_at_close = None
+
+        def close(self):
+            Peer.running_at_close = p.running()
+
+    mgr.peer(Peer())
+    assert mgr.stop_all() == []
+    assert Peer.running_at_close is False

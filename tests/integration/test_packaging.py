@@ -43,6 +43,8 @@ needs_sidecar = pytest.mark.skipif(not os.access(SIDECAR, os.X_OK),
                                    reason="no drpc-sidecar binary in %s" % BUILD)
 needs_curl = pytest.mark.skipif(not shutil.which("curl"), reason="curl not installed")
 
+ADMIN_PATHS = {"/healthz", "/readyz", "/drain", "/pools", "/calls", "/metrics"}
+
 
 def read(path):
     with open(path, encoding="utf-8") as f:
@@ -52,6 +54,7 @@ def read(path):
 def load_k8s():
     docs = [d for d in yaml.safe_load_all(read(K8S)) if d]
     by_kind = {d["kind"]: d for d in docs}
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment"]
     dep = by_kind["Deployment"]
     pod = dep["spec"]["template"]["spec"]
     sidecar = [c for c in pod["containers"] + pod.get("initContainers", [])
@@ -170,6 +173,8 @@ def test_kubernetes_manifest():
     # period outlasts the preStop hook
     script = " ".join(sc["lifecycle"]["preStop"]["exec"]["command"])
     assert re.search(r"curl\b[^\n]*-X POST[^\n]*http://127\.0\.0\.1:9901/drain", script)
+    for path in re.findall(r"http://127\.0\.0\.1:9901(/\w+)", script):
+        assert path in ADMIN_PATHS, path
     sleep = int(re.search(r"sleep (\d+)", script).group(1))
     grace_ms = cfg.get("shutdown_grace_ms", 10000)
     assert sleep * 1000 > grace_ms
@@ -304,7 +309,7 @@ def test_dockerfile_builds_like_ci():
     steps = run_steps(build)
     # the same make targets as CI, in order, then the file-only install
     ci = read(os.path.join(ROOT, ".ci", "run"))
-    assert re.search(r"^make deps$", ci, re.M)
+    assert re.search(r"^make deps$", ci, re.M) and "make test" in ci
     want = ["make deps", "make", "make install-files DESTDIR=/out PREFIX=/usr/local"]
     idx = [steps.index(w) for w in want]
     assert idx == sorted(idx), steps
@@ -314,7 +319,7 @@ def test_dockerfile_builds_like_ci():
     assert "build" in ignore and "build-*" in ignore and ".git" in ignore
     assert any(i == "COPY --from=build /out/ /" for i in runtime)
     users = [i.split()[1] for i in runtime if i.startswith("USER ")]
-    assert users and users[-1] not in ("root", "0"), users
+    assert users and users[-1] == "drpc", users
     assert [i for i in runtime if i.startswith("ENTRYPOINT")] == [
         'ENTRYPOINT ["/usr/local/bin/drpc-sidecar"]']
     cfg = json.loads(read(os.path.join(DOCKER, "config.json")))
@@ -322,6 +327,13 @@ def test_dockerfile_builds_like_ci():
     ports = {a["address"].rsplit(":", 1)[1] for a in cfg["listeners"]}
     ports.add(cfg["admin"]["address"].rsplit(":", 1)[1])
     assert ports <= exposed, (ports, exposed)
+
+
+@needs_sidecar
+def test_container_config_is_valid():
+    p = subprocess.run([SIDECAR, "--check-config", "-c", os.path.join(DOCKER, "config.json")],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
 
 
 def image_binaries():

@@ -1,15 +1,18 @@
 """drpc-testd directly, with the independent Python client: every rpc of the
 test service, the connection rules (stream ids, late and control packets,
-cancellation, limits) and every kind of listener."""
+cancellation, limits) and every kind of listener; and drpc-call, the C
+client, through a sidecar. (drpc-testd as an agent: test_reverse.)"""
 
 import os
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
 from . import drpc
+from .procs import SCALE, basic_config, binary
 
 ECHO = "/test.Echo/"
 
@@ -486,3 +489,27 @@ def test_empty_message_after_a_large_one(conn, shape):
     else:
         assert conn.bidi(ECHO + "Bidi", [big, b"", b"z"]) == [big, b"", b"z"]
     assert conn.unary(ECHO + "Unary", b"after") == b"after"
+
+
+# --- drpc-call, the C client -------------------------------------------------
+
+
+def test_drpc_call_cli_through_the_sidecar(pyserver, sidecar):
+    sc = sidecar(basic_config(pyserver().addr))
+
+    def call(*args):
+        p = subprocess.run([binary("drpc-call")] + list(args), capture_output=True,
+                           timeout=20 * SCALE)
+        return p.returncode, p.stdout.decode()
+
+    assert call(sc.addr, ECHO + "Unary", "hello") == (0, "hello\n")
+    assert call("--meta", "a=1", sc.addr, ECHO + "Metadata", "x") == (0, "a=1\n\n")
+    assert call("--stream", "client", sc.addr, ECHO + "ClientStream", "a", "b") == (0, "ab\n")
+    assert call("--stream", "bidi", sc.addr, ECHO + "Bidi", "p", "q") == (0, "p\nq\n")
+    code, out = call("--stream", "server", "--hex", sc.addr, ECHO + "ServerStream", "2 3")
+    assert (code, out) == (0, "000102\n010203\n")
+    assert call(sc.addr, ECHO + "Error", "42 nope") == (1, "error code=42 text=nope\n")
+    code, out = call("--repeat", "3", sc.addr, ECHO + "Conn")
+    assert code == 0 and len(out.splitlines()) == 3  # three calls on one client connection
+    assert call("--soft-cancel-after", "100", sc.addr, ECHO + "Sleep", "3000") == \
+        (0, "cancelled\n")

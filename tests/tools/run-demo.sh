@@ -17,9 +17,9 @@ drpc-sidecar demo
   admin:                         http://127.0.0.1:9901/
 
 Call through it from another terminal, e.g.:
-  $PY tests/proxy/drpc.py call 127.0.0.1:7777 /test.Echo/Unary hello
-  $PY tests/proxy/drpc.py call 127.0.0.1:7777 /test.Echo/Metadata x
-  $PY tests/proxy/drpc.py call 127.0.0.1:7777 /test.Echo/Conn
+  $PY tests/integration/drpc.py call 127.0.0.1:7777 /test.Echo/Unary hello
+  $PY tests/integration/drpc.py call 127.0.0.1:7777 /test.Echo/Metadata x
+  $PY tests/integration/drpc.py call 127.0.0.1:7777 /test.Echo/Conn
 Ctrl-C stops the sidecar and the demo upstream.
 
 MSG

@@ -10,14 +10,14 @@ import time
 
 import pytest
 
-import drpc
-from conftest import basic_config, free_port
+from . import drpc
+from .procs import SCALE, basic_config, free_addr
 
 ECHO = "/test.Echo/"
 
 
 def wait_lines(path, n, timeout=5):
-    deadline = time.time() + timeout
+    deadline = time.time() + timeout * SCALE
     while time.time() < deadline:
         if os.path.exists(path):
             with open(path) as f:
@@ -28,12 +28,12 @@ def wait_lines(path, n, timeout=5):
     raise AssertionError("%s: fewer than %d lines" % (path, n))
 
 
-def test_access_log_json_and_reopen(upstream, sidecar, tmpdir_path):
-    path = os.path.join(tmpdir_path, "access.log")
-    cfg = basic_config(upstream.addr)
+def test_access_log_json_and_reopen(pyserver, sidecar, short_tmp):
+    path = os.path.join(short_tmp, "access.log")
+    cfg = basic_config(pyserver().addr)
     cfg["access_log"] = {"path": path, "format": "json"}
     sc = sidecar(cfg)
-    with drpc.Conn(sc.addr) as c:
+    with sc.conn() as c:
         c.unary(ECHO + "Unary", b"hello", {"secret": "do-not-log"})
         with pytest.raises(drpc.DrpcError):
             c.unary(ECHO + "Error", b"9 nope")
@@ -50,39 +50,37 @@ def test_access_log_json_and_reopen(upstream, sidecar, tmpdir_path):
     assert "do-not-log" not in open(path).read()
     # logrotate: move the file away, SIGUSR1, new lines go to a new file
     os.rename(path, path + ".1")
-    sc.signal(signal.SIGUSR1)
+    sc.send_signal(signal.SIGUSR1)
     time.sleep(0.2)
-    with drpc.Conn(sc.addr) as c:
+    with sc.conn() as c:
         c.unary(ECHO + "Unary", b"after rotate")
     assert len(wait_lines(path, 1)) == 1
     assert len(open(path + ".1").read().splitlines()) == 3
 
 
-def test_access_log_text(upstream, sidecar, tmpdir_path):
-    path = os.path.join(tmpdir_path, "access.txt")
-    cfg = basic_config(upstream.addr)
+def test_access_log_text(pyserver, sidecar, short_tmp):
+    path = os.path.join(short_tmp, "access.txt")
+    cfg = basic_config(pyserver().addr)
     cfg["access_log"] = {"path": path, "format": "text"}
     sc = sidecar(cfg)
-    with drpc.Conn(sc.addr) as c:
+    with sc.conn() as c:
         c.unary(ECHO + "Unary", b"x")
     line = wait_lines(path, 1)[0]
     assert " rpc=/test.Echo/Unary " in line and " result=ok " in line
     assert line.startswith("time=") and " pool=default " in line
 
 
-def test_systemd_readiness(upstream, sidecar, tmpdir_path):
-    path = os.path.join(tmpdir_path, "notify.sock")
+def test_systemd_readiness(pyserver, sidecar, short_tmp, monkeypatch):
+    path = os.path.join(short_tmp, "notify.sock")
     rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     rx.bind(path)
-    rx.settimeout(5)
-    os.environ["NOTIFY_SOCKET"] = path
-    try:
-        sc = sidecar(basic_config(upstream.addr))
-    finally:
-        del os.environ["NOTIFY_SOCKET"]
+    rx.settimeout(5 * SCALE)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)  # inherited by the sidecar only
+    sc = sidecar(basic_config(pyserver().addr))
+    monkeypatch.delenv("NOTIFY_SOCKET")
     msg = rx.recv(4096).decode()
     assert "READY=1" in msg.split("\n")
-    sc.signal(signal.SIGHUP)
+    sc.reload()
     assert rx.recv(4096).decode().startswith("RELOADING=1\nMONOTONIC_USEC=")
     assert "READY=1" in rx.recv(4096).decode()
     sc.stop()
@@ -91,8 +89,8 @@ def test_systemd_readiness(upstream, sidecar, tmpdir_path):
     rx.close()
 
 
-def test_zero_downtime_upgrade_with_reuse_port(upstream, sidecar):
-    cfg = basic_config(upstream.addr)
+def test_zero_downtime_upgrade_with_reuse_port(pyserver, sidecar):
+    cfg = basic_config(pyserver().addr)
     old = sidecar(cfg)
     failures, done = [], [0]
     stop = threading.Event()
@@ -121,16 +119,16 @@ def test_zero_downtime_upgrade_with_reuse_port(upstream, sidecar):
     for t in threads:
         t.start()
     time.sleep(0.5)
-    new_cfg = dict(cfg, admin={"address": "127.0.0.1:%d" % free_port()})
+    new_cfg = dict(cfg, admin={"address": free_addr()})
     new = sidecar(new_cfg)  # same listener port, SO_REUSEPORT
     time.sleep(0.5)
     before = done[0]
-    old.signal(signal.SIGTERM)
-    assert old.proc.wait(15) == 0
+    old.send_signal(signal.SIGTERM)
+    assert old.wait(15) == 0
     time.sleep(0.8)
     stop.set()
     for t in threads:
         t.join(10)
     assert not failures, failures[:3]
     assert done[0] > before  # calls kept flowing through the new process
-    assert new.proc.poll() is None
+    assert new.running()

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import binary
+from .procs import ROOT, binary
 
 GOOD = {
     "listeners": [{"name": "local", "address": "127.0.0.1:7777"}],
@@ -27,16 +27,16 @@ def check(tmpdir, text):
     return p.returncode, (p.stdout + p.stderr).decode(), path
 
 
-def test_issue_example_is_valid(tmpdir_path):
-    code, out, path = check(tmpdir_path, json.dumps(GOOD, indent=2))
+def test_issue_example_is_valid(short_tmp):
+    code, out, path = check(short_tmp, json.dumps(GOOD, indent=2))
     assert code == 0, out
     assert "ok (1 listeners, 2 pools, 2 routes)" in out
 
 
 def test_example_json_is_valid():
-    root = os.path.join(os.path.dirname(__file__), "..", "..")
     p = subprocess.run([binary("drpc-sidecar"), "--check-config", "-c",
-                        os.path.join(root, "config", "example.json")], capture_output=True)
+                        os.path.join(ROOT, "config", "example.json")], capture_output=True,
+                       timeout=10)
     assert p.returncode == 0, p.stderr
 
 
@@ -82,30 +82,30 @@ CASES = [
 
 
 @pytest.mark.parametrize("desc,text,expect", CASES, ids=[c[0] for c in CASES])
-def test_bad_configs(tmpdir_path, desc, text, expect):
-    code, out, path = check(tmpdir_path, text)
+def test_bad_configs(short_tmp, desc, text, expect):
+    code, out, path = check(short_tmp, text)
     assert code == 2, out
     assert out.startswith("drpc-sidecar: invalid config: " + path + ":"), out
     assert expect in out, out
 
 
-def test_missing_file(tmpdir_path):
-    p = subprocess.run([binary("drpc-sidecar"), "-c", os.path.join(tmpdir_path, "nope.json")],
+def test_missing_file(short_tmp):
+    p = subprocess.run([binary("drpc-sidecar"), "-c", os.path.join(short_tmp, "nope.json")],
                        capture_output=True, timeout=10)
     assert p.returncode == 2
     assert b"cannot open: No such file or directory" in p.stderr
 
 
-def test_annotations_and_insecure_opt_in(tmpdir_path):
+def test_annotations_and_insecure_opt_in(short_tmp):
     cfg = dict(GOOD, _comment="ignored", admin={"address": "0.0.0.0:9901", "allow_insecure": True})
-    code, out, _ = check(tmpdir_path, json.dumps(cfg))
+    code, out, _ = check(short_tmp, json.dumps(cfg))
     assert code == 0, out
 
 
 def test_help_and_version():
-    p = subprocess.run([binary("drpc-sidecar"), "--help"], capture_output=True)
+    p = subprocess.run([binary("drpc-sidecar"), "--help"], capture_output=True, timeout=10)
     assert p.returncode == 0 and b"--check-config" in p.stdout
-    p = subprocess.run([binary("drpc-sidecar"), "--version"], capture_output=True)
+    p = subprocess.run([binary("drpc-sidecar"), "--version"], capture_output=True, timeout=10)
     assert p.returncode == 0 and p.stdout.startswith(b"drpc-sidecar ")
-    p = subprocess.run([binary("drpc-sidecar")], capture_output=True)
+    p = subprocess.run([binary("drpc-sidecar")], capture_output=True, timeout=10)
     assert p.returncode == 2 and b"usage:" in p.stderr

@@ -1,12 +1,15 @@
-"""Hot reload: SIGHUP swaps in a new config without failing a single call."""
+"""Hot reload: SIGHUP or POST /reload swaps in a new config without failing
+a single call; an invalid file changes nothing and says why."""
 
+import http.client
 import json
-import signal
 import threading
 import time
 
-import drpc
-from conftest import free_port
+import pytest
+
+from . import drpc
+from .procs import SCALE, basic_config, free_addr
 
 ECHO = "/test.Echo/"
 
@@ -23,35 +26,70 @@ def make_config(listen, admin, endpoints, max_conns, tag):
     }
 
 
-def test_reload_changes_routes_and_sizes(upstream, sidecar):
-    listen, admin = "127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()
-    a = make_config(listen, admin, [upstream.addr], 4, "a")
-    sc = sidecar(a)
-    with drpc.Conn(sc.addr) as c:
+def write_raw(sc, text):
+    """Puts a (broken) file where the sidecar reads its config."""
+    with open(sc.config_path, "w") as f:
+        f.write(text)
+
+
+def admin(sc, method, path):
+    """(status, JSON body) of one admin request."""
+    host, port = sc.admin.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def test_reload_changes_routes_and_sizes(pyserver, sidecar):
+    up = pyserver()
+    listen, adm = free_addr(), free_addr()
+    sc = sidecar(make_config(listen, adm, [up.addr], 4, "a"))
+    with sc.conn() as c:
         assert c.unary(ECHO + "Metadata", b"") == b"config=a\n"
-        sc.write_config(make_config(listen, admin, [upstream.addr], 2, "b"))
-        sc.signal(signal.SIGHUP)
-        deadline = time.time() + 5
+        sc.write_config(make_config(listen, adm, [up.addr], 2, "b"))
+        sc.reload()
+        deadline = time.time() + 5 * SCALE
         while c.unary(ECHO + "Metadata", b"") != b"config=b\n":
             assert time.time() < deadline
             time.sleep(0.02)
         # an invalid file changes nothing and says why
-        with open(sc.path, "w") as f:
-            f.write('{"listeners": [')
-        sc.signal(signal.SIGHUP)
-        time.sleep(0.3)
+        write_raw(sc, '{"listeners": [')
+        sc.reload()
+        sc.wait_for_output("reload: refused, keeping the running config", stream="stderr")
         assert c.unary(ECHO + "Metadata", b"") == b"config=b\n"
-        assert "reload: refused, keeping the running config" in sc.output()
-        assert "invalid JSON" in sc.output()
+        assert "invalid JSON" in sc.stderr()
 
 
-def test_reload_under_load_100_times(sidecar):
-    x, y = drpc.TestServer(), drpc.TestServer()
-    listen, admin = "127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()
+def test_reload_through_the_admin_api(pyserver, sidecar):
+    cfg = basic_config(pyserver().addr)
+    sc = sidecar(cfg)
+    assert admin(sc, "GET", "/config")[1]["last_reload"] is None
+    cfg["routes"] = [{"pool": "default", "add_metadata": {"v": "2"}}]
+    sc.write_config(cfg)
+    st, body = admin(sc, "POST", "/reload")
+    assert st == 200 and body["reloaded"] is True
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Metadata", b"") == b"v=2\n"
+    write_raw(sc, '{"listeners": [], "pools": []}')
+    st, body = admin(sc, "POST", "/reload")
+    assert st == 422 and "listeners: must list at least one listener" in body["error"]
+    last = admin(sc, "GET", "/config")[1]["last_reload"]
+    assert last["ok"] is False and "listeners" in last["error"]
+    assert last["applied"] == 1 and last["refused"] == 1
+
+
+@pytest.mark.timeout_s(60)
+def test_reload_under_load_100_times(pyserver, sidecar):
+    x, y = pyserver(), pyserver()
+    listen, adm = free_addr(), free_addr()
     configs = [
-        make_config(listen, admin, [x.addr], 4, "a"),
-        make_config(listen, admin, [x.addr], 2, "b"),
-        make_config(listen, admin, [x.addr, y.addr], 3, "c"),  # rebuilds the pool
+        make_config(listen, adm, [x.addr], 4, "a"),
+        make_config(listen, adm, [x.addr], 2, "b"),
+        make_config(listen, adm, [x.addr, y.addr], 3, "c"),  # rebuilds the pool
     ]
     sc = sidecar(configs[0])
     stop = threading.Event()
@@ -60,7 +98,7 @@ def test_reload_under_load_100_times(sidecar):
 
     def worker(i):
         try:
-            with drpc.Conn(sc.addr) as c:
+            with sc.conn() as c:
                 while not stop.is_set():
                     k = counts[0] % 3
                     if k == 0:
@@ -80,14 +118,13 @@ def test_reload_under_load_100_times(sidecar):
     try:
         for n in range(100):
             if n % 10 == 9:
-                with open(sc.path, "w") as f:
-                    f.write('{"listeners": "broken"}')
+                write_raw(sc, '{"listeners": "broken"}')
             else:
                 sc.write_config(configs[n % 3])
-            sc.signal(signal.SIGHUP)
+            sc.reload()
             time.sleep(0.03)
         sc.write_config(configs[1])
-        sc.signal(signal.SIGHUP)
+        sc.reload()
         time.sleep(0.5)
     finally:
         stop.set()
@@ -96,26 +133,25 @@ def test_reload_under_load_100_times(sidecar):
     assert not failures, failures[:3]
     assert counts[0] > 100
     # converged: the final pool allows 2 connections; retired pools closed theirs
-    deadline = time.time() + 5
+    deadline = time.time() + 5 * SCALE
     while x.open_conns() + y.open_conns() > 2 and time.time() < deadline:
         time.sleep(0.05)
     assert x.open_conns() + y.open_conns() <= 2
-    out = sc.output()
+    out = sc.stderr()
     assert out.count("reload: applied") >= 50, out.count("reload: applied")
     assert out.count("reload: refused") >= 5
-    x.close()
-    y.close()
 
 
-def test_reload_adds_and_removes_listeners(upstream, sidecar):
-    listen, admin = "127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()
-    cfg = make_config(listen, admin, [upstream.addr], 4, "a")
+def test_reload_adds_and_removes_listeners(pyserver, sidecar):
+    up = pyserver()
+    listen, adm = free_addr(), free_addr()
+    cfg = make_config(listen, adm, [up.addr], 4, "a")
     sc = sidecar(cfg)
-    extra = "127.0.0.1:%d" % free_port()
+    extra = free_addr()
     cfg2 = dict(cfg, listeners=cfg["listeners"] + [{"name": "extra", "address": extra}])
     sc.write_config(cfg2)
-    sc.signal(signal.SIGHUP)
-    deadline = time.time() + 5
+    sc.reload()
+    deadline = time.time() + 5 * SCALE
     while True:
         try:
             with drpc.Conn(extra) as c:
@@ -128,8 +164,8 @@ def test_reload_adds_and_removes_listeners(upstream, sidecar):
     keeper = drpc.Conn(extra)
     assert keeper.unary(ECHO + "Unary", b"k") == b"k"
     sc.write_config(cfg)
-    sc.signal(signal.SIGHUP)
-    deadline = time.time() + 5
+    sc.reload()
+    deadline = time.time() + 5 * SCALE
     while True:
         try:
             drpc.dial(extra, timeout=0.5).close()

@@ -1,0 +1,323 @@
+"""The test service in Python: an upstream (TestServer) and a reverse-pool
+agent (Agent) that share nothing with the C code, so a codec bug in the
+sidecar cannot hide behind the same bug in its peer (drpc-testd is the C
+peer). Frames, packets, metadata and errors come from drpc.py; this module
+only serves.
+
+Like the Go server: a thread per connection, one stream at a time; replies
+Message(s) then CloseSend, or a single Error; a Cancel, Close or a newer
+stream ends the current one without a reply. Beyond drpc-testd it records
+what the sidecar did to it (`accepted`, `calls`, `open_conns()`) and can
+drop every connection at once (`kill_connections()`).
+
+  python3 tests/integration/pyserver.py serve ADDR    runs it on ADDR
+"""
+
+import collections
+import select
+import socket
+import threading
+import time
+
+try:
+    from . import drpc
+except ImportError:  # run as a script
+    import drpc
+
+ECHO = "/test.Echo/"
+
+
+class _Reader:
+    """Packets off one socket by the Go reader's rules. Control packets are
+    skipped except a soft Cancel, which a server must see."""
+
+    def __init__(self, sock, header):
+        self.sock = sock
+        self.decoder = drpc.FrameDecoder(expect_header=header)
+        self.assembler = drpc.PacketAssembler()
+        self.frames = collections.deque()
+        self.pushed = []  # a packet read ahead by _sleep, served first
+
+    def ready(self):
+        """True when a packet may be read without waiting for the socket."""
+        return bool(self.pushed or self.frames)
+
+    def read_packet(self):
+        if self.pushed:
+            return self.pushed.pop()
+        while True:
+            while not self.frames:
+                try:
+                    data = self.sock.recv(1 << 16)
+                except OSError as e:
+                    raise drpc.ConnectionLost(str(e))
+                if not data:
+                    raise drpc.ConnectionLost("connection closed by peer")
+                self.frames.extend(self.decoder.feed(data))
+            p = self.assembler.add(self.frames.popleft())
+            if p is None or (p.control and p.kind != drpc.KIND_CANCEL):
+                continue
+            return p
+
+
+class _ServerConn(threading.Thread):
+    """One connection of the service; conn_id numbers them from 1."""
+
+    def __init__(self, server, sock, conn_id):
+        super().__init__(daemon=True)
+        self.server = server
+        self.sock = sock
+        self.conn_id = conn_id
+        self.rpcs = 0
+        self.wlock = threading.Lock()
+
+    def send(self, data):
+        with self.wlock:
+            self.sock.sendall(data)
+
+    def run(self):
+        try:
+            self._serve()
+        except (drpc.ConnectionLost, drpc.ProtocolError, OSError):
+            pass
+        finally:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.server._gone(self)
+
+    def _serve(self):
+        reader = _Reader(self.sock, self.server.header)
+        meta, meta_sid, cur = {}, 0, 0
+        while True:
+            p = reader.read_packet()
+            if p.stream <= cur and p.kind not in (drpc.KIND_INVOKE, drpc.KIND_INVOKE_METADATA):
+                continue
+            if p.kind == drpc.KIND_INVOKE_METADATA:
+                meta, meta_sid = drpc.decode_metadata(p.data), p.stream
+                continue
+            if p.kind != drpc.KIND_INVOKE:
+                continue
+            cur = p.stream
+            self.rpcs += 1
+            self._call(reader, p.stream, p.data.decode(errors="replace"),
+                       meta if meta_sid == p.stream else {})
+
+    def _read_request(self, reader, sid, streaming=False):
+        """Messages of stream sid until CloseSend (streaming) or the first
+        one; None when the stream was cancelled or closed."""
+        msgs = []
+        while True:
+            p = reader.read_packet()
+            if p.stream < sid:
+                continue
+            if p.stream > sid:
+                raise drpc.ProtocolError("client moved on")
+            if p.kind == drpc.KIND_MESSAGE:
+                msgs.append(p.data)
+                if not streaming:
+                    return msgs
+            elif p.kind == drpc.KIND_CLOSE_SEND:
+                return msgs
+            elif p.kind in (drpc.KIND_CLOSE, drpc.KIND_CANCEL, drpc.KIND_ERROR):
+                return None
+
+    def _sleep(self, reader, sid, seconds):
+        """Sleeps; False when the stream is cancelled or replaced first."""
+        deadline = time.time() + seconds
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                return True
+            if not reader.ready() and not select.select([self.sock], [], [], left)[0]:
+                return True
+            p = reader.read_packet()
+            if p.stream < sid:
+                continue
+            if p.stream > sid:
+                reader.pushed.append(p)
+                return False
+            if p.kind in (drpc.KIND_CANCEL, drpc.KIND_CLOSE, drpc.KIND_ERROR):
+                return False
+
+    def _call(self, reader, sid, rpc, md):
+        self.server.calls.append(rpc)
+        mid = [0]
+
+        def put(kind, data=b""):
+            mid[0] += 1
+            self.send(drpc.encode_packet(kind, sid, mid[0], data))
+
+        name = rpc[len(ECHO):] if rpc.startswith(ECHO) else None
+        if name == "ClientStream":
+            msgs = self._read_request(reader, sid, streaming=True)
+            if msgs is not None:
+                put(drpc.KIND_MESSAGE, b"".join(msgs))
+                put(drpc.KIND_CLOSE_SEND)
+            return
+        if name == "Bidi":
+            while True:
+                p = reader.read_packet()
+                if p.stream != sid:
+                    continue
+                if p.kind == drpc.KIND_MESSAGE:
+                    put(drpc.KIND_MESSAGE, p.data)
+                elif p.kind == drpc.KIND_CLOSE_SEND:
+                    put(drpc.KIND_CLOSE_SEND)
+                    return
+                else:
+                    return
+        msgs = self._read_request(reader, sid)
+        if msgs is None:
+            return
+        req = msgs[0] if msgs else b""
+        if name == "Unary":
+            put(drpc.KIND_MESSAGE, req)
+        elif name == "ServerStream":
+            count, size = (int(x) for x in req.split())
+            for k in range(count):
+                put(drpc.KIND_MESSAGE, bytes((k + i) % 251 for i in range(size)))
+        elif name == "Error":
+            code, _, text = req.decode().partition(" ")
+            put(drpc.KIND_ERROR, drpc.encode_error(int(code), text))
+            return
+        elif name == "Metadata":
+            put(drpc.KIND_MESSAGE, "".join("%s=%s\n" % kv for kv in sorted(md.items())).encode())
+        elif name == "Sleep":
+            if not self._sleep(reader, sid, int(req) / 1000.0):
+                return  # cancelled: like the Go server, send nothing more
+            put(drpc.KIND_MESSAGE, b"slept")
+        elif name == "Conn":
+            put(drpc.KIND_MESSAGE, b"%d %d" % (self.conn_id, self.rpcs))
+        elif name == "Identify":
+            put(drpc.KIND_MESSAGE, self.server.ident.encode())
+        elif name == "Abort":
+            for i in range(int(req)):
+                put(drpc.KIND_MESSAGE, b"abort-%d" % i)
+            time.sleep(0.05)
+            self.sock.shutdown(socket.SHUT_RDWR)
+            raise drpc.ConnectionLost("abort")
+        else:
+            put(drpc.KIND_ERROR, drpc.encode_error(0, 'protocol error: unknown rpc: "%s"' % rpc))
+            return
+        put(drpc.KIND_CLOSE_SEND)
+
+
+class _Service:
+    """What TestServer and Agent share: the connections and the records."""
+
+    def __init__(self, header, ident):
+        self.header = header
+        self.ident = ident
+        self.lock = threading.Lock()
+        self.conns = set()
+        self.accepted = 0  # connections served so far
+        self.calls = []  # rpc names, in order
+        self.closed = False
+
+    def _serve_socket(self, sock):
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.lock:
+            self.accepted += 1
+            c = _ServerConn(self, sock, self.accepted)
+            self.conns.add(c)
+        c.start()
+
+    def _gone(self, c):
+        with self.lock:
+            self.conns.discard(c)
+
+    def open_conns(self):
+        with self.lock:
+            return len(self.conns)
+
+    def kill_connections(self):
+        """Shuts every connection down at once (a crashed peer, seen from the sidecar)."""
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class TestServer(_Service):
+    """The test service on ADDR (port 0: any free port; `addr` is the bound
+    one), serving header-prefixed connections when header=True."""
+
+    __test__ = False
+
+    def __init__(self, addr="127.0.0.1:0", header=False, ident=""):
+        super().__init__(header, ident)
+        family, target = drpc.parse_addr(addr)
+        family = family or (socket.AF_INET6 if ":" in target[0] else socket.AF_INET)
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        if family != socket.AF_UNIX:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(target)
+        self.sock.listen(1024)
+        if family == socket.AF_UNIX:
+            self.addr = addr
+        else:
+            host, port = self.sock.getsockname()[:2]
+            self.addr = ("[%s]:%d" if family == socket.AF_INET6 else "%s:%d") % (host, port)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                s, _ = self.sock.accept()
+            except OSError:
+                return
+            self._serve_socket(s)
+
+    def close(self):
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.kill_connections()
+
+
+class Agent(_Service):
+    """A reverse-pool agent: dials ADDR n times at once (no redial) and
+    serves the test service on those connections."""
+
+    def __init__(self, addr, n=1, ident="", header=False):
+        super().__init__(False, ident)
+        for _ in range(n):
+            s = drpc.dial(addr)
+            s.settimeout(None)
+            if header:
+                s.sendall(drpc.HEADER)
+            self._serve_socket(s)
+
+    def close(self):
+        self.closed = True
+        self.kill_connections()
+
+
+def main(argv):
+    import sys
+
+    if len(argv) == 2 and argv[0] == "serve":
+        srv = TestServer(argv[1])
+        print("drpc test server listening on %s" % srv.addr, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            srv.close()
+        return 0
+    print("usage: pyserver.py serve ADDR", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

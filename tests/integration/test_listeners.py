@@ -1,0 +1,169 @@
+"""The client side of the sidecar: listeners (TCP, unix, header prefix,
+stale sockets), client limits and timeouts, broken or confused clients
+(each affects only itself), and shutdown on SIGTERM."""
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from . import drpc
+from .procs import basic_config
+
+ECHO = "/test.Echo/"
+F = drpc.encode_frame
+
+
+def test_unix_listener_and_header_prefix(pyserver, sidecar, short_tmp):
+    path = os.path.join(short_tmp, "s.sock")
+    cfg = basic_config(pyserver().addr)
+    cfg["listeners"].append({"name": "sock", "address": "unix:" + path, "header": True})
+    sidecar(cfg)
+    assert oct(os.stat(path).st_mode & 0o777) == "0o660"
+    with drpc.Conn("unix:" + path) as c:
+        assert c.unary(ECHO + "Unary", b"via unix") == b"via unix"
+    with drpc.Conn("unix:" + path, header=True) as c:
+        assert c.unary(ECHO + "Unary", b"with header") == b"with header"
+
+
+def test_stale_unix_socket_is_replaced_live_one_refused(pyserver, sidecar, short_tmp):
+    up = pyserver()
+    path = os.path.join(short_tmp, "stale.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.close()  # leaves a stale socket file behind
+    cfg = basic_config(up.addr)
+    cfg["listeners"][0] = {"name": "sock", "address": "unix:" + path}
+    sc = sidecar(cfg)
+    with drpc.Conn("unix:" + path) as c:
+        assert c.unary(ECHO + "Unary", b"x") == b"x"
+    cfg2 = basic_config(up.addr)
+    cfg2["listeners"][0] = {"name": "sock", "address": "unix:" + path}
+    second = sidecar(cfg2, wait=False, expect_exit=1)
+    assert second.wait(10) == 1
+    assert "another process is listening" in second.stderr()
+    assert sc.running()
+
+
+def assert_protocol_error_then_closed(c):
+    """The sidecar answers a broken client with at most one packet, an Error
+    1011 "protocol error" if anything, then closes the connection."""
+    frames = c.wait_closed(3)
+    assert len(frames) <= 1, [drpc.frame_str(f) for f in frames]
+    for f in frames:
+        assert f.kind == drpc.KIND_ERROR, drpc.frame_str(f)
+        code, text = drpc.decode_error(f.data)
+        assert code == 1011 and text.startswith("drpc-sidecar: protocol error"), (code, text)
+
+
+def test_client_protocol_errors_affect_only_that_client(pyserver, sidecar, background_load):
+    sc = sidecar(basic_config(pyserver().addr))
+    background_load(sc.addr)
+    good = sc.conn()
+    assert good.unary(ECHO + "Unary", b"before") == b"before"
+    bad_inputs = [
+        b"\x03" + b"\xff" * 11,                   # varint longer than 10 bytes
+        F(0, 1, 1, b"x"),                         # kind 0
+        b"\x05\x01\x01\x80\x80\x80\x80\x04",      # 1 GiB length
+        F(drpc.KIND_MESSAGE, 1, 1, b"hi"),        # message before invoke
+        b"GET / HTTP/1.1\r\n\r\n",                # not DRPC at all
+    ]
+    for raw in bad_inputs:
+        with sc.conn(timeout=3) as bad:
+            bad.send_raw(raw)
+            assert_protocol_error_then_closed(bad)
+    # a client that hangs up halfway through a frame (and mid-call)
+    half = sc.conn()
+    frame = F(drpc.KIND_INVOKE, 1, 1, ECHO.encode() + b"Unary") + \
+        F(drpc.KIND_MESSAGE, 1, 2, b"z" * 1000)
+    half.send_raw(frame[:len(frame) - 500])
+    time.sleep(0.1)
+    half.close()
+    assert good.unary(ECHO + "Unary", b"after") == b"after"
+    good.close()
+
+
+def test_late_frames_of_old_streams_are_dropped(pyserver, sidecar):
+    sc = sidecar(basic_config(pyserver().addr))
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"one") == b"one"
+        # a late Close and Message for stream 1 must not disturb stream 2
+        c.send_raw(F(drpc.KIND_CLOSE, 1, 9) + F(drpc.KIND_MESSAGE, 1, 10, b"late"))
+        assert c.unary(ECHO + "Unary", b"two") == b"two"
+
+
+def test_new_invoke_ends_unfinished_call(pyserver, sidecar):
+    sc = sidecar(basic_config(pyserver().addr, max_conns=1))
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Sleep", b"300")
+        time.sleep(0.05)
+        # abandon stream 1 and start stream 2, as a confused client might
+        assert c.unary(ECHO + "Unary", b"next") == b"next"
+
+
+def test_max_clients(pyserver, sidecar):
+    cfg = basic_config(pyserver().addr)
+    cfg["listeners"][0]["max_clients"] = 2
+    sc = sidecar(cfg)
+    time.sleep(0.2)  # let the readiness probe's connection close first
+    a, b = sc.conn(), sc.conn()
+    assert a.unary(ECHO + "Unary", b"a") == b"a"
+    assert b.unary(ECHO + "Unary", b"b") == b"b"
+    extra = sc.conn(timeout=3)
+    with pytest.raises((drpc.ConnectionLost, OSError)):
+        extra.unary(ECHO + "Unary", b"c")
+    extra.close()
+    assert a.unary(ECHO + "Unary", b"a2") == b"a2"
+    a.close()
+    time.sleep(0.1)
+    with sc.conn() as d:
+        assert d.unary(ECHO + "Unary", b"d") == b"d"
+    b.close()
+
+
+def test_client_idle_timeout(pyserver, sidecar):
+    cfg = basic_config(pyserver().addr)
+    cfg["listeners"][0]["client_idle_timeout_ms"] = 300
+    sc = sidecar(cfg)
+    c = sc.conn()
+    assert c.unary(ECHO + "Unary", b"x") == b"x"
+    time.sleep(1.6)
+    with pytest.raises((drpc.ConnectionLost, OSError)):
+        c.unary(ECHO + "Unary", b"y")
+    c.close()
+
+
+def test_sigterm_drains_in_flight_calls(pyserver, sidecar):
+    sc = sidecar(basic_config(pyserver().addr))
+    c = sc.conn()
+    c.start_unary(ECHO + "Sleep", b"500")
+    idle = sc.conn()
+    assert idle.unary(ECHO + "Unary", b"x") == b"x"
+    time.sleep(0.1)
+    sc.send_signal(signal.SIGTERM)
+    assert c.finish_unary() == b"slept"
+    assert sc.wait(10) == 0
+    # the listener is gone
+    with pytest.raises(OSError):
+        drpc.dial(sc.addr, timeout=1)
+    c.close()
+    idle.close()
+
+
+def test_sigterm_grace_fails_leftover_calls(pyserver, sidecar):
+    cfg = basic_config(pyserver().addr)
+    cfg["shutdown_grace_ms"] = 200
+    sc = sidecar(cfg)
+    c = sc.conn()
+    c.start_unary(ECHO + "Sleep", b"3000")
+    time.sleep(0.1)
+    t0 = time.time()
+    sc.send_signal(signal.SIGTERM)
+    with pytest.raises(drpc.DrpcError) as e:
+        c.finish_unary()
+    assert e.value.code == 1009
+    assert sc.wait(10) == 0
+    assert time.time() - t0 < 3
+    c.close()

@@ -1,0 +1,93 @@
+"""Pool details: lifetime and idle limits, balancing across endpoints, DNS
+names resolved off the loop, and reverse-pool agents in /pools. (That the
+Python client sends the Go client's bytes is test_transcripts' job.)"""
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from . import drpc
+from .procs import SCALE, basic_config, free_addr
+
+ECHO = "/test.Echo/"
+
+
+def conn_id(c):
+    return int(c.unary(ECHO + "Conn", b"").split()[0])
+
+
+def pools(sc):
+    with urllib.request.urlopen("http://%s/pools" % sc.admin, timeout=5 * SCALE) as r:
+        return json.load(r)["pools"]
+
+
+def test_max_lifetime_replaces_connections_at_release(pyserver, sidecar):
+    sc = sidecar(basic_config(pyserver().addr, max_conns=1, max_lifetime_ms=300))
+    with sc.conn() as c:
+        first = conn_id(c)
+        assert conn_id(c) == first  # young: reused
+        time.sleep(0.4)
+        c.unary(ECHO + "Unary", b"released past its lifetime")
+        assert conn_id(c) != first
+
+
+def test_idle_timeout_closes_idle_connections(pyserver, sidecar):
+    up = pyserver()
+    sc = sidecar(basic_config(up.addr, idle_timeout_ms=200, min_idle=0))
+    with sc.conn() as c:
+        c.unary(ECHO + "Unary", b"x")
+    assert up.open_conns() == 1
+    deadline = time.time() + 3
+    while up.open_conns() and time.time() < deadline:
+        time.sleep(0.05)
+    assert up.open_conns() == 0
+    assert pools(sc)[0]["conns"]["total"] == 0
+
+
+@pytest.mark.parametrize("balance", ["round_robin", "least_busy"])
+def test_balancing_spreads_dials(pyserver, sidecar, balance):
+    a, b = pyserver(), pyserver()
+    cfg = basic_config(a.addr, max_conns=4, balance=balance, wait_timeout_ms=10000)
+    cfg["pools"][0]["endpoints"] = [a.addr, b.addr]
+    sc = sidecar(cfg)
+    conns = [sc.conn() for _ in range(4)]
+    for c in conns:  # long enough to overlap even on a loaded machine
+        c.start_unary(ECHO + "Sleep", b"1000")
+    for c in conns:
+        assert c.finish_unary() == b"slept"
+        c.close()
+    assert (a.accepted, b.accepted) == (2, 2), balance
+
+
+def test_host_name_endpoint_is_resolved(pyserver, sidecar):
+    port = int(pyserver().addr.rsplit(":", 1)[1])
+    sc = sidecar(basic_config("localhost:%d" % port))
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"via dns") == b"via dns"
+    ep = pools(sc)[0]["endpoints"][0]
+    assert ep["address"] == "localhost:%d" % port
+    assert ep["resolved"] in ("127.0.0.1:%d" % port, "[::1]:%d" % port)  # the one dialled
+    bad = sidecar(basic_config("no-such-host.invalid:1"))
+    with bad.conn() as c:
+        with pytest.raises(drpc.DrpcError) as e:
+            c.unary(ECHO + "Unary", b"x")
+        assert e.value.code == 1005 and "resolve" in e.value.message
+
+
+def test_pools_view_lists_agents(pyagent, sidecar):
+    accept = free_addr()
+    cfg = {"listeners": [{"name": "l", "address": free_addr()}],
+           "admin": {"address": free_addr()},
+           "pools": [{"name": "agents", "accept": accept, "identify": {"rpc": ECHO + "Identify"}}]}
+    sc = sidecar(cfg)
+    pyagent(accept, n=3, ident="edge-1")
+    deadline = time.time() + 5 * SCALE
+    while time.time() < deadline:
+        p = pools(sc)[0]
+        if p["agents"] and p["agents"][0]["conns"] == 3 and p["conns"]["idle"] == 3:
+            break
+        time.sleep(0.05)
+    assert p["kind"] == "reverse" and p["accept"] == accept
+    assert [(x["id"], x["conns"], x["busy"]) for x in p["agents"]] == [("edge-1", 3, 0)]
