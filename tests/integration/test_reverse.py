@@ -178,7 +178,7 @@ def test_agents_must_send_header_when_asked(sidecar, pyagent):
     closed when it first answers (its caller gets upstream_lost); one that
     sends the prefix first serves calls. (Since 3f1945f the prefix may come
     with the first reply, as drpcmigrate sends it, so a silent agent is no
-    longer closed by the handshake deadline: see test_reverse_gaps.)"""
+    longer closed by the handshake deadline: see test_reverse_stock_agents.)"""
     cfg = reverse_config(header=True, identify=False)
     sc = sidecar(cfg)
     bad = pyagent(accept_addr(cfg), n=1)

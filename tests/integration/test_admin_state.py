@@ -1,5 +1,4 @@
-"""Admin API behaviour test_admin.py leaves unchecked (found auditing issue
-#4): what the upstream sees when an operator cancels a call, what a pool
+"""Admin views against the live data plane, beyond test_admin.py: what the upstream sees when an operator cancels a call, what a pool
 drain does to calls already in flight and to new ones, ejected endpoints
 and dials in flight as /pools, /calls and /metrics show them, and
 percentiles that stay within what actually happened.

@@ -1,4 +1,4 @@
-"""Data-plane gaps of issue #3 found by an audit, each shown against the real
+"""Data-plane behaviour on the wire, each shown against the real
 drpc-sidecar in front of the real drpc-testd:
 
   - the bytes a real Go client wrote (shared/drpc-transcripts) sent through

@@ -1,8 +1,7 @@
-"""Reliability gaps: every hostile client input that leaves the client able
+"""Every hostile client input that leaves the client able
 to read gets a precise DRPC Error (code 1011, "drpc-sidecar: protocol error:
 <why>") on a stream it knows, and then the connection is closed; other
-clients never notice. (tests/proxy/test_dataplane.py accepts a bare close
-for these too.)"""
+clients never notice."""
 
 import pytest
 
@@ -28,7 +27,7 @@ HOSTILE = [
      _frame(drpc.KIND_MESSAGE, 1, 2, b"300") + _frame(drpc.KIND_CLOSE_SEND, 1, 3) +
      _frame(drpc.KIND_MESSAGE, 7, 1, b"x"), "before invoke"),
     # An rpc name over 4096 bytes is not a protocol error: it fails only its
-    # call with 1008 and the connection stays (test_dataplane_gaps.py).
+    # call with 1008 and the connection stays (test_dataplane_wire.py).
 ]
 
 

@@ -1,4 +1,4 @@
-"""Reverse pools (issue #8) against agents that behave like a stock Go
+"""Reverse pools against agents that behave like a stock Go
 drpc server on a connection it dialled (drpcserver.ServeOne / drpcmux):
 
 - it sends nothing until it is invoked, and nothing beyond DRPC frames;

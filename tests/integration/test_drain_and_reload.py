@@ -1,5 +1,5 @@
-"""Operations gaps: connections queued to a draining sidecar, and a strict
-zero-downtime upgrade.
+"""Drain and reload edge cases: connections queued to a draining sidecar, a
+strict zero-downtime upgrade, reloads that cannot apply or overlap, -v.
 
 A DRPC client may only retry a call safely when the connection was closed
 before its request went out (a Go drpc pool checks conn.Closed()). Clients
