@@ -7,6 +7,7 @@
 #include "proxy/listener.h"
 
 #include <errno.h>
+#include <linux/filter.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,30 @@ void listener_client_gone(struct listener *l)
         listener_free(l);
 }
 
+/*
+ * A process that joins a port another one already listens on (an upgrade:
+ * the new binary beside the old) takes every new connection from now on.
+ * The kernel keeps a SO_REUSEPORT group's sockets in join order and lets a
+ * classic BPF program pick one by index: "always 1" selects the second
+ * socket, the newcomer, while two listen, and falls back to the usual hash
+ * when the index is out of range (a process alone, or the old one gone).
+ * Without it the old process keeps receiving connections until its socket
+ * closes, and a connection that lands between its last accept and the
+ * close is reset; with it, the old process only has to accept what it was
+ * given before the newcomer started. Not fatal if refused: the upgrade then
+ * has that window.
+ */
+static void steer_new_connections_here(struct listener *l)
+{
+    struct sock_filter pick_second = BPF_STMT(BPF_RET | BPF_K, 1);
+    struct sock_fprog prog = {.len = 1, .filter = &pick_second};
+    uv_os_fd_t fd;
+    if (uv_fileno(&l->h.handle, &fd) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) != 0)
+        log_warn("listener %s: cannot steer new connections to a newer process: %s",
+                 l->lc->name, strerror(errno));
+}
+
 int listener_start(struct sidecar *sc, const struct config_listener *lc, struct listener **out,
                    char *err, size_t err_size)
 {
@@ -155,6 +180,8 @@ int listener_start(struct sidecar *sc, const struct config_listener *lc, struct 
             listener_free(l);
         return rc;
     }
+    if (lc->addr.kind != CONFIG_ADDR_UNIX && lc->reuse_port)
+        steer_new_connections_here(l);
     log_info("listener %s: listening on %s", lc->name, lc->addr.text);
     *out = l;
     return 0;

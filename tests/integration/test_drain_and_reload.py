@@ -172,3 +172,29 @@ def test_verbose_flag_outlives_a_reload(testd, sidecar):
     with sc.conn() as c:
         assert c.unary(ECHO + "Unary", b"2") == b"2"
     sc.wait_for_output("/test.Echo/Unary: ok", count=2, stream="stderr")
+
+
+def test_a_newer_process_on_the_port_takes_every_new_connection(testd, sidecar):
+    """Two processes on one port (SO_REUSEPORT): once the newer one listens,
+    new connections all go to it, so the older one can stop without a
+    connection landing in its queue at the last moment."""
+    up = testd()
+    cfg = basic_config(up.addr)
+
+    def accepted(sc):
+        host, port = sc.admin.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
+        conn.request("GET", "/stats")
+        stats = json.loads(conn.getresponse().read())
+        conn.close()
+        return stats["listeners"][0]["accepted"]
+
+    old = sidecar(cfg)
+    new = sidecar(dict(cfg, admin={"address": free_addr()}))
+    assert new.addr == old.addr
+    before = accepted(old), accepted(new)  # the fixture's readiness probes
+    for i in range(40):
+        with new.conn() as c:
+            assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
+    assert (accepted(old), accepted(new)) == (before[0], before[1] + 40)
+    assert "cannot steer" not in new.stderr()
