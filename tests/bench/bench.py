@@ -169,6 +169,13 @@ def main():
             json.dump(sidecar_config(sc32_port, sc32_admin, up, 32), f)
         procs.start([os.path.join(build, "drpc-sidecar"), "-c",
                      os.path.join(tmp, "sidecar32.json")], sc32_port)
+        # The same 64-connection row with a pool as wide as the clients: the
+        # gap between the two rows is what capping calls in flight at 16 costs.
+        sc64_port, sc64_admin = free_port(), free_port()
+        with open(os.path.join(tmp, "sidecar64.json"), "w") as f:
+            json.dump(sidecar_config(sc64_port, sc64_admin, up, 64), f)
+        procs.start([os.path.join(build, "drpc-sidecar"), "-c",
+                     os.path.join(tmp, "sidecar64.json")], sc64_port)
         ha_port = None
         if haproxy:
             ha_port = free_port()
@@ -183,6 +190,7 @@ def main():
         workloads = [
             ("unary 64 B, 1 conn", ["--conns", "1", "--size", "64"], "rps", sc_port),
             ("unary 64 B, 64 conns", ["--conns", "64", "--size", "64"], "rps", sc_port),
+            ("  same, pool of 64", ["--conns", "64", "--size", "64"], "rps", sc64_port),
             ("unary 16 KiB, 16 conns", ["--conns", "16", "--size", "16384"], "rps", sc_port),
             ("stream 1 MiB msgs, 4 conns", ["--conns", "4", "--mode", "stream", "--stream-count",
                                             "4", "--stream-size", "1048576"], "mbps", sc_port),
@@ -191,6 +199,7 @@ def main():
         if quick:
             workloads[1] = ("unary 64 B, 16 conns", ["--conns", str(n), "--size", "64"], "rps",
                             sc_port)
+            del workloads[2]
         targets = [("direct", up), ("sidecar", None), ("haproxy", ha_port)]
         results = []
         for name, args, metric, sport in workloads:
