@@ -4,7 +4,6 @@
 set -euo pipefail
 B=${1:-build}
 cd "$(dirname "$0")/../.."
-PY=/usr/bin/python3
 
 "$B/drpc-testd" --listen 127.0.0.1:8000 >/dev/null 2>&1 &
 upstream=$!
@@ -17,9 +16,10 @@ drpc-sidecar demo
   admin:                         http://127.0.0.1:9901/
 
 Call through it from another terminal, e.g.:
-  $PY tests/integration/drpc.py call 127.0.0.1:7777 /test.Echo/Unary hello
-  $PY tests/integration/drpc.py call 127.0.0.1:7777 /test.Echo/Metadata x
-  $PY tests/integration/drpc.py call 127.0.0.1:7777 /test.Echo/Conn
+  $B/drpc-call 127.0.0.1:7777 /test.Echo/Unary hello
+  $B/drpc-call --meta trace=1 unix:/tmp/drpc-sidecar.sock /test.Echo/Metadata x
+  $B/drpc-call --repeat 3 127.0.0.1:7777 /test.Echo/Conn
+  $B/drpc-bench --addr 127.0.0.1:7777 --conns 32 --duration 10   (then watch the admin page)
 Ctrl-C stops the sidecar and the demo upstream.
 
 MSG
