@@ -260,9 +260,17 @@ static int parse_pool(struct config_reader *rd, const json_t *v, const char *pat
         config_read_join(p, path, "min_idle");
         return config_read_fail(rd, p, "must not exceed max_conns (%u)", pl->max_conns);
     }
-    if (pl->reverse && pl->min_idle) {
-        config_read_join(p, path, "min_idle");
-        return config_read_fail(rd, p, "does not apply to reverse pools: agents dial in");
+    if (pl->reverse) {
+        /* Settings about dialling would be silently ignored: refuse them. */
+        static const char *const dial_only[] = {
+            "min_idle", "idle_timeout_ms", "balance",        "eject_after_failures",
+            "eject_ms", "backoff_base_ms", "backoff_max_ms", NULL};
+        for (size_t i = 0; dial_only[i]; i++) {
+            if (!json_object_get(v, dial_only[i]))
+                continue;
+            config_read_join(p, path, dial_only[i]);
+            return config_read_fail(rd, p, "does not apply to reverse pools: agents dial in");
+        }
     }
     if (pl->backoff_base_ms > pl->backoff_max_ms) {
         config_read_join(p, path, "backoff_base_ms");

@@ -68,16 +68,18 @@ static json_t *pool_json(struct out *o, const struct config_pool *p)
         put(o, j, "endpoints", eps);
     }
     put(o, j, "max_conns", u64(p->max_conns));
-    put(o, j, "min_idle", u64(p->min_idle));
-    put(o, j, "idle_timeout_ms", u64(p->idle_timeout_ms));
     put(o, j, "max_lifetime_ms", u64(p->max_lifetime_ms));
     put(o, j, "dial_timeout_ms", u64(p->dial_timeout_ms));
     put(o, j, "max_waiters", u64(p->max_waiters));
     put(o, j, "wait_timeout_ms", u64(p->wait_timeout_ms));
     put(o, j, "call_timeout_ms", u64(p->call_timeout_ms));
-    put(o, j, "balance", json_string(balances[p->balance == CONFIG_BALANCE_LEAST_BUSY]));
     put(o, j, "header", json_boolean(p->header));
     put(o, j, "cancel", json_string(cancels[p->cancel == CONFIG_CANCEL_CLOSE]));
+    if (p->reverse)
+        return j; /* the rest is about dialling (and refused for reverse pools) */
+    put(o, j, "min_idle", u64(p->min_idle));
+    put(o, j, "idle_timeout_ms", u64(p->idle_timeout_ms));
+    put(o, j, "balance", json_string(balances[p->balance == CONFIG_BALANCE_LEAST_BUSY]));
     put(o, j, "eject_after_failures", u64(p->eject_after_failures));
     put(o, j, "eject_ms", u64(p->eject_ms));
     put(o, j, "backoff_base_ms", u64(p->backoff_base_ms));

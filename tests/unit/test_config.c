@@ -780,6 +780,11 @@ static void test_pool_errors(void **state)
          "pools[0].identify.rcp", "unknown key \"rcp\" (did you mean \"rpc\"?)"},
         {POOLS("{\"name\": \"r\", \"accept\": \"127.0.0.1:7\", \"min_idle\": `1}"),
          "pools[0].min_idle", "does not apply to reverse pools"},
+        {POOLS("{\"name\": \"r\", \"accept\": \"127.0.0.1:7\", \"eject_ms\": `5}"),
+         "pools[0].eject_ms", "does not apply to reverse pools"},
+        {POOLS("{\"name\": \"r\", \"accept\": \"127.0.0.1:7\", \"balance\": "
+               "`\"least_busy\"}"),
+         "pools[0].balance", "does not apply to reverse pools"},
         {POOLS("{\"name\": \"p\", \"endpoints\": [\"a:1\"]}, {\"name\": `\"p\", \"endpoints\": "
                "[\"b:1\"]}"),
          "pools[1].name", "duplicate pool name \"p\" (also pools[0])"},
