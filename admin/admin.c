@@ -38,14 +38,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "admin/http.h"
 #include "admin/routes.h"
 #include "config/config.h"
+#include "proxy/unix_path.h"
 #include "proxy/buf.h"
 #include "proxy/handle.h"
 #include "proxy/list.h"
@@ -574,37 +573,16 @@ static void admin_handle_closed(uv_handle_t *h)
     a->open_handles--;
 }
 
-/* Whether something accepts on a unix socket path (startup only: a blocking connect). */
-static bool unix_socket_live(const char *path)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    bool live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(fd);
-    return live;
-}
-
 static int listen_unix(struct admin *a, const char *path, char *err, size_t err_size)
 {
     /* Replace a stale socket file from an earlier run, nothing else. */
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            snprintf(err, err_size, "admin.address: %s exists and is not a socket", path);
-            return UV_EEXIST;
-        }
-        if (unix_socket_live(path)) {
-            snprintf(err, err_size, "admin.address: another process is listening on %s", path);
-            return UV_EADDRINUSE;
-        }
-        unlink(path);
+    char why[160];
+    int rc = unix_path_claim(path, why, sizeof(why));
+    if (rc) {
+        snprintf(err, err_size, "admin.address: %s", why);
+        return rc;
     }
-    int rc = uv_pipe_init(a->sc->loop, &a->server.pipe, 0);
+    rc = uv_pipe_init(a->sc->loop, &a->server.pipe, 0);
     if (rc)
         return rc;
     a->server_init = true;

@@ -135,14 +135,6 @@ static bool query_limit(const struct route_req *rq, size_t *limit, struct admin_
     return true;
 }
 
-static struct pool *find_pool(struct sidecar *sc, const char *name)
-{
-    for (size_t i = 0; i < sc->n_pools; i++)
-        if (strcmp(sc->pools[i]->pc->name, name) == 0)
-            return sc->pools[i];
-    return NULL;
-}
-
 /* ---- handlers -------------------------------------------------------------- */
 
 static void h_dashboard(const struct route_req *rq, struct admin_response *resp)
@@ -216,7 +208,7 @@ static void h_pools(const struct route_req *rq, struct admin_response *resp)
 
 static void h_pool(const struct route_req *rq, struct admin_response *resp)
 {
-    if (!find_pool(rq->ctx->sc, rq->arg)) {
+    if (!sidecar_find_pool(rq->ctx->sc, rq->arg)) {
         admin_response_error(resp, 404, "no such pool");
         return;
     }
@@ -226,7 +218,7 @@ static void h_pool(const struct route_req *rq, struct admin_response *resp)
 static void set_pool_draining(const struct route_req *rq, struct admin_response *resp,
                               bool draining)
 {
-    struct pool *p = find_pool(rq->ctx->sc, rq->arg);
+    struct pool *p = sidecar_find_pool(rq->ctx->sc, rq->arg);
     if (!p) {
         admin_response_error(resp, 404, "no such pool");
         return;

@@ -13,13 +13,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "config/config.h"
 #include "proxy/client.h"
 #include "proxy/log.h"
 #include "proxy/sidecar.h"
+#include "proxy/unix_path.h"
 
 #define LISTEN_BACKLOG 511
 
@@ -33,37 +33,13 @@ static void on_connection(uv_stream_t *server, int status)
     client_accept(l, -1);
 }
 
-/* Whether something accepts connections on a unix socket path (startup only). */
-static bool unix_socket_live(const char *path)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    bool live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(fd);
-    return live;
-}
-
 static int bind_unix(struct listener *l, uv_loop_t *loop, char *err, size_t err_size)
 {
     const char *path = l->lc->addr.path;
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            snprintf(err, err_size, "%s exists and is not a socket", path);
-            return UV_EEXIST;
-        }
-        if (unix_socket_live(path)) {
-            snprintf(err, err_size, "%s: another process is listening on it", path);
-            return UV_EADDRINUSE;
-        }
-        unlink(path); /* stale file of a process that is gone */
-    }
-    int rc = uv_pipe_init(loop, &l->h.pipe, 0);
+    int rc = unix_path_claim(path, err, err_size);
+    if (rc)
+        return rc;
+    rc = uv_pipe_init(loop, &l->h.pipe, 0);
     if (rc)
         return rc;
     l->open = true;
@@ -152,8 +128,8 @@ static void steer_new_connections_here(struct listener *l)
     uv_os_fd_t fd;
     if (uv_fileno(&l->h.handle, &fd) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) != 0)
-        log_warn("listener %s: cannot steer new connections to a newer process: %s",
-                 l->lc->name, strerror(errno));
+        log_warn("listener %s: cannot steer new connections to a newer process: %s", l->lc->name,
+                 strerror(errno));
 }
 
 int listener_start(struct sidecar *sc, const struct config_listener *lc, struct listener **out,

@@ -60,14 +60,6 @@ static bool pool_compatible(const struct config_pool *a, const struct config_poo
     return true;
 }
 
-static struct pool *find_pool(struct sidecar *sc, const char *name)
-{
-    for (size_t i = 0; i < sc->n_pools; i++)
-        if (strcmp(sc->pools[i]->pc->name, name) == 0)
-            return sc->pools[i];
-    return NULL;
-}
-
 static struct listener *find_listener(struct sidecar *sc, const struct config_listener *lc)
 {
     for (size_t i = 0; i < sc->n_listeners; i++) {
@@ -136,7 +128,7 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
 
     /* Pools first: a rebuilt reverse pool must release its port early. */
     for (size_t i = 0; i < cfg->n_pools; i++) {
-        struct pool *p = find_pool(sc, cfg->pools[i].name);
+        struct pool *p = sidecar_find_pool(sc, cfg->pools[i].name);
         if (p && pool_compatible(p->pc, &cfg->pools[i])) {
             pools[i] = p;
             kept_pool[p->index] = true;

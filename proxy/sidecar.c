@@ -375,3 +375,11 @@ void sidecar_free(struct sidecar *sc)
     }
     config_unref(sc->cfg);
 }
+
+struct pool *sidecar_find_pool(struct sidecar *sc, const char *name)
+{
+    for (size_t i = 0; i < sc->n_pools; i++)
+        if (strcmp(sc->pools[i]->pc->name, name) == 0)
+            return sc->pools[i];
+    return NULL;
+}

@@ -117,6 +117,9 @@ void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node);
  * closes its connections as they come back, and is freed when empty. */
 void sidecar_retire_pool(struct sidecar *sc, struct pool *p);
 
+/* The live pool named name, or NULL. */
+struct pool *sidecar_find_pool(struct sidecar *sc, const char *name);
+
 /* Counts a finished call under its pool and route. */
 void sidecar_count_result(struct sidecar *sc, const char *pool, const char *route, int result);
 

@@ -1,0 +1,42 @@
+/* unix_path: claiming a path for a listening unix socket (see unix_path.h). */
+#include "proxy/unix_path.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+
+static bool something_accepts_on(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    bool live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return live;
+}
+
+int unix_path_claim(const char *path, char *err, size_t err_size)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, err_size, "%s exists and is not a socket", path);
+        return UV_EEXIST;
+    }
+    if (something_accepts_on(path)) {
+        snprintf(err, err_size, "another process is listening on %s", path);
+        return UV_EADDRINUSE;
+    }
+    unlink(path);
+    return 0;
+}

@@ -1,0 +1,17 @@
+/*
+ * unix_path: claiming a filesystem path for a listening unix socket, shared
+ * by client listeners and the admin server.
+ */
+#ifndef SIDECAR_UNIX_PATH_H
+#define SIDECAR_UNIX_PATH_H
+
+#include <stddef.h>
+
+/* Makes path free to bind: a stale socket file (nothing accepts on it, its
+ * process is gone) is removed; anything else there is an error. Startup
+ * and reload only: it makes one blocking connect to a local path. Returns
+ * 0 or a UV error with "PATH exists and is not a socket" or "another
+ * process is listening on PATH" in err. */
+int unix_path_claim(const char *path, char *err, size_t err_size);
+
+#endif
