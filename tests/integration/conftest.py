@@ -14,8 +14,10 @@
                   .kill_connections()): the Python upstream, closed at teardown
   pyagent         pyagent(connect, n=1, ident="", header=False) ->
                   pyserver.Agent: the Python reverse-pool agent
-  background_load background_load(addr, n=32) -> load.BackgroundLoad; its
-                  stop() (also at teardown) asserts every call succeeded
+  fault_check     fault_check(sidecar, {pool: upstream_open_conns}, allowed=(),
+                  ...) -> fault_checks.FaultCheck: RSS baseline, 32 clients
+                  of background load until .finish(), which asserts the
+                  end-of-fault checks (fault_checks.py)
   free_port       free_port(host="127.0.0.1") -> int
   free_addr       free_addr(host="127.0.0.1") -> "127.0.0.1:PORT" / "[::1]:PORT"
   short_tmp       a short temp dir (unix socket paths must fit 108 bytes)
@@ -34,7 +36,7 @@ import tempfile
 
 import pytest
 
-from . import drpc, load, procs as procs_mod, pyserver as pyserver_mod
+from . import drpc, fault_checks, procs as procs_mod, pyserver as pyserver_mod
 
 drpc.DEFAULT_TIMEOUT = 10.0 * procs_mod.SCALE
 
@@ -117,16 +119,19 @@ def pyagent(procs):
 
 
 @pytest.fixture
-def background_load(procs):  # after procs: the load stops before the sidecar
-    loads = []
+def fault_check(request, procs):  # after procs: the load stops before the sidecar
+    checks = []
 
-    def start(addr, n=32):
-        loads.append(load.BackgroundLoad(addr, n))
-        return loads[-1]
+    def start(sc, upstreams, **kw):
+        checks.append(fault_checks.FaultCheck(sc, upstreams, **kw))
+        return checks[-1]
 
     yield start
-    for bg in loads:
-        bg.stop()
+    for c in checks:
+        c.abandon()
+    unfinished = [c for c in checks if not c.finished]
+    if not getattr(request.node, "_drpc_call_failed", True):
+        assert not unfinished, "the test started a fault_check and never called finish()"
 
 
 @pytest.fixture
@@ -148,9 +153,12 @@ def transcripts():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """On a failed call, attach every process's output to the report."""
+    """On a failed call, attach every process's output to the report; note
+    for fault_check's teardown whether the call failed."""
     outcome = yield
     rep = outcome.get_result()
+    if rep.when == "call":
+        item._drpc_call_failed = rep.failed
     mgr = getattr(item, "_drpc_procs", None)
     if mgr is not None and rep.failed and rep.when == "call":
         for p in mgr.all:

@@ -1,7 +1,13 @@
 """Faults and hostile peers, each bounded in time and count: upstreams that
 send garbage, break id rules, stall or vanish; dials that hang; slow
 readers; connection floods. Each call fails with the right cause or
-succeeds; the sidecar stays up and other clients never notice."""
+succeeds; the sidecar stays up and other clients never notice.
+
+Every test here runs its fault under 32 clients of background load and ends
+with fault_check's finish() (fault_checks.py): the load's calls succeeded
+(or failed with the codes the test allows) within their pool's deadline,
+the sidecar serves a new connection, /pools agrees with each upstream's own
+count of open connections, and RSS is back near its baseline."""
 
 import json
 import resource
@@ -13,6 +19,7 @@ import urllib.request
 import pytest
 
 from . import drpc
+from .fault_checks import open_testd_conns, rss_kib
 from .procs import INSTRUMENTED, basic_config, free_addr
 
 ECHO = "/test.Echo/"
@@ -22,6 +29,7 @@ F = drpc.encode_frame
 class RawUpstream:
     """Accepts connections and answers every request with handler(sock,
     request_bytes): a hostile upstream no real DRPC peer can imitate.
+    open_conns() counts the connections whose peer has not hung up yet.
     Register it with procs.peer() so it outlives the sidecar."""
 
     def __init__(self, handler):
@@ -31,6 +39,8 @@ class RawUpstream:
         self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self.handler = handler
         self.conns = []
+        self.ended = 0  # connections that saw EOF or an error
+        self.lock = threading.Lock()
         self.closed = False
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -40,7 +50,8 @@ class RawUpstream:
                 s, _ = self.sock.accept()
             except OSError:
                 return
-            self.conns.append(s)
+            with self.lock:
+                self.conns.append(s)
             threading.Thread(target=self._serve, args=(s,), daemon=True).start()
 
     def _serve(self, s):
@@ -52,6 +63,13 @@ class RawUpstream:
                 self.handler(s, data)
         except OSError:
             pass
+        finally:
+            with self.lock:
+                self.ended += 1
+
+    def open_conns(self):
+        with self.lock:
+            return len(self.conns) - self.ended
 
     def close(self):
         self.closed = True
@@ -61,6 +79,17 @@ class RawUpstream:
                 s.close()
             except OSError:
                 pass
+
+
+def with_pool(cfg, name, addr, **pool):
+    """cfg plus pool `name` in front of addr, which gets the rpcs under
+    "/NAME." (the fault); everything else still goes to `default` (the load)."""
+    p = {"name": name, "endpoints": [addr]}
+    p.update(pool)
+    cfg["pools"].append(p)
+    cfg["routes"] = [{"match": {"rpc_prefix": "/%s." % name}, "pool": name},
+                     {"pool": "default"}]
+    return cfg
 
 
 def sid_of(request):
@@ -76,21 +105,19 @@ def sid_of(request):
     (lambda sid: bytes([0x05, sid, 0x01]) + b"\xff\xff\xff\xff\x0f", 1008),  # 4 GiB frame
     (lambda sid: F(drpc.KIND_MESSAGE, sid + 5, 1, b"x"), 1012),   # unopened stream
 ])
-def test_hostile_upstream_fails_only_that_call(procs, pyserver, sidecar, background_load,
+def test_hostile_upstream_fails_only_that_call(procs, pyserver, sidecar, fault_check,
                                               reply, cause):
     bad = procs.peer(RawUpstream(lambda s, req: s.sendall(reply(sid_of(req)))))
-    cfg = basic_config(pyserver().addr)
-    cfg["pools"].append({"name": "bad", "endpoints": [bad.addr], "max_conns": 2})
-    cfg["routes"] = [{"match": {"rpc_prefix": "/bad."}, "pool": "bad"}, {"pool": "default"}]
-    sc = sidecar(cfg)
-    load = background_load(sc.addr)
+    up = pyserver()
+    sc = sidecar(with_pool(basic_config(up.addr), "bad", bad.addr, max_conns=2))
+    check = fault_check(sc, {"default": up.open_conns, "bad": bad.open_conns})
     with sc.conn() as c, sc.conn() as other:
         with pytest.raises(drpc.DrpcError) as e:
             c.unary("/bad.Svc/Call", b"x")
         assert e.value.code == cause
         assert c.unary(ECHO + "Unary", b"same client") == b"same client"
         assert other.unary(ECHO + "Unary", b"other") == b"other"
-    load.stop()
+    check.finish()  # also: the "bad" pool and the RawUpstream both count 0 open
     # the broken connection was not returned to the pool
     time.sleep(0.2)
     assert all(s.fileno() == -1 or _closed(s) for s in bad.conns)
@@ -106,35 +133,50 @@ def _closed(s):
         return True
 
 
-def test_upstream_closes_halfway_through_a_frame(procs, sidecar):
+def test_upstream_closes_halfway_through_a_frame(procs, pyserver, sidecar, fault_check):
     bad = procs.peer(RawUpstream(lambda s, req: (s.sendall(F(drpc.KIND_MESSAGE, sid_of(req), 1,
                                                               b"y" * 100)[:50]),
                                                  s.shutdown(socket.SHUT_RDWR))))
-    sc = sidecar(basic_config(bad.addr))
+    up = pyserver()
+    sc = sidecar(with_pool(basic_config(up.addr), "bad", bad.addr))
+    check = fault_check(sc, {"default": up.open_conns, "bad": bad.open_conns})
     with sc.conn() as c:
         with pytest.raises(drpc.DrpcError) as e:
-            c.unary(ECHO + "Unary", b"x")
+            c.unary("/bad.Svc/Call", b"x")
         assert e.value.code == 1006
+        assert c.unary(ECHO + "Unary", b"same client") == b"same client"
+    check.finish()
 
 
-def test_silent_upstream_hits_call_timeout(procs, pyserver, sidecar, background_load):
+def test_silent_upstream_hits_call_timeout(procs, pyserver, sidecar, fault_check):
     silent = procs.peer(RawUpstream(lambda s, req: None))  # reads, never answers
-    cfg = basic_config(pyserver().addr)
-    cfg["pools"].append({"name": "silent", "endpoints": [silent.addr], "call_timeout_ms": 300})
-    cfg["routes"] = [{"match": {"rpc_prefix": "/silent."}, "pool": "silent"},
-                     {"pool": "default"}]
-    sc = sidecar(cfg)
-    load = background_load(sc.addr, 16)
+    up = pyserver()
+    sc = sidecar(with_pool(basic_config(up.addr), "silent", silent.addr, call_timeout_ms=300))
+    check = fault_check(sc, {"default": up.open_conns, "silent": silent.open_conns})
     with sc.conn() as c:
         t0 = time.time()
         with pytest.raises(drpc.DrpcError) as e:
             c.unary("/silent.Svc/Call", b"x")
         assert e.value.code == 1007
         assert time.time() - t0 < 1.5
-    load.stop()
+    check.finish()  # soft cancel (the default) keeps the silent connection: both count it
 
 
-def test_dial_that_hangs_hits_dial_timeout(sidecar):
+def test_dial_to_dead_port_fails_fast(pyserver, sidecar, fault_check):
+    up = pyserver()
+    sc = sidecar(with_pool(basic_config(up.addr), "dead", free_addr()))  # nothing listens
+    check = fault_check(sc, {"default": up.open_conns, "dead": lambda: 0})
+    with sc.conn() as c:
+        t0 = time.time()
+        with pytest.raises(drpc.DrpcError) as e:
+            c.unary("/dead.Svc/Call", b"x")
+        assert e.value.code == 1005
+        assert "connection refused" in e.value.message
+        assert time.time() - t0 < 1
+    check.finish()
+
+
+def test_dial_that_hangs_hits_dial_timeout(pyserver, sidecar, fault_check):
     # A listener whose backlog is full and that never accepts: SYNs go unanswered.
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
@@ -150,33 +192,32 @@ def test_dial_that_hangs_hits_dial_timeout(sidecar):
             pass
         fillers.append(f)
     try:
-        sc = sidecar(basic_config(addr, dial_timeout_ms=300, wait_timeout_ms=5000))
+        up = pyserver()
+        sc = sidecar(with_pool(basic_config(up.addr), "hole", addr, dial_timeout_ms=300,
+                               wait_timeout_ms=5000))
+        # the hole never accepts: its own count of open connections is 0
+        check = fault_check(sc, {"default": up.open_conns, "hole": lambda: 0})
         with sc.conn() as c:
             t0 = time.time()
             with pytest.raises(drpc.DrpcError) as e:
-                c.unary(ECHO + "Unary", b"x")
+                c.unary("/hole.Svc/Call", b"x")
             assert e.value.code == 1005
             assert "dial timeout" in e.value.message
             assert time.time() - t0 < 2
+        check.finish()
     finally:
         for f in fillers:
             f.close()
         hole.close()
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def test_slow_reader_is_back_pressured(pyserver, sidecar):
-    cfg = basic_config(pyserver().addr)
+def test_slow_reader_is_back_pressured(pyserver, sidecar, fault_check):
+    up = pyserver()
+    cfg = basic_config(up.addr)
     cfg["call_buffer_bytes"] = 256 * 1024
     sc = sidecar(cfg)
-    base = rss_kib(sc.pid)
+    check = fault_check(sc, {"default": up.open_conns})
+    base = rss_kib(sc.pid)  # with the load running
     slow = sc.conn()
     slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     # ask for 100 MB and read almost nothing for 3 seconds
@@ -188,7 +229,7 @@ def test_slow_reader_is_back_pressured(pyserver, sidecar):
             assert other.unary(ECHO + "Unary", b"fast") == b"fast"
             assert time.time() - t0 < 1.5
             slow.sock.recv(1024)
-            peak = max(peak, rss_kib(sc.pid))
+            peak = max(peak, check.sample_rss())
             time.sleep(0.2)
     grown = peak - base
     # The call's buffering stays near call_buffer_bytes (+ one read and one
@@ -196,19 +237,22 @@ def test_slow_reader_is_back_pressured(pyserver, sidecar):
     limit = 32 * 1024 if INSTRUMENTED else 4 * 1024
     assert grown < limit, "sidecar grew by %d KiB under a slow reader" % grown
     slow.close()
+    check.finish()
 
 
 @pytest.mark.timeout_s(60)
-def test_connection_flood_with_max_clients(pyserver, sidecar):
+def test_connection_flood_with_max_clients(pyserver, sidecar, fault_check):
     n, limit = 3000, 1000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < n + 500:
         pytest.skip("RLIMIT_NOFILE hard limit %d too low" % hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 500), hard))
-    cfg = basic_config(pyserver().addr)
+    up = pyserver()
+    cfg = basic_config(up.addr)
     cfg["max_clients"] = limit
     sc = sidecar(cfg)
     time.sleep(0.2)
+    check = fault_check(sc, {"default": up.open_conns})  # its clients count in max_clients
     base = rss_kib(sc.pid)
     socks = []
     try:
@@ -224,10 +268,10 @@ def test_connection_flood_with_max_clients(pyserver, sidecar):
                 alive += 1
             except OSError:
                 pass
-        assert alive == limit, alive
-        peak = rss_kib(sc.pid)
-        limit = 64 * 1024 if INSTRUMENTED else 8 * 1024
-        assert peak - base < limit, "RSS grew %d KiB for %d clients" % (peak - base, limit)
+        assert alive + check.clients == limit, alive
+        peak = check.sample_rss()
+        rss_limit = 64 * 1024 if INSTRUMENTED else 8 * 1024
+        assert peak - base < rss_limit, "RSS grew %d KiB for %d clients" % (peak - base, limit)
     finally:
         for s in socks:
             s.close()
@@ -235,50 +279,25 @@ def test_connection_flood_with_max_clients(pyserver, sidecar):
     with sc.conn() as c:
         assert c.unary(ECHO + "Unary", b"after the flood") == b"after the flood"
     print("flood: %d connections, %d served, RSS %d -> %d KiB" % (n, limit, base, peak))
+    check.finish()
 
 
 @pytest.mark.timeout_s(60)
-def test_upstream_sigkilled_under_load_then_restarted(testd, sidecar):
+def test_upstream_sigkilled_under_load_then_restarted(testd, sidecar, fault_check):
     """32 clients of mixed unary and streaming calls; the upstream process is
     SIGKILLed mid-call and restarted a second later. Every call succeeds or
     fails with a documented cause; the endpoint is ejected, then readmitted."""
     addr = free_addr()
-    up = testd(addr)
+    ups = [testd(addr)]  # the one running now: the check counts its connections
     sc = sidecar(basic_config(addr, max_conns=8, eject_after_failures=2, eject_ms=500,
                               backoff_base_ms=20, backoff_max_ms=100, wait_timeout_ms=3000))
     base = rss_kib(sc.pid)
-    stop = threading.Event()
-    ok, causes, bad = [0], {}, []
-    lock = threading.Lock()
-
-    def client(i):
-        c = sc.conn()
-        while not stop.is_set():
-            t0 = time.time()
-            try:
-                if i % 2:
-                    assert c.unary(ECHO + "Sleep", b"50") == b"slept"
-                else:
-                    assert len(c.server_stream(ECHO + "ServerStream", b"20 1000")) == 20
-                with lock:
-                    ok[0] += 1
-            except drpc.DrpcError as e:
-                with lock:
-                    causes[e.code] = causes.get(e.code, 0) + 1
-                if e.code not in (1004, 1005, 1006):
-                    bad.append(repr(e))
-            except Exception as e:  # noqa: BLE001
-                bad.append(repr(e))
-                return
-            if time.time() - t0 > 3 + 1:  # wait_timeout_ms plus a margin
-                bad.append("call took %.1fs" % (time.time() - t0))
-        c.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(32)]
-    for t in threads:
-        t.start()
+    # calls fail only as no_healthy_endpoint, dial_failed or upstream_lost,
+    # and none waits past wait_timeout_ms (3 s) plus the margin
+    check = fault_check(sc, {"default": lambda: open_testd_conns(ups[-1])},
+                        allowed=(1004, 1005, 1006), deadline_s=3.0)
     time.sleep(1.0)
-    up.kill()
+    ups[0].kill()
     admin = "http://%s/pools/default" % sc.admin
     ejected = False
     deadline = time.time() + 1.0
@@ -286,33 +305,33 @@ def test_upstream_sigkilled_under_load_then_restarted(testd, sidecar):
         ep = json.load(urllib.request.urlopen(admin, timeout=5))["endpoints"][0]
         ejected |= ep["health"] == "ejected"
         time.sleep(0.05)
-    up = testd(addr)
-    before = ok[0]
+    ups.append(testd(addr))
+    before = check.load.calls
     time.sleep(2.0)
-    stop.set()
-    for t in threads:
-        t.join(20)
-    assert not bad, bad[:5]
+    result = check.finish()
+    causes = result["errors"]
     assert causes.get(1006, 0) >= 1, causes  # calls in flight at the kill
     assert ejected
-    assert ok[0] > before  # calls succeed again once it is back
+    assert result["calls"] > before  # calls succeed again once it is back
     ep = json.load(urllib.request.urlopen(admin, timeout=5))["endpoints"][0]
     assert ep["ejections"] >= 1
     assert rss_kib(sc.pid) - base < (64 if INSTRUMENTED else 16) * 1024
-    print("kill test: ok=%d errors by code=%s" % (ok[0], causes))
+    print("kill test: ok=%d errors by code=%s" % (result["calls"], causes))
 
 
 @pytest.mark.timeout_s(90)
-def test_flood_of_10000_connections(pyserver, sidecar):
+def test_flood_of_10000_connections(pyserver, sidecar, fault_check):
     n, limit = 10000, 2000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < n + 1000:
         pytest.skip("RLIMIT_NOFILE hard limit %d too low" % hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 1000), hard))
-    cfg = basic_config(pyserver().addr)
+    up = pyserver()
+    cfg = basic_config(up.addr)
     cfg["max_clients"] = limit
     sc = sidecar(cfg)
     time.sleep(0.2)
+    check = fault_check(sc, {"default": up.open_conns})  # its clients count in max_clients
     base = rss_kib(sc.pid)
     host, port = sc.addr.rsplit(":", 1)
     socks = []
@@ -329,8 +348,8 @@ def test_flood_of_10000_connections(pyserver, sidecar):
                 alive += 1
             except OSError:
                 pass
-        peak = rss_kib(sc.pid)
-        assert alive == limit, alive
+        peak = check.sample_rss()
+        assert alive + check.clients == limit, alive
         with sc.conn() as c:
             pass  # over the limit: closed at accept
     finally:
@@ -345,3 +364,4 @@ def test_flood_of_10000_connections(pyserver, sidecar):
     assert peak - base < (64 if INSTRUMENTED else 16) * 1024
     if not INSTRUMENTED:  # ASan's quarantine keeps freed memory
         assert after - base < 1024, "RSS did not come back: %d -> %d KiB" % (base, after)
+    check.finish()

@@ -1,11 +1,13 @@
 """Every hostile client input that leaves the client able
 to read gets a precise DRPC Error (code 1011, "drpc-sidecar: protocol error:
 <why>") on a stream it knows, and then the connection is closed; other
-clients never notice."""
+clients (a `good` one and 32 of background load, judged by fault_check's
+finish(), fault_checks.py) never notice."""
 
 import pytest
 
 from . import drpc
+from .fault_checks import open_testd_conns
 from .procs import basic_config
 
 ECHO = "/test.Echo/"
@@ -32,9 +34,11 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("name,raw,why", HOSTILE, ids=[h[0] for h in HOSTILE])
-def test_hostile_client_gets_a_precise_error_then_is_closed(testd, sidecar, name, raw, why):
+def test_hostile_client_gets_a_precise_error_then_is_closed(testd, sidecar, fault_check, name,
+                                                            raw, why):
     up = testd()
     sc = sidecar(basic_config(up.addr))
+    check = fault_check(sc, {"default": lambda: open_testd_conns(up)})
     good = sc.conn()
     assert good.unary(ECHO + "Unary", b"before") == b"before"
     with sc.conn(timeout=5) as bad:
@@ -49,3 +53,4 @@ def test_hostile_client_gets_a_precise_error_then_is_closed(testd, sidecar, name
         assert why in text, text
     assert good.unary(ECHO + "Unary", b"after") == b"after"
     good.close()
+    check.finish()

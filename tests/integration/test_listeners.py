@@ -58,9 +58,10 @@ def assert_protocol_error_then_closed(c):
         assert code == 1011 and text.startswith("drpc-sidecar: protocol error"), (code, text)
 
 
-def test_client_protocol_errors_affect_only_that_client(pyserver, sidecar, background_load):
-    sc = sidecar(basic_config(pyserver().addr))
-    background_load(sc.addr)
+def test_client_protocol_errors_affect_only_that_client(pyserver, sidecar, fault_check):
+    up = pyserver()
+    sc = sidecar(basic_config(up.addr))
+    check = fault_check(sc, {"default": up.open_conns})  # 32 clients of load meanwhile
     good = sc.conn()
     assert good.unary(ECHO + "Unary", b"before") == b"before"
     bad_inputs = [
@@ -83,6 +84,7 @@ def test_client_protocol_errors_affect_only_that_client(pyserver, sidecar, backg
     half.close()
     assert good.unary(ECHO + "Unary", b"after") == b"after"
     good.close()
+    check.finish()
 
 
 def test_late_frames_of_old_streams_are_dropped(pyserver, sidecar):
