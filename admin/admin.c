@@ -44,6 +44,7 @@
 #include "admin/http.h"
 #include "admin/routes.h"
 #include "config/config.h"
+#include "proxy/reuseport.h"
 #include "proxy/unix_path.h"
 #include "proxy/buf.h"
 #include "proxy/handle.h"
@@ -608,13 +609,22 @@ static int listen_tcp(struct admin *a, const struct config_addr *addr, char *err
         snprintf(err, err_size, "admin.address %s: not an IP address", addr->text);
         return UV_EINVAL;
     }
-    int rc = uv_tcp_init(a->sc->loop, &a->server.tcp);
+    int rc = uv_tcp_init_ex(a->sc->loop, &a->server.tcp, ss.ss_family);
     if (rc)
         return rc;
     a->server_init = true;
     a->open_handles++;
     a->server.handle.data = a;
+    /* Shared with a newer process during an upgrade, like the listeners. */
+    if ((rc = reuseport_enable(&a->server.tcp)) != 0)
+        return rc;
     return uv_tcp_bind(&a->server.tcp, (struct sockaddr *)&ss, 0);
+}
+
+void admin_steer_here(struct admin *a)
+{
+    if (a && a->server_init && !a->is_unix)
+        reuseport_steer_here(&a->server.tcp, "admin");
 }
 
 int admin_start(struct sidecar *sc, struct admin **out, char *err, size_t err_size)

@@ -35,6 +35,10 @@ __attribute__((warn_unused_result)) int admin_start(struct sidecar *sc, struct a
  * Idempotent. */
 void admin_stop(struct admin *a);
 
+/* The admin port takes every new connection of its SO_REUSEPORT group from
+ * now on (see proxy/reuseport.h). Called once the process is started. */
+void admin_steer_here(struct admin *a);
+
 /* After the loop has run dry: frees the struct. */
 void admin_free(struct admin *a);
 

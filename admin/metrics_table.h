@@ -72,7 +72,7 @@
     X(listener_accepted_total, counter, accepted, INT, "Client connections the listener accepted", \
       l->accepted)                                                                                 \
     X(listener_rejected_total, counter, rejected, INT,                                             \
-      "Client connections closed at accept (max_clients or draining)", l->rejected)
+      "Client connections closed at accept (max_clients)", l->rejected)
 
 /* Process-wide; subject `sc` (const struct sidecar *). JSON: /stats. */
 #define METRICS_PROCESS(X)                                                                         \

@@ -4,13 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/config.h"
 #include "proxy/log.h"
 #include "proxy/sidecar.h"
 #include "proxy/pool.h"
+#include "proxy/reuseport.h"
+#include "proxy/unix_path.h"
 #include "proxy/upstream.h"
 
 static void on_agent_connection(uv_stream_t *server, int status)
@@ -38,9 +39,13 @@ int agent_listener_start(struct pool *p, struct agent_listener **out, char *err,
     al->pool = p;
     int rc;
     if (a->kind == CONFIG_ADDR_UNIX) {
-        struct stat st;
-        if (lstat(a->path, &st) == 0 && S_ISSOCK(st.st_mode))
-            unlink(a->path); /* a socket file left behind by an earlier run */
+        char why[160];
+        rc = unix_path_claim(a->path, why, sizeof(why));
+        if (rc) {
+            snprintf(err, err_size, "pool %s: accept: %s", p->pc->name, why);
+            free(al);
+            return rc;
+        }
         rc = uv_pipe_init(loop, &al->h.pipe, 0);
         if (rc == 0) {
             al->open = true;
@@ -56,11 +61,13 @@ int agent_listener_start(struct pool *p, struct agent_listener **out, char *err,
             free(al);
             return UV_EINVAL;
         }
-        rc = uv_tcp_init(loop, &al->h.tcp);
+        rc = uv_tcp_init_ex(loop, &al->h.tcp, ss.ss_family);
         if (rc == 0) {
             al->open = true;
-            rc = uv_tcp_bind(&al->h.tcp, (struct sockaddr *)&ss, 0);
+            rc = reuseport_enable(&al->h.tcp); /* agents move to a newer process too */
         }
+        if (rc == 0)
+            rc = uv_tcp_bind(&al->h.tcp, (struct sockaddr *)&ss, 0);
     }
     al->h.handle.data = al;
     if (rc == 0)
@@ -86,4 +93,13 @@ void agent_listener_stop(struct agent_listener *al)
     if (al->pool->pc->accept.kind == CONFIG_ADDR_UNIX)
         unlink(al->pool->pc->accept.path);
     uv_close(&al->h.handle, agent_listener_closed);
+}
+
+void agent_listener_steer_here(struct agent_listener *al)
+{
+    if (al && al->open && al->pool->pc->accept.kind != CONFIG_ADDR_UNIX) {
+        char what[96];
+        snprintf(what, sizeof(what), "pool %s agents", al->pool->pc->name);
+        reuseport_steer_here(&al->h.tcp, what);
+    }
 }

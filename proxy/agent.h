@@ -32,4 +32,8 @@ agent_listener_start(struct pool *p, struct agent_listener **out, char *err, siz
 /* Stops accepting; freed when the handle is closed. */
 void agent_listener_stop(struct agent_listener *al);
 
+/* The agent port takes every new connection of its SO_REUSEPORT group from
+ * now on (see reuseport.h). Called once the process is started. */
+void agent_listener_steer_here(struct agent_listener *al);
+
 #endif

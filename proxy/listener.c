@@ -7,7 +7,6 @@
 #include "proxy/listener.h"
 
 #include <errno.h>
-#include <linux/filter.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "config/config.h"
 #include "proxy/client.h"
 #include "proxy/log.h"
+#include "proxy/reuseport.h"
 #include "proxy/sidecar.h"
 #include "proxy/unix_path.h"
 
@@ -73,11 +73,9 @@ static int bind_tcp(struct listener *l, uv_loop_t *loop, char *err, size_t err_s
         return rc;
     }
     l->open = true;
-    if (l->lc->reuse_port) {
-        uv_os_fd_t fd;
-        int one = 1;
-        if (uv_fileno(&l->h.handle, &fd) == 0)
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (l->lc->reuse_port && (rc = reuseport_enable(&l->h.tcp)) != 0) {
+        snprintf(err, err_size, "%s: SO_REUSEPORT: %s", a->text, uv_strerror(rc));
+        return rc;
     }
     rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
     if (rc) {
@@ -108,30 +106,6 @@ void listener_client_gone(struct listener *l)
         listener_free(l);
 }
 
-/*
- * A process that joins a port another one already listens on (an upgrade:
- * the new binary beside the old) takes every new connection from now on.
- * The kernel keeps a SO_REUSEPORT group's sockets in join order and lets a
- * classic BPF program pick one by index: "always 1" selects the second
- * socket, the newcomer, while two listen, and falls back to the usual hash
- * when the index is out of range (a process alone, or the old one gone).
- * Without it the old process keeps receiving connections until its socket
- * closes, and a connection that lands between its last accept and the
- * close is reset; with it, the old process only has to accept what it was
- * given before the newcomer started. Not fatal if refused: the upgrade then
- * has that window.
- */
-static void steer_new_connections_here(struct listener *l)
-{
-    struct sock_filter pick_second = BPF_STMT(BPF_RET | BPF_K, 1);
-    struct sock_fprog prog = {.len = 1, .filter = &pick_second};
-    uv_os_fd_t fd;
-    if (uv_fileno(&l->h.handle, &fd) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) != 0)
-        log_warn("listener %s: cannot steer new connections to a newer process: %s", l->lc->name,
-                 strerror(errno));
-}
-
 int listener_start(struct sidecar *sc, const struct config_listener *lc, struct listener **out,
                    char *err, size_t err_size)
 {
@@ -156,8 +130,6 @@ int listener_start(struct sidecar *sc, const struct config_listener *lc, struct 
             listener_free(l);
         return rc;
     }
-    if (lc->addr.kind != CONFIG_ADDR_UNIX && lc->reuse_port)
-        steer_new_connections_here(l);
     log_info("listener %s: listening on %s", lc->name, lc->addr.text);
     *out = l;
     return 0;
@@ -188,6 +160,15 @@ static void accept_backlog(struct listener *l)
     }
     if (taken)
         log_info("listener %s: took %u queued connections before closing", l->lc->name, taken);
+}
+
+void listener_steer_here(struct listener *l)
+{
+    if (l->open && l->lc->addr.kind != CONFIG_ADDR_UNIX && l->lc->reuse_port) {
+        char what[96];
+        snprintf(what, sizeof(what), "listener %s", l->lc->name);
+        reuseport_steer_here(&l->h.tcp, what);
+    }
 }
 
 void listener_stop(struct listener *l)

@@ -27,7 +27,7 @@ struct listener {
     bool handle_closed;
     uint32_t n_clients;
     uint64_t accepted;
-    uint64_t rejected; /* closed at accept: over max_clients or shutting down */
+    uint64_t rejected; /* closed at accept: over max_clients */
 };
 
 /* Binds and listens. Returns 0 or a UV error with a message in err. */
@@ -35,6 +35,10 @@ __attribute__((warn_unused_result)) int listener_start(struct sidecar *sc,
                                                        const struct config_listener *lc,
                                                        struct listener **out, char *err,
                                                        size_t err_size);
+
+/* A TCP listener with reuse_port takes every new connection of its port
+ * from now on (see reuseport.h). Called once the process is started. */
+void listener_steer_here(struct listener *l);
 
 /* Stops accepting; freed once the handle is closed and no client is left. */
 void listener_stop(struct listener *l);

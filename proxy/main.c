@@ -34,6 +34,20 @@ static void usage(FILE *out)
             "  -V, --version       print the version\n");
 }
 
+static char *absolute_path(const char *path)
+{
+    if (path[0] == '/')
+        return strdup(path);
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof(cwd)))
+        return NULL;
+    size_t n = strlen(cwd) + 1 + strlen(path) + 1;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%s/%s", cwd, path);
+    return out;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -97,7 +111,9 @@ int main(int argc, char **argv)
     sc->verbose = verbose;
     if (verbose)
         cfg->log_level = CONFIG_LOG_DEBUG;
-    sc->config_path = realpath(path, NULL);
+    /* Absolute but not resolved: a reload must follow a symlink that was
+     * swapped since the start (a Kubernetes ConfigMap's ..data). */
+    sc->config_path = absolute_path(path);
     char err[512] = "";
     int rc = sidecar_start(sc, loop, cfg, err, sizeof(err));
     if (rc != 0) {

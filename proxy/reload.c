@@ -203,6 +203,7 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
     config_unref(sc->cfg);
     sc->cfg = cfg;
     log_set_level(sc->verbose ? CONFIG_LOG_DEBUG : cfg->log_level);
+    sidecar_steer_connections_here(sc);
     free(kept_pool);
     free(fresh_listener);
     free(fresh_pool);

@@ -253,8 +253,18 @@ static void signal_cb(uv_signal_t *s, int signum)
         }
         return;
     }
+    const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
     if (sc->state == SIDECAR_RUNNING) {
-        sidecar_shutdown(sc, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        sc->signalled_stop = true;
+        sidecar_shutdown(sc, name);
+        return;
+    }
+    if (!sc->signalled_stop) {
+        /* POST /drain came first (a preStop hook, then the kubelet's or
+         * systemd's SIGTERM): this is the first signal, not an impatient
+         * second one, so the grace period stands. */
+        sc->signalled_stop = true;
+        log_info("%s: already draining; a second signal ends the grace period", name);
         return;
     }
     /* A second signal: stop waiting for the grace period. */
@@ -335,6 +345,7 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
         if (rc)
             return rc;
     }
+    sidecar_steer_connections_here(sc);
     uv_timer_start(&sc->janitor, janitor_cb, 0, JANITOR_INTERVAL_MS);
     /* Listeners are open: tell systemd (Type=notify) we are ready. */
     notify_send("READY=1\nSTATUS=serving");
@@ -382,4 +393,13 @@ struct pool *sidecar_find_pool(struct sidecar *sc, const char *name)
         if (strcmp(sc->pools[i]->pc->name, name) == 0)
             return sc->pools[i];
     return NULL;
+}
+
+void sidecar_steer_connections_here(struct sidecar *sc)
+{
+    for (size_t i = 0; i < sc->n_listeners; i++)
+        listener_steer_here(sc->listeners[i]);
+    for (size_t i = 0; i < sc->n_pools; i++)
+        agent_listener_steer_here(sc->pools[i]->agents);
+    admin_steer_here(sc->admin);
 }

@@ -29,7 +29,7 @@ enum sidecar_state {
 /* X(field, help) — process-wide counters. */
 #define SIDECAR_COUNTERS(X)                                                                        \
     X(clients_accepted, "Client connections accepted")                                             \
-    X(clients_rejected, "Client connections closed at accept (max_clients or draining)")           \
+    X(clients_rejected, "Client connections closed at accept (max_clients)")                       \
     X(clients_closed, "Client connections closed")                                                 \
     X(client_protocol_errors, "Client connections closed for a protocol error")                    \
     X(calls_no_route, "Calls that matched no route")
@@ -50,9 +50,10 @@ struct route_counter {
 
 struct sidecar {
     uv_loop_t *loop;
-    struct config *cfg; /* current snapshot (ref held) */
-    char *config_path;  /* re-read on reload; NULL = reload not possible */
-    bool verbose;       /* -v: debug logging whatever log_level a reload brings */
+    struct config *cfg;  /* current snapshot (ref held) */
+    char *config_path;   /* re-read on reload; NULL = reload not possible */
+    bool signalled_stop; /* a SIGTERM/SIGINT arrived (the next one cuts the grace) */
+    bool verbose;        /* -v: debug logging whatever log_level a reload brings */
     enum sidecar_state state;
 
     struct listener **listeners;
@@ -116,6 +117,10 @@ void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node);
 /* Takes a pool out of service after a reload: it finishes its calls,
  * closes its connections as they come back, and is freed when empty. */
 void sidecar_retire_pool(struct sidecar *sc, struct pool *p);
+
+/* Once every port is open (start, or a reload that opened new ones), new
+ * connections on shared ports go to this process (see reuseport.h). */
+void sidecar_steer_connections_here(struct sidecar *sc);
 
 /* The live pool named name, or NULL. */
 struct pool *sidecar_find_pool(struct sidecar *sc, const char *name);

@@ -374,11 +374,16 @@ class Sidecar(Proc):
         return adm.get("address") if adm.get("enabled", True) else None
 
     def wait_ready(self, timeout=START_TIMEOUT):
+        """Every port connectable and the start logged: with shared ports
+        (SO_REUSEPORT) an older process may answer before this one is up."""
         addrs = self.listener_addrs()
         if self.admin:
             addrs.append(self.admin)
         for a in addrs:
             wait_connectable(a, timeout, proc=self)
+        if self.config.get("log_level", "info") in ("info", "debug") or "-v" in self.argv:
+            self.wait_for_output(" started (pid %d)" % self.pid, timeout=timeout,
+                                 stream="stderr")
 
     def reload(self):
         """SIGHUP: re-read the config file."""

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import select
+import socket
 import statistics
 import subprocess
 import threading
@@ -333,7 +334,7 @@ def test_health_ready_and_config(testd, sidecar, free_addr):
     conf = get(sc, "/config").json()
     assert conf["config"]["pools"][0]["max_waiters"] == 1024  # defaults filled in
     assert conf["config"]["pools"][0]["min_idle"] == 2
-    assert conf["path"] == os.path.realpath(sc.config_path)
+    assert conf["path"] == os.path.abspath(sc.config_path)
     st = get(sc, "/stats").json()
     assert st["state"] == "running" and st["listeners"][0]["name"] == "local"
     assert st["process"]["open_fds"] > 3 and st["process"]["resident_memory_bytes"] > 1 << 20
@@ -427,12 +428,22 @@ def get_unix(path, target):
 
 
 def test_admin_address_in_use_stops_the_start(testd, sidecar):
+    """A port another program holds (without SO_REUSEPORT) is an error; a
+    port another drpc-sidecar holds is shared, for upgrades."""
     up = testd()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = "127.0.0.1:%d" % holder.getsockname()[1]
+    try:
+        other = sidecar(basic_config(up.addr, admin=taken), wait=False, expect_exit=1)
+        assert other.popen.wait(10 * SCALE) == 1
+        assert "cannot start: admin.address %s: address already in use" % taken in other.stderr()
+    finally:
+        holder.close()
     sc = sidecar(basic_config(up.addr))
-    other = sidecar(basic_config(up.addr, admin=sc.admin), wait=False, expect_exit=1)
-    assert other.popen.wait(10 * SCALE) == 1
-    assert "cannot start: admin.address %s: address already in use" % sc.admin in other.stderr()
-    assert get(sc, "/healthz").status == 200
+    newer = sidecar(basic_config(up.addr, admin=sc.admin))
+    assert get(newer, "/healthz").status == 200  # the newer process answers the shared port
 
 
 # --- /metrics -----------------------------------------------------------------------

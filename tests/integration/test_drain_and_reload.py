@@ -77,7 +77,7 @@ def test_upgrade_side_by_side_loses_no_call_of_new_connections(testd, sidecar):
         t.start()
     try:
         time.sleep(0.5)
-        new = sidecar(dict(cfg, admin={"address": free_addr()}))  # same port: SO_REUSEPORT
+        new = sidecar(cfg)  # the same config: every port is shared (SO_REUSEPORT)
         time.sleep(0.5)
         before = tally[0]
         old.send_signal(signal.SIGTERM)
@@ -198,3 +198,65 @@ def test_a_newer_process_on_the_port_takes_every_new_connection(testd, sidecar):
             assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
     assert (accepted(old), accepted(new)) == (before[0], before[1] + 40)
     assert "cannot steer" not in new.stderr()
+
+
+def test_agents_move_to_the_newer_process(sidecar, agent):
+    """A reverse pool's agent port is shared like the listeners: when the old
+    process drains, its agents' connections close, they dial again, and the
+    kernel hands them to the newer process, which serves calls with them."""
+    accept = free_addr()
+    cfg = {"listeners": [{"name": "local", "address": free_addr()}],
+           "admin": {"address": free_addr()},
+           "pools": [{"name": "agents", "accept": accept, "wait_timeout_ms": 5000}],
+           "routes": [{"pool": "agents"}]}
+    old = sidecar(cfg, expect_exit=None)
+    agent(accept, conns=2)  # re-dials whenever a connection closes
+    with old.conn() as c:
+        assert c.unary(ECHO + "Unary", b"old") == b"old"
+    new = sidecar(cfg)
+    old.send_signal(signal.SIGTERM)
+    assert old.popen.wait(15 * SCALE) == 0
+    with new.conn() as c:  # the same address: now only the new process listens
+        assert c.unary(ECHO + "Unary", b"new", timeout=5 * SCALE) == b"new"
+
+
+def test_sigterm_after_post_drain_keeps_the_grace(testd, sidecar):
+    """A preStop hook's POST /drain followed by the kubelet's (or systemd's)
+    SIGTERM: the signal is the first one, so calls in flight still finish."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr), expect_exit=None)
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Sleep", b"800")
+        time.sleep(0.1)
+        host, port = sc.admin.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
+        conn.request("POST", "/drain")
+        assert conn.getresponse().status == 202
+        conn.close()
+        sc.send_signal(signal.SIGTERM)
+        assert c.finish_unary(timeout=5 * SCALE) == b"slept"
+    assert sc.popen.wait(10 * SCALE) == 0
+    assert "already draining; a second signal ends the grace period" in sc.stderr()
+
+
+def test_reload_follows_a_swapped_config_symlink(testd, sidecar, short_tmp):
+    """Kubernetes updates a mounted ConfigMap by swapping a symlink: a reload
+    must read what the path names now, not the file it named at start."""
+    up = testd()
+    first, second = os.path.join(short_tmp, "a.json"), os.path.join(short_tmp, "b.json")
+    link = os.path.join(short_tmp, "config.json")
+    cfg = basic_config(up.addr)
+    with open(first, "w") as f:
+        json.dump(cfg, f)
+    with open(second, "w") as f:
+        json.dump(dict(cfg, routes=[{"pool": "default", "add_metadata": {"v": "2"}}]), f)
+    os.symlink(first, link)
+    sc = sidecar(cfg, args=("-c", link))
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Metadata", b"") == b""
+    tmp_link = link + ".new"
+    os.symlink(second, tmp_link)
+    os.replace(tmp_link, link)  # atomic swap, as the kubelet does
+    assert _post_reload(sc)[0] == 200
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Metadata", b"") == b"v=2\n"
