@@ -19,6 +19,7 @@
 #include "proxy/log.h"
 #include "proxy/sidecar.h"
 #include "proxy/upstream.h"
+#include "proxy/wire.h"
 
 const char *endpoint_health_name(enum endpoint_health h)
 {
@@ -425,6 +426,14 @@ void pool_janitor(struct pool *p, uint64_t now)
                            "pool replaced by a reload");
         serve_waiters(p);
         return;
+    }
+    /* Connections idle for a while give back the buffers a big call grew. */
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &p->idle)
+    {
+        struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
+        if (now - up->idle_since >= WIRE_TRIM_IDLE_MS)
+            wire_trim(&up->wire);
     }
     /* A reload may have shrunk the pool: idle connections over the limit go first. */
     while (pool_total(p) > pc->max_conns && !list_empty(&p->idle))

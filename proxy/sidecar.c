@@ -47,7 +47,8 @@ void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node)
     list_push_back(&sc->flush_list, node);
 }
 
-/* Closes clients that sat between calls longer than their listener allows. */
+/* Closes clients that sat between calls longer than their listener allows,
+ * and trims the buffers of those idle for a while. */
 static void close_idle_clients(struct sidecar *sc, uint64_t now)
 {
     struct list_node *n, *tmp;
@@ -57,6 +58,8 @@ static void close_idle_clients(struct sidecar *sc, uint64_t now)
         uint64_t limit = cl->listener->lc->client_idle_timeout_ms;
         if (cl->state != CLIENT_IDLE && cl->state != CLIENT_PREFIX)
             continue;
+        if (now - cl->last_active >= WIRE_TRIM_IDLE_MS)
+            wire_trim(&cl->wire); /* buffers a big call grew */
         /* Draining: clients that never sent a call (just connected, or
          * taken from a listener's backlog) get a short while to send it,
          * not the whole grace period. */

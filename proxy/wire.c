@@ -75,8 +75,7 @@ int wire_frames_end(struct wire_frames *it)
     if (it->shared)
         return buf_append(&w->in, it->data + it->pos, rest);
     if (rest == 0) {
-        /* Idle connections should cost nothing: drop the private buffer. */
-        buf_free(&w->in);
+        buf_reset(&w->in); /* kept for the call; wire_trim frees it */
         return 0;
     }
     buf_consume(&w->in, it->pos);
@@ -113,14 +112,18 @@ static void wire_write_cb(uv_write_t *req, int status)
     struct wire *w = req->data;
     w->writing = false;
     if (status == 0)
-        w->bytes_out += w->inflight.len;
-    /* Keep modest storage for the next write, drop big bursts. */
-    if (w->inflight.cap > 4 * WIRE_READ_CHUNK)
-        buf_free(&w->inflight);
-    else
-        buf_reset(&w->inflight);
+        w->bytes_out += w->inflight.len - w->inflight_off;
+    w->inflight_off = 0;
+    buf_reset(&w->inflight);
+    if (w->trim_after_write && w->out.len == 0)
+        wire_trim(w);
     if (status == UV_ECANCELED)
         return; /* the handle is closing; the owner already knows */
+    /* Frames that arrived while this write was in flight wait in w->out:
+     * send them now, not when the next frame happens to arrive (with the
+     * other side paused by back-pressure, none would). */
+    if (status == 0 && w->out.len)
+        wire_schedule_flush(w);
     notify_written(w, status);
 }
 
@@ -130,33 +133,51 @@ void wire_flush(struct wire *w)
         return;
     uv_buf_t b = uv_buf_init((char *)w->out.data, (unsigned)w->out.len);
     int n = uv_try_write(&w->h.stream, &b, 1);
-    if (n > 0) {
-        w->bytes_out += (uint64_t)n;
-        buf_consume(&w->out, (size_t)n);
-        if (w->out.len == 0) {
-            if (w->out.cap > 4 * WIRE_READ_CHUNK)
-                buf_free(&w->out);
-            notify_written(w, 0);
-            return;
-        }
-    } else if (n < 0 && n != UV_EAGAIN) {
+    if (n < 0 && n != UV_EAGAIN) {
         notify_written(w, n);
         return;
     }
-    /* The rest goes through uv_write; the wire owns those bytes until the
-     * callback, new frames keep accumulating in w->out meanwhile. */
+    size_t done = n > 0 ? (size_t)n : 0;
+    w->bytes_out += done;
+    if (done == w->out.len) {
+        buf_reset(&w->out);
+        if (w->trim_after_write)
+            wire_trim(w);
+        notify_written(w, 0);
+        return;
+    }
+    /* The rest goes through uv_write, straight from where uv_try_write
+     * stopped (no memmove of a large remainder on every partial write).
+     * The wire owns those bytes until the callback; new frames keep
+     * accumulating in w->out meanwhile. */
     struct buf tmp = w->inflight;
     w->inflight = w->out;
+    w->inflight_off = done;
     w->out = tmp;
     buf_reset(&w->out);
     w->write_req.data = w;
-    b = uv_buf_init((char *)w->inflight.data, (unsigned)w->inflight.len);
+    b = uv_buf_init((char *)w->inflight.data + done, (unsigned)(w->inflight.len - done));
     int rc = uv_write(&w->write_req, &w->h.stream, &b, 1, wire_write_cb);
     if (rc < 0) {
         notify_written(w, rc);
         return;
     }
     w->writing = true;
+}
+
+void wire_trim(struct wire *w)
+{
+    if (w->writing || w->out.len) {
+        w->trim_after_write = true;
+        return;
+    }
+    w->trim_after_write = false;
+    if (w->out.cap > WIRE_READ_CHUNK)
+        buf_free(&w->out);
+    if (w->inflight.cap > WIRE_READ_CHUNK)
+        buf_free(&w->inflight);
+    if (w->in.len == 0)
+        buf_free(&w->in);
 }
 
 void wire_schedule_flush(struct wire *w)

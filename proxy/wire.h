@@ -49,9 +49,11 @@ struct wire {
     bool writing;  /* a uv_write is in flight */
     bool shutdown; /* no more frames will be read (EOF seen or closing) */
 
-    struct buf in;       /* incomplete frame carried over between reads */
-    struct buf out;      /* frames waiting to be written */
-    struct buf inflight; /* bytes owned by the in-flight write */
+    struct buf in;         /* incomplete frame carried over between reads */
+    struct buf out;        /* frames waiting to be written */
+    struct buf inflight;   /* bytes owned by the in-flight write */
+    size_t inflight_off;   /* inflight's first bytes, already taken by uv_try_write */
+    bool trim_after_write; /* wire_trim came while a write was in flight */
     uv_write_t write_req;
     struct list_node flush_node; /* on sidecar.flush_list while a flush is due */
 
@@ -101,10 +103,19 @@ __attribute__((warn_unused_result)) int wire_put_frame(struct wire *w, const str
 /* Bytes queued toward this wire's peer and not yet written. */
 static inline size_t wire_queued(const struct wire *w)
 {
-    return w->out.len + w->inflight.len;
+    return w->out.len + w->inflight.len - w->inflight_off;
 }
 
 void wire_schedule_flush(struct wire *w);
+
+/* A wire idle this long gives its big buffers back (see wire_trim). */
+#define WIRE_TRIM_IDLE_MS 1000
+
+/* Gives back big buffers. They are kept while calls keep coming, since
+ * regrowing them for every call or write costs copies and page faults; the
+ * janitors trim wires idle for WIRE_TRIM_IDLE_MS. A write still in flight
+ * is trimmed when it completes. */
+void wire_trim(struct wire *w);
 
 /* Writes what is queued: uv_try_write first, uv_write for the rest. */
 void wire_flush(struct wire *w);
