@@ -23,7 +23,10 @@ int reuseport_enable(uv_tcp_t *tcp)
 void reuseport_steer_here(uv_tcp_t *tcp, const char *what)
 {
     struct sock_filter pick_second = BPF_STMT(BPF_RET | BPF_K, 1);
-    struct sock_fprog prog = {.len = 1, .filter = &pick_second};
+    struct sock_fprog prog;
+    memset(&prog, 0, sizeof(prog)); /* the padding after len goes to the kernel too */
+    prog.len = 1;
+    prog.filter = &pick_second;
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)tcp, &fd) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) != 0)
