@@ -243,7 +243,7 @@ static json_t *metadata_json(const struct metadata *md, bool values)
         const struct metadata_pair *mp = &md->pairs[i];
         json_t *k = views_string(mp->key, mp->key_len);
         size_t n = mp->value_len < VIEWS_MAX_VALUE_BYTES ? mp->value_len : VIEWS_MAX_VALUE_BYTES;
-        /* A cut may split a UTF-8 sequence: views_string turns the stub into U+FFFD. */
+        /* A cut may split a UTF-8 sequence: views_string turns the cut sequence into U+FFFD. */
         if (k)
             json_object_set_new(o, json_string_value(k), views_string(mp->value, n));
         json_decref(k);
