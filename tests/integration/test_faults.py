@@ -240,34 +240,49 @@ def test_slow_reader_is_back_pressured(pyserver, sidecar, fault_check):
     check.finish()
 
 
-@pytest.mark.timeout_s(60)
-def test_connection_flood_with_max_clients(pyserver, sidecar, fault_check):
-    n, limit = 3000, 1000
+def _flood_target(pyserver, sidecar, fault_check, n, limit):
+    """A sidecar with max_clients = limit under the standard load (whose 32
+    clients count toward it), with room for n more sockets in this process;
+    returns (sidecar, check, RSS baseline in KiB)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard < n + 500:
+    if hard < n + 1000:
         pytest.skip("RLIMIT_NOFILE hard limit %d too low" % hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 500), hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 1000), hard))
     up = pyserver()
     cfg = basic_config(up.addr)
     cfg["max_clients"] = limit
     sc = sidecar(cfg)
     time.sleep(0.2)
-    check = fault_check(sc, {"default": up.open_conns})  # its clients count in max_clients
-    base = rss_kib(sc.pid)
+    check = fault_check(sc, {"default": up.open_conns})
+    return sc, check, rss_kib(sc.pid)
+
+
+def _flood(sc, n, socks):
+    """Opens n connections (kept in socks for the caller to close) and returns
+    how many the sidecar kept open: the rest were closed at accept."""
+    host, port = sc.addr.rsplit(":", 1)
+    for _ in range(n):
+        socks.append(socket.create_connection((host, int(port))))
+    time.sleep(1.5)
+    alive = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            alive += s.recv(1) != b""
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    return alive
+
+
+@pytest.mark.timeout_s(60)
+def test_connection_flood_with_max_clients(pyserver, sidecar, fault_check):
+    n, limit = 3000, 1000
+    sc, check, base = _flood_target(pyserver, sidecar, fault_check, n, limit)
     socks = []
     try:
-        for _ in range(n):
-            socks.append(drpc.dial(sc.addr))
-        time.sleep(1.0)
-        alive = 0
-        for s in socks:
-            s.setblocking(False)
-            try:
-                alive += s.recv(1) != b""
-            except BlockingIOError:
-                alive += 1
-            except OSError:
-                pass
+        alive = _flood(sc, n, socks)
         assert alive + check.clients == limit, alive
         peak = check.sample_rss()
         rss_limit = 64 * 1024 if INSTRUMENTED else 8 * 1024
@@ -322,32 +337,10 @@ def test_upstream_sigkilled_under_load_then_restarted(testd, sidecar, fault_chec
 @pytest.mark.timeout_s(90)
 def test_flood_of_10000_connections(pyserver, sidecar, fault_check):
     n, limit = 10000, 2000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard < n + 1000:
-        pytest.skip("RLIMIT_NOFILE hard limit %d too low" % hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 1000), hard))
-    up = pyserver()
-    cfg = basic_config(up.addr)
-    cfg["max_clients"] = limit
-    sc = sidecar(cfg)
-    time.sleep(0.2)
-    check = fault_check(sc, {"default": up.open_conns})  # its clients count in max_clients
-    base = rss_kib(sc.pid)
-    host, port = sc.addr.rsplit(":", 1)
+    sc, check, base = _flood_target(pyserver, sidecar, fault_check, n, limit)
     socks = []
     try:
-        for _ in range(n):
-            socks.append(socket.create_connection((host, int(port))))
-        time.sleep(1.5)
-        alive = 0
-        for s in socks:
-            s.setblocking(False)
-            try:
-                alive += s.recv(1) != b""
-            except BlockingIOError:
-                alive += 1
-            except OSError:
-                pass
+        alive = _flood(sc, n, socks)
         peak = check.sample_rss()
         assert alive + check.clients == limit, alive
         with sc.conn() as c:
