@@ -92,6 +92,14 @@ def expect_call(agent, rpc, sid):
     return msg.data
 
 
+def unary_via(c, agent, sid, data):
+    """One Unary call from caller c, served by the raw agent on stream sid."""
+    c.start_unary(ECHO + "Unary", data)
+    assert expect_call(agent, ECHO + "Unary", sid) == data
+    reply(agent, sid, data)
+    return c.finish_unary()
+
+
 def reply(agent, sid, data):
     """Message + CloseSend in one write, as a Go server's unary reply."""
     agent.send_raw(drpc.encode_packet(drpc.KIND_MESSAGE, sid, 1, data)
@@ -148,14 +156,8 @@ def test_lazy_header_agent_without_identify(sidecar):
         assert idle_agents(sc, 1)
         assert agent.is_open(wait=0.6)  # outlives the 300 ms handshake deadline
         with sc.conn() as c:
-            c.start_unary(ECHO + "Unary", b"hi")
-            assert expect_call(agent, ECHO + "Unary", 1) == b"hi"
-            reply(agent, 1, b"hi")  # DRPC!!!1 + Message + CloseSend
-            assert c.finish_unary() == b"hi"
-            c.start_unary(ECHO + "Unary", b"again")
-            assert expect_call(agent, ECHO + "Unary", 2) == b"again"
-            reply(agent, 2, b"again")
-            assert c.finish_unary() == b"again"
+            assert unary_via(c, agent, 1, b"hi") == b"hi"  # DRPC!!!1 + Message + CloseSend
+            assert unary_via(c, agent, 2, b"again") == b"again"
         assert pool_view(sc)["conns"]["idle"] == 1
     finally:
         agent.close()
@@ -186,10 +188,7 @@ def test_eager_header_agent_still_accepted(sidecar):
         agent.send_raw(drpc.HEADER)  # the prefix on its own, at connect
         assert idle_agents(sc, 1)
         with sc.conn() as c:
-            c.start_unary(ECHO + "Unary", b"e")
-            assert expect_call(agent, ECHO + "Unary", 1) == b"e"
-            reply(agent, 1, b"e")
-            assert c.finish_unary() == b"e"
+            assert unary_via(c, agent, 1, b"e") == b"e"
     finally:
         agent.close()
 
@@ -495,10 +494,7 @@ def test_soft_cancel_and_late_packets_on_an_agent_connection(sidecar):
             f = agent.read_frame()
             assert (f.kind, f.stream, f.message, f.control) == (drpc.KIND_CANCEL, 1, 4, True), f
             reply(agent, 1, b"late")  # after the cancel: must not reach anyone
-            c.start_unary(ECHO + "Unary", b"next")
-            assert expect_call(agent, ECHO + "Unary", 2) == b"next"
-            reply(agent, 2, b"next")
-            assert c.finish_unary() == b"next"
+            assert unary_via(c, agent, 2, b"next") == b"next"
         assert pool_view(sc)["counters"]["agents_accepted"] == 1
     finally:
         agent.close()
