@@ -40,11 +40,14 @@ static void flush_check_cb(uv_check_t *h)
     uv_check_stop(&sc->flush_check);
 }
 
-void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node)
+void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node, bool first)
 {
     if (list_empty(&sc->flush_list))
         uv_check_start(&sc->flush_check, flush_check_cb);
-    list_push_back(&sc->flush_list, node);
+    if (first)
+        list_push_front(&sc->flush_list, node);
+    else
+        list_push_back(&sc->flush_list, node);
 }
 
 /* Closes clients that sat between calls longer than their listener allows,

@@ -111,8 +111,9 @@ void sidecar_abort_start(struct sidecar *sc);
 /* After uv_run returns: frees what is left. */
 void sidecar_free(struct sidecar *sc);
 
-/* Queues a wire for the end-of-iteration flush. */
-void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node);
+/* Queues a wire for the end-of-iteration flush; `first` puts it ahead of
+ * the wires already queued. */
+void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node, bool first);
 
 /* Takes a pool out of service after a reload: it finishes its calls,
  * closes its connections as they come back, and is freed when empty. */
