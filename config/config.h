@@ -151,6 +151,7 @@ struct config {
     uint64_t max_message_size;       /* default 4 MiB (the upstream reader's) */
     uint64_t max_metadata_size;      /* default 64 KiB */
     uint64_t call_buffer_bytes;      /* per-call buffered bytes high-water mark, default 1 MiB */
+    uint32_t busy_poll_us;           /* keep polling this long after a read; 0 (default) = off */
 };
 
 struct config_error {

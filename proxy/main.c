@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "proxy/log.h"
+#include "proxy/run.h"
 #include "proxy/sidecar.h"
 
 #ifndef SIDECAR_VERSION
@@ -126,7 +127,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("drpc-sidecar %s started (pid %d)", SIDECAR_VERSION, (int)uv_os_getpid());
-    uv_run(loop, UV_RUN_DEFAULT);
+    sidecar_run(sc);
     int code = sc->exit_code;
     sidecar_free(sc);
     free(sc->config_path);

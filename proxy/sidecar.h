@@ -81,6 +81,7 @@ struct sidecar {
 
     struct list_node flush_list;
     uv_check_t flush_check;
+    uint64_t socket_reads; /* reads that brought data; tells sidecar_run the loop is busy */
     uv_timer_t janitor;
     uint64_t janitor_ticks;
     uv_timer_t shutdown_timer;

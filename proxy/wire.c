@@ -47,6 +47,7 @@ void wire_frames_begin(struct wire_frames *it, struct wire *w, ssize_t nread, co
     it->w = w;
     it->pos = 0;
     w->bytes_in += (uint64_t)nread;
+    w->sc->socket_reads++;
     if (buf->base == (char *)w->sc->readbuf) {
         it->shared = true;
         it->data = w->sc->readbuf;

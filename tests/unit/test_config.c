@@ -174,6 +174,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->max_message_size, 4 << 20);
     assert_int_equal(cfg->max_metadata_size, 64 << 10);
     assert_int_equal(cfg->call_buffer_bytes, 1 << 20);
+    assert_int_equal(cfg->busy_poll_us, 0);
 
     const struct config_listener *l = &cfg->listeners[0];
     assert_string_equal(l->name, "listener0");
@@ -261,7 +262,8 @@ static const char *const ALL_KEYS =
     "  ],\n"
     "  \"access_log\": {\"path\": \"-\", \"format\": \"json\"},\n"
     "  \"log_level\": \"debug\", \"max_clients\": 0, \"shutdown_grace_ms\": 0,\n"
-    "  \"max_message_size\": 1024, \"max_metadata_size\": 64, \"call_buffer_bytes\": 65536\n"
+    "  \"max_message_size\": 1024, \"max_metadata_size\": 64, \"call_buffer_bytes\": 65536,\n"
+    "  \"busy_poll_us\": 50\n"
     "}\n";
 
 static void test_all_keys(void **state)
@@ -274,6 +276,7 @@ static void test_all_keys(void **state)
     assert_int_equal(cfg->max_message_size, 1024);
     assert_int_equal(cfg->max_metadata_size, 64);
     assert_int_equal(cfg->call_buffer_bytes, 65536);
+    assert_int_equal(cfg->busy_poll_us, 50);
 
     assert_int_equal(cfg->n_listeners, 3);
     const struct config_listener *l = &cfg->listeners[0];
@@ -560,6 +563,9 @@ static void test_top_level_errors(void **state)
          "must be between 64 and 4194304"},
         {"{" L1 ", " P1 ", \"call_buffer_bytes\": `1}", "call_buffer_bytes",
          "must be between 65536 and 1073741824"},
+        {"{" L1 ", " P1 ", \"busy_poll_us\": `10001}", "busy_poll_us",
+         "must be between 0 and 10000"},
+        {"{" L1 ", " P1 ", \"busy_poll_us\": `-1}", "busy_poll_us", "must be between 0 and 10000"},
     };
     RUN_BAD(cases);
 }
