@@ -430,15 +430,11 @@ void call_on_client_frame(struct call *c, const struct frame *f)
 {
     struct sidecar *sc = c->sc;
     if (!f->control && (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA)) {
-        struct client_conn *cl = c->client;
-        call_fail(c, CALL_CAUSE_PROTOCOL, "invoke on a stream that is already open");
-        client_drain_and_close(cl, "protocol error: second invoke on a stream");
+        client_protocol_error(c->client, f->stream_id, "invoke on a stream that is already open");
         return;
     }
     if (f->message_id < c->client_last_msg) {
-        struct client_conn *cl = c->client;
-        call_fail(c, CALL_CAUSE_PROTOCOL, "message id went backwards");
-        client_drain_and_close(cl, "protocol error: message id went backwards");
+        client_protocol_error(c->client, f->stream_id, "message id went backwards");
         return;
     }
     bool new_packet = f->message_id != c->client_last_msg;

@@ -107,8 +107,7 @@ void client_send_error(struct client_conn *cl, uint64_t sid, uint64_t msg, uint6
     wire_schedule_flush(&cl->wire);
 }
 
-/* Closes the client for a protocol violation, telling it why on stream sid. */
-static void protocol_error(struct client_conn *cl, uint64_t sid, const char *why)
+void client_protocol_error(struct client_conn *cl, uint64_t sid, const char *why)
 {
     struct sidecar *sc = cl->wire.sc;
     sc->stats.client_protocol_errors++;
@@ -230,7 +229,7 @@ static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
         char why[96];
         snprintf(why, sizeof(why), "%s before invoke on stream %llu", frame_kind_name(f->kind),
                  (unsigned long long)f->stream_id);
-        protocol_error(cl, f->stream_id, why);
+        client_protocol_error(cl, f->stream_id, why);
         return;
     }
     }
@@ -305,7 +304,7 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (r < 0 && cl->state < CLIENT_DRAINING) {
         uint64_t sid = cl->call ? cl->call->client_sid : 0;
-        protocol_error(cl, sid, frame_strerror(r));
+        client_protocol_error(cl, sid, frame_strerror(r));
         return;
     }
     if (cl->state < CLIENT_DRAINING)

@@ -62,6 +62,10 @@ void client_call_ended(struct client_conn *cl);
 void client_send_error(struct client_conn *cl, uint64_t sid, uint64_t msg, uint64_t code,
                        const char *text);
 
+/* A protocol violation: counts it, fails the call in progress (or sends
+ * an Error on stream sid) and closes the connection once that is written. */
+void client_protocol_error(struct client_conn *cl, uint64_t sid, const char *why);
+
 /* Stop reading, flush, then close (protocol errors, shutdown). */
 void client_drain_and_close(struct client_conn *cl, const char *reason);
 

@@ -2,10 +2,12 @@
 stale sockets), client limits and timeouts, broken or confused clients
 (each affects only itself), and shutdown on SIGTERM."""
 
+import json
 import os
 import signal
 import socket
 import time
+import urllib.request
 
 import pytest
 
@@ -71,10 +73,18 @@ def test_client_protocol_errors_affect_only_that_client(pyserver, sidecar, fault
         F(drpc.KIND_MESSAGE, 1, 1, b"hi"),        # message before invoke
         b"GET / HTTP/1.1\r\n\r\n",                # not DRPC at all
     ]
+    invoke = F(drpc.KIND_INVOKE, 1, 1, ECHO.encode() + b"Unary")
+    bad_inputs += [  # found once the call is under way
+        invoke + F(drpc.KIND_MESSAGE, 1, 2, b"a") + F(drpc.KIND_INVOKE, 1, 3, b"/x/Y"),
+        invoke + F(drpc.KIND_MESSAGE, 1, 3, b"a") + F(drpc.KIND_MESSAGE, 1, 2, b"b"),
+    ]
     for raw in bad_inputs:
         with sc.conn(timeout=3) as bad:
             bad.send_raw(raw)
             assert_protocol_error_then_closed(bad)
+    # each of them is counted, wherever the sidecar caught it
+    stats = json.load(urllib.request.urlopen("http://%s/stats" % sc.admin, timeout=5))
+    assert stats["counters"]["client_protocol_errors"] == len(bad_inputs)
     # a client that hangs up halfway through a frame (and mid-call)
     half = sc.conn()
     frame = F(drpc.KIND_INVOKE, 1, 1, ECHO.encode() + b"Unary") + \
