@@ -441,6 +441,20 @@ void pool_janitor(struct pool *p, uint64_t now)
                        "pool shrunk by a reload");
     if (pc->reverse)
         return; /* agents dial in: nothing to dial, and closing them idle would hurt */
+    /* Idle connections past max_lifetime go now, not after one more call.
+     * The scan restarts after each close: closing may change the list. */
+    for (bool closed = pc->max_lifetime_ms != 0; closed;) {
+        closed = false;
+        list_for_each_safe(n, tmp, &p->idle)
+        {
+            struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
+            if (now - up->created_at >= pc->max_lifetime_ms) {
+                upstream_close(up, "max_lifetime reached");
+                closed = true;
+                break;
+            }
+        }
+    }
     if (pc->idle_timeout_ms) {
         /* The tail of the idle list has waited longest. */
         while (!list_empty(&p->idle) && pool_total(p) > pc->min_idle) {

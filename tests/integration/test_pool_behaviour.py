@@ -28,9 +28,21 @@ def test_max_lifetime_replaces_connections_at_release(pyserver, sidecar):
     with sc.conn() as c:
         first = conn_id(c)
         assert conn_id(c) == first  # young: reused
-        time.sleep(0.4)
-        c.unary(ECHO + "Unary", b"released past its lifetime")
+        c.start_unary(ECHO + "Sleep", b"400")
+        assert c.finish_unary() == b"slept"  # past its lifetime mid-call: not cut
         assert conn_id(c) != first
+
+
+def test_max_lifetime_closes_idle_connections_before_their_next_call(pyserver, sidecar):
+    up = pyserver()
+    sc = sidecar(basic_config(up.addr, max_conns=1, max_lifetime_ms=300, min_idle=0))
+    with sc.conn() as c:
+        first = conn_id(c)
+        deadline = time.time() + 3 * SCALE
+        while up.open_conns() and time.time() < deadline:
+            time.sleep(0.05)
+        assert up.open_conns() == 0  # closed while idle, by age
+        assert conn_id(c) != first  # the next call never sees the old one
 
 
 def test_idle_timeout_closes_idle_connections(pyserver, sidecar):
@@ -91,3 +103,8 @@ def test_pools_view_lists_agents(pyagent, sidecar):
         time.sleep(0.05)
     assert p["kind"] == "reverse" and p["accept"] == accept
     assert [(x["id"], x["conns"], x["busy"]) for x in p["agents"]] == [("edge-1", 3, 0)]
+    # its settings: where agents dial in, and nothing about dialling out
+    assert p["config"]["accept"] == accept and "endpoints" not in p["config"]
+    assert p["config"]["identify"] == {"rpc": ECHO + "Identify"}
+    for key in ("min_idle", "idle_timeout_ms", "balance", "eject_ms", "backoff_max_ms"):
+        assert key not in p["config"], key
