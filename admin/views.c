@@ -153,28 +153,6 @@ static json_t *agents_json(const struct sidecar *sc, const struct pool *p)
     return arr;
 }
 
-static const char *balance_name(enum config_balance b)
-{
-    return b == CONFIG_BALANCE_LEAST_BUSY ? "least_busy" : "round_robin";
-}
-
-static json_t *pool_config_json(const struct config_pool *pc)
-{
-    json_t *o = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:b}", "max_conns",
-        (json_int_t)pc->max_conns, "min_idle", (json_int_t)pc->min_idle, "max_waiters",
-        (json_int_t)pc->max_waiters, "wait_timeout_ms", (json_int_t)pc->wait_timeout_ms,
-        "call_timeout_ms", (json_int_t)pc->call_timeout_ms, "dial_timeout_ms",
-        (json_int_t)pc->dial_timeout_ms, "idle_timeout_ms", (json_int_t)pc->idle_timeout_ms,
-        "max_lifetime_ms", (json_int_t)pc->max_lifetime_ms, "balance", balance_name(pc->balance),
-        "cancel", pc->cancel == CONFIG_CANCEL_CLOSE ? "close" : "soft", "header", pc->header);
-    if (o) {
-        json_object_set_new(o, "eject_after_failures", json_integer(pc->eject_after_failures));
-        json_object_set_new(o, "eject_ms", json_integer((json_int_t)pc->eject_ms));
-    }
-    return o;
-}
-
 static json_t *pool_json(const struct sidecar *sc, const struct pool *p)
 {
     uint64_t now = uv_now(sc->loop);
@@ -185,7 +163,7 @@ static json_t *pool_json(const struct sidecar *sc, const struct pool *p)
 #define VIEWS_OBJ o
     METRICS_POOL_STATE(VIEWS_ROW)
 #undef VIEWS_OBJ
-    json_object_set_new(o, "config", pool_config_json(pc));
+    json_object_set_new(o, "config", config_pool_to_json(pc));
     json_t *conns = json_object();
 #define VIEWS_OBJ conns
     METRICS_POOL_CONNS(VIEWS_ROW)

@@ -189,6 +189,11 @@ int config_pool_index(const struct config *cfg, const char *name);
  * Caller owns the result; NULL when out of memory. */
 json_t *config_to_json(const struct config *cfg, bool redact);
 
+/* One pool's effective settings, as in config_to_json's "pools" (a reverse
+ * pool lists no dialling keys). Caller owns the result; NULL when out of
+ * memory. */
+json_t *config_pool_to_json(const struct config_pool *p);
+
 /* Parses an address string as the config does ("host:port", "[v6]:port",
  * "unix:/path"). Returns 0 or UV_EINVAL with a reason in why. */
 __attribute__((warn_unused_result)) int config_addr_parse(const char *text, struct config_addr *out,

@@ -133,6 +133,17 @@ static json_t *admin_json(struct out *o, const struct config_admin *a, bool reda
     return j;
 }
 
+json_t *config_pool_to_json(const struct config_pool *p)
+{
+    struct out o = {true};
+    json_t *j = pool_json(&o, p);
+    if (!o.ok) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
 json_t *config_to_json(const struct config *cfg, bool redact)
 {
     struct out o = {true};
