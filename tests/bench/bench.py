@@ -46,11 +46,18 @@ def wait_port(port, timeout=10):
 
 
 class Procs:
+    """Every process gets its own session, as separate services would have
+    (with sched_autogroup, one session is one scheduling group). In one
+    shared session the scheduler weighs threads, not programs: HAProxy's
+    two threads would get twice the CPU of the sidecar's one whenever the
+    two cores are saturated, and client and server would lose to both."""
+
     def __init__(self):
         self.procs = []
 
     def start(self, cmd, port=None, **kw):
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, **kw)
         self.procs.append(p)
         if port:
             wait_port(port)
@@ -82,10 +89,19 @@ def sidecar_config(listen, admin, upstream, max_conns, busy_poll_us=0):
 def bench(build, port, args, duration, warmup):
     cmd = [os.path.join(build, "drpc-bench"), "--addr", "127.0.0.1:%d" % port,
            "--duration", str(duration), "--warmup", str(warmup)] + args
-    out = subprocess.run(cmd, capture_output=True, timeout=duration + warmup + 60)
+    out = subprocess.run(cmd, capture_output=True, timeout=duration + warmup + 60,
+                         start_new_session=True)
     line = out.stdout.decode().strip().splitlines()[-1] if out.stdout else ""
     res = dict(kv.split("=") for kv in line.split())
     return {k: float(v) for k, v in res.items()}
+
+
+def autogroup():
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return "on" if f.read().strip() == "1" else "off"
+    except OSError:
+        return "n/a"
 
 
 def rss_kib(pid):
@@ -258,9 +274,10 @@ def main():
         return "n/a" if v is None else ("%.0f" % v[key] if v[key] >= 100 else "%.1f" % v[key])
 
     print()
-    print("drpc-sidecar benchmark (%s): nproc=%d loadavg=%s rounds=%d duration=%.0fs each" %
+    print("drpc-sidecar benchmark (%s): nproc=%d loadavg=%s rounds=%d duration=%.0fs each, "
+          "one session per process (sched_autogroup %s)" %
           (a.mode, os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg()), rounds,
-           duration))
+           duration, autogroup()))
     print("%-28s %-6s %10s %10s %10s %9s %9s %8s %8s %8s %7s" %
           ("workload", "metric", "direct", "sidecar", "haproxy", "sc/ha", "sc/direct",
            "p50 sc", "p50 ha", "p99 sc", "errors"))
@@ -302,7 +319,8 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"mode": a.mode, "nproc": os.cpu_count(), "loadavg": os.getloadavg(),
-                   "rounds": rounds, "duration_s": duration, "workloads": results,
+                   "rounds": rounds, "duration_s": duration, "autogroup": autogroup(),
+                   "workloads": results,
                    "wait_p99_ms_pool32": wait_p99_ms, "idle_rss_bytes_per_conn": per_conn,
                    "haproxy_idle_rss_bytes_per_conn": ha_per_conn,
                    "instructions_per_call": instr, "added_p50_latency_1conn": added},
