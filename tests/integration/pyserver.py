@@ -141,6 +141,19 @@ class _ServerConn(threading.Thread):
             if p.kind in (drpc.KIND_CANCEL, drpc.KIND_CLOSE, drpc.KIND_ERROR):
                 return False
 
+    def _cancelled(self, reader, sid):
+        """Without waiting: has the client cancelled, closed or replaced stream sid?"""
+        while reader.ready() or select.select([self.sock], [], [], 0)[0]:
+            p = reader.read_packet()
+            if p.stream < sid:
+                continue
+            if p.stream > sid:
+                reader.pushed.append(p)
+                return True
+            if p.kind in (drpc.KIND_CANCEL, drpc.KIND_CLOSE, drpc.KIND_ERROR):
+                return True
+        return False
+
     def _call(self, reader, sid, rpc, md):
         self.server.calls.append(rpc)
         mid = [0]
@@ -176,8 +189,11 @@ class _ServerConn(threading.Thread):
             put(drpc.KIND_MESSAGE, req)
         elif name == "ServerStream":
             count, size = (int(x) for x in req.split())
+            pattern = bytes(range(251)) * (size // 251 + 2)  # message k: byte i = (k + i) % 251
             for k in range(count):
-                put(drpc.KIND_MESSAGE, bytes((k + i) % 251 for i in range(size)))
+                if k and self._cancelled(reader, sid):
+                    return  # like the Go server: nothing more once the client cancelled
+                put(drpc.KIND_MESSAGE, pattern[k % 251:k % 251 + size])
         elif name == "Error":
             code, _, text = req.decode().partition(" ")
             put(drpc.KIND_ERROR, drpc.encode_error(int(code), text))
