@@ -32,7 +32,9 @@ enum sidecar_state {
     X(clients_rejected, "Client connections closed at accept (max_clients)")                       \
     X(clients_closed, "Client connections closed")                                                 \
     X(client_protocol_errors, "Client connections closed for a protocol error")                    \
-    X(calls_no_route, "Calls that matched no route")
+    X(calls_no_route, "Calls that matched no route")                                               \
+    X(busy_poll_catches, "Socket reads picked up while busy polling, without a wake-up")           \
+    X(busy_poll_timeouts, "Busy-poll windows that ended with nothing read")
 
 struct sidecar_stats {
 #define X(name, help) uint64_t name;
