@@ -36,7 +36,7 @@ class _Reader:
         self.decoder = drpc.FrameDecoder(expect_header=header)
         self.assembler = drpc.PacketAssembler()
         self.frames = collections.deque()
-        self.pushed = []  # a packet read ahead by _sleep, served first
+        self.pushed = []  # a packet read ahead by _stream_over, served first
 
     def ready(self):
         """True when a packet may be read without waiting for the socket."""
@@ -123,27 +123,14 @@ class _ServerConn(threading.Thread):
             elif p.kind in (drpc.KIND_CLOSE, drpc.KIND_CANCEL, drpc.KIND_ERROR):
                 return None
 
-    def _sleep(self, reader, sid, seconds):
-        """Sleeps; False when the stream is cancelled or replaced first."""
-        deadline = time.time() + seconds
+    def _stream_over(self, reader, sid, wait):
+        """Reads what the client sends for up to wait seconds (0: only what
+        has arrived); True as soon as it cancels, closes or replaces stream sid."""
+        deadline = time.time() + wait
         while True:
-            left = deadline - time.time()
-            if left <= 0:
-                return True
+            left = max(0.0, deadline - time.time())
             if not reader.ready() and not select.select([self.sock], [], [], left)[0]:
-                return True
-            p = reader.read_packet()
-            if p.stream < sid:
-                continue
-            if p.stream > sid:
-                reader.pushed.append(p)
                 return False
-            if p.kind in (drpc.KIND_CANCEL, drpc.KIND_CLOSE, drpc.KIND_ERROR):
-                return False
-
-    def _cancelled(self, reader, sid):
-        """Without waiting: has the client cancelled, closed or replaced stream sid?"""
-        while reader.ready() or select.select([self.sock], [], [], 0)[0]:
             p = reader.read_packet()
             if p.stream < sid:
                 continue
@@ -152,7 +139,6 @@ class _ServerConn(threading.Thread):
                 return True
             if p.kind in (drpc.KIND_CANCEL, drpc.KIND_CLOSE, drpc.KIND_ERROR):
                 return True
-        return False
 
     def _call(self, reader, sid, rpc, md):
         self.server.calls.append(rpc)
@@ -191,7 +177,7 @@ class _ServerConn(threading.Thread):
             count, size = (int(x) for x in req.split())
             pattern = bytes(range(251)) * (size // 251 + 2)  # message k: byte i = (k + i) % 251
             for k in range(count):
-                if k and self._cancelled(reader, sid):
+                if k and self._stream_over(reader, sid, 0):
                     return  # like the Go server: nothing more once the client cancelled
                 put(drpc.KIND_MESSAGE, pattern[k % 251:k % 251 + size])
         elif name == "Error":
@@ -201,7 +187,7 @@ class _ServerConn(threading.Thread):
         elif name == "Metadata":
             put(drpc.KIND_MESSAGE, "".join("%s=%s\n" % kv for kv in sorted(md.items())).encode())
         elif name == "Sleep":
-            if not self._sleep(reader, sid, int(req) / 1000.0):
+            if self._stream_over(reader, sid, int(req) / 1000.0):
                 return  # cancelled: like the Go server, send nothing more
             put(drpc.KIND_MESSAGE, b"slept")
         elif name == "Conn":
