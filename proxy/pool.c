@@ -427,12 +427,18 @@ void pool_janitor(struct pool *p, uint64_t now)
         serve_waiters(p);
         return;
     }
-    /* Connections idle for a while give back the buffers a big call grew. */
+    /* Idle connections past max_lifetime go now, not after one more call
+     * (reverse pools check it at release only: an agent connection cannot
+     * be dialled back). Those idle for a while give back the buffers a big
+     * call grew. Closing an idle connection unlinks only its own node. */
+    bool check_age = pc->max_lifetime_ms && !pc->reverse;
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &p->idle)
     {
         struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
-        if (now - up->idle_since >= WIRE_TRIM_IDLE_MS)
+        if (check_age && now - up->created_at >= pc->max_lifetime_ms)
+            upstream_close(up, "max_lifetime reached");
+        else if (now - up->idle_since >= WIRE_TRIM_IDLE_MS)
             wire_trim(&up->wire);
     }
     /* A reload may have shrunk the pool: idle connections over the limit go first. */
@@ -441,20 +447,6 @@ void pool_janitor(struct pool *p, uint64_t now)
                        "pool shrunk by a reload");
     if (pc->reverse)
         return; /* agents dial in: nothing to dial, and closing them idle would hurt */
-    /* Idle connections past max_lifetime go now, not after one more call.
-     * The scan restarts after each close: closing may change the list. */
-    for (bool closed = pc->max_lifetime_ms != 0; closed;) {
-        closed = false;
-        list_for_each_safe(n, tmp, &p->idle)
-        {
-            struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
-            if (now - up->created_at >= pc->max_lifetime_ms) {
-                upstream_close(up, "max_lifetime reached");
-                closed = true;
-                break;
-            }
-        }
-    }
     if (pc->idle_timeout_ms) {
         /* The tail of the idle list has waited longest. */
         while (!list_empty(&p->idle) && pool_total(p) > pc->min_idle) {
