@@ -178,29 +178,23 @@ def main():
     try:
         up = free_port()
         procs.start([os.path.join(build, "drpc-testd"), "--listen", "127.0.0.1:%d" % up], up)
-        sc_port, sc_admin = free_port(), free_port()
-        with open(os.path.join(tmp, "sidecar.json"), "w") as f:
-            json.dump(sidecar_config(sc_port, sc_admin, up, 16), f)
-        procs.start([os.path.join(build, "drpc-sidecar"), "-c",
-                          os.path.join(tmp, "sidecar.json")], sc_port)
-        sc32_port, sc32_admin = free_port(), free_port()
-        with open(os.path.join(tmp, "sidecar32.json"), "w") as f:
-            json.dump(sidecar_config(sc32_port, sc32_admin, up, 32), f)
-        procs.start([os.path.join(build, "drpc-sidecar"), "-c",
-                     os.path.join(tmp, "sidecar32.json")], sc32_port)
+
+        def start_sidecar(name, max_conns, busy_poll_us=0):
+            """A sidecar in front of the test server: (port, admin port, process)."""
+            port, admin = free_port(), free_port()
+            path = os.path.join(tmp, name + ".json")
+            with open(path, "w") as f:
+                json.dump(sidecar_config(port, admin, up, max_conns, busy_poll_us), f)
+            return port, admin, procs.start([os.path.join(build, "drpc-sidecar"), "-c", path],
+                                            port)
+
+        sc_port = start_sidecar("sidecar", 16)[0]
+        sc32_port, sc32_admin, _ = start_sidecar("sidecar32", 32)
         # The same 64-connection row with a pool as wide as the clients: the
         # gap between the two rows is what capping calls in flight at 16 costs.
-        sc64_port, sc64_admin = free_port(), free_port()
-        with open(os.path.join(tmp, "sidecar64.json"), "w") as f:
-            json.dump(sidecar_config(sc64_port, sc64_admin, up, 64), f)
-        procs.start([os.path.join(build, "drpc-sidecar"), "-c",
-                     os.path.join(tmp, "sidecar64.json")], sc64_port)
+        sc64_port = start_sidecar("sidecar64", 64)[0]
         # Opt-in busy polling (off by default: it trades a core for latency).
-        scbp_port, scbp_admin = free_port(), free_port()
-        with open(os.path.join(tmp, "sidecar-busy.json"), "w") as f:
-            json.dump(sidecar_config(scbp_port, scbp_admin, up, 16, BUSY_POLL_US), f)
-        procs.start([os.path.join(build, "drpc-sidecar"), "-c",
-                     os.path.join(tmp, "sidecar-busy.json")], scbp_port)
+        scbp_port = start_sidecar("sidecar-busy", 16, BUSY_POLL_US)[0]
         ha_port = None
         if haproxy:
             ha_port = free_port()
@@ -253,11 +247,7 @@ def main():
 
         # a fresh sidecar, so memory freed by the load above cannot hide the cost
         idle_n = 1000 if quick else 10000
-        idle_port, idle_admin = free_port(), free_port()
-        with open(os.path.join(tmp, "idle.json"), "w") as f:
-            json.dump(sidecar_config(idle_port, idle_admin, up, 16), f)
-        idle_sc = procs.start([os.path.join(build, "drpc-sidecar"), "-c",
-                               os.path.join(tmp, "idle.json")], idle_port)
+        idle_port, _, idle_sc = start_sidecar("idle", 16)
         per_conn, rss_before, rss_after = idle_rss_per_conn(idle_port, idle_sc.pid, idle_n)
         ha_per_conn = None
         if haproxy:
