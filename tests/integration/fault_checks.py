@@ -21,10 +21,8 @@ RawUpstream's open_conns, or open_testd_conns(proc) for drpc-testd, which
 logs "conn N open" and "conn N closed" on stderr.
 """
 
-import json
 import re
 import time
-import urllib.request
 
 from . import drpc, load
 from .procs import INSTRUMENTED, SCALE
@@ -68,13 +66,6 @@ def open_testd_conns(proc):
     return len(set(_TESTD_OPEN.findall(text)) - set(_TESTD_CLOSED.findall(text)))
 
 
-def get_pool(sc, name):
-    """GET /pools/{name} on the sidecar's admin port, decoded."""
-    url = "http://%s/pools/%s" % (sc.admin, name)
-    with urllib.request.urlopen(url, timeout=5 * SCALE) as r:
-        return json.load(r)
-
-
 class FaultCheck:
     """Brackets one fault; see the module docstring.
 
@@ -110,7 +101,7 @@ class FaultCheck:
     def _deadline(self, given):
         if given is not None:
             return given
-        cfg = get_pool(self.sc, self.pool)["config"]
+        cfg = self.sc.admin_get("/pools/" + self.pool)["config"]
         call = cfg["call_timeout_ms"] / 1000.0 if cfg["call_timeout_ms"] else CALL_BOUND_S
         return cfg["wait_timeout_ms"] / 1000.0 + call
 
@@ -162,7 +153,7 @@ class FaultCheck:
         seen = {}
         ok = True
         for name, upstream_open in self.upstreams.items():
-            c = get_pool(self.sc, name)["conns"]
+            c = self.sc.admin_get("/pools/" + name)["conns"]
             up = upstream_open()
             seen[name] = {"pool": c["total"], "busy": c["busy"],
                           "connecting": c["connecting"], "upstream": up}

@@ -19,6 +19,7 @@ upstream vanish during its own shutdown.
 """
 
 import atexit
+import http.client
 import json
 import os
 import signal
@@ -391,6 +392,30 @@ class Sidecar(Proc):
 
     def conn(self, **kw):
         return drpc.Conn(self.addr, **kw)
+
+    def admin_request(self, method, path):
+        """One request to the admin API (no token): (status, decoded JSON body)."""
+        host, port = self.admin.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
+        try:
+            conn.request(method, path)
+            r = conn.getresponse()
+            body = r.read()
+            return r.status, json.loads(body) if body else None
+        finally:
+            conn.close()
+
+    def admin_get(self, path):
+        """The JSON body of GET path, which must answer 200."""
+        status, body = self.admin_request("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def admin_post(self, path):
+        """The JSON body of POST path, which must succeed (200 or 202)."""
+        status, body = self.admin_request("POST", path)
+        assert status in (200, 202), (path, status, body)
+        return body
 
 
 def sidecar_version_ok():

@@ -7,7 +7,6 @@ import os
 import time
 
 from .procs import INSTRUMENTED, SCALE, basic_config
-from .test_reload import admin
 
 ECHO = "/test.Echo/"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -41,7 +40,7 @@ def cpu_during(pid, seconds, work=None):
 
 
 def counters(sc):
-    return admin(sc, "GET", "/stats")[1]["counters"]
+    return sc.admin_get("/stats")["counters"]
 
 
 def test_busy_polling_serves_calls_spins_while_they_flow_and_sleeps_after(testd, sidecar):
@@ -49,7 +48,7 @@ def test_busy_polling_serves_calls_spins_while_they_flow_and_sleeps_after(testd,
     cfg = basic_config(up.addr)
     cfg["busy_poll_us"] = 10000  # longer than the gap between the calls below
     sc = sidecar(cfg)
-    assert admin(sc, "GET", "/config")[1]["config"]["busy_poll_us"] == 10000
+    assert sc.admin_get("/config")["config"]["busy_poll_us"] == 10000
     conns = [sc.conn() for _ in range(4)]
     for i in range(200):
         body = b"m%d" % i
@@ -77,9 +76,9 @@ def test_busy_polling_serves_calls_spins_while_they_flow_and_sleeps_after(testd,
     # a reload turns it off: the same slow traffic now costs next to nothing
     cfg["busy_poll_us"] = 0
     sc.write_config(cfg)
-    st, body = admin(sc, "POST", "/reload")
+    st, body = sc.admin_request("POST", "/reload")
     assert st == 200 and body["reloaded"] is True
-    assert admin(sc, "GET", "/config")[1]["config"]["busy_poll_us"] == 0
+    assert sc.admin_get("/config")["config"]["busy_poll_us"] == 0
     sleeping = cpu_during(sc.pid, 1.0, one_call)
     assert sleeping < QUIET, "busy polling still on after the reload (%.2f)" % sleeping
     print("cpu share with busy polling off: %.3f" % sleeping)

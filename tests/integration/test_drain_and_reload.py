@@ -8,7 +8,6 @@ failure; they exercise the connections the kernel had queued to the old
 process (its listen backlog, or accepted but not yet read) when it stopped
 listening."""
 
-import http.client
 import json
 import os
 import signal
@@ -92,17 +91,6 @@ def test_upgrade_side_by_side_loses_no_call_of_new_connections(testd, sidecar):
     assert new.running()
 
 
-def _post_reload(sc):
-    host, port = sc.admin.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
-    try:
-        conn.request("POST", "/reload")
-        r = conn.getresponse()
-        return r.status, json.loads(r.read())
-    finally:
-        conn.close()
-
-
 def _lines(path):
     with open(path) as f:
         return f.read().splitlines()
@@ -120,14 +108,14 @@ def test_reload_that_changes_the_access_log_is_refused(testd, sidecar, short_tmp
         assert c.unary(ECHO + "Unary", b"1") == b"1"
     for changed in ({"path": second, "format": "json"}, {"path": first, "format": "text"}):
         sc.write_config(dict(cfg, access_log=changed))
-        status, body = _post_reload(sc)
+        status, body = sc.admin_request("POST", "/reload")
         assert 400 <= status < 500, (status, body)
         assert "access_log changed: restart drpc-sidecar" in body["error"]
     sc.write_config({k: v for k, v in cfg.items() if k != "access_log"})
-    assert _post_reload(sc)[0] >= 400
+    assert sc.admin_request("POST", "/reload")[0] >= 400
     # the running log is untouched and keeps logging; an unchanged one reloads
     sc.write_config(cfg)
-    assert _post_reload(sc)[0] == 200
+    assert sc.admin_request("POST", "/reload")[0] == 200
     with sc.conn() as c:
         assert c.unary(ECHO + "Unary", b"2") == b"2"
     deadline = time.monotonic() + 5 * SCALE
@@ -168,7 +156,7 @@ def test_verbose_flag_outlives_a_reload(testd, sidecar):
         assert c.unary(ECHO + "Unary", b"1") == b"1"
     sc.wait_for_output("/test.Echo/Unary: ok", stream="stderr")
     sc.write_config(cfg)
-    assert _post_reload(sc)[0] == 200
+    assert sc.admin_request("POST", "/reload")[0] == 200
     with sc.conn() as c:
         assert c.unary(ECHO + "Unary", b"2") == b"2"
     sc.wait_for_output("/test.Echo/Unary: ok", count=2, stream="stderr")
@@ -182,12 +170,7 @@ def test_a_newer_process_on_the_port_takes_every_new_connection(testd, sidecar):
     cfg = basic_config(up.addr)
 
     def accepted(sc):
-        host, port = sc.admin.rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
-        conn.request("GET", "/stats")
-        stats = json.loads(conn.getresponse().read())
-        conn.close()
-        return stats["listeners"][0]["accepted"]
+        return sc.admin_get("/stats")["listeners"][0]["accepted"]
 
     old = sidecar(cfg)
     new = sidecar(dict(cfg, admin={"address": free_addr()}))
@@ -228,11 +211,7 @@ def test_sigterm_after_post_drain_keeps_the_grace(testd, sidecar):
     with sc.conn() as c:
         c.start_unary(ECHO + "Sleep", b"800")
         time.sleep(0.1)
-        host, port = sc.admin.rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
-        conn.request("POST", "/drain")
-        assert conn.getresponse().status == 202
-        conn.close()
+        assert sc.admin_request("POST", "/drain")[0] == 202
         sc.send_signal(signal.SIGTERM)
         assert c.finish_unary(timeout=5 * SCALE) == b"slept"
     assert sc.popen.wait(10 * SCALE) == 0
@@ -257,6 +236,6 @@ def test_reload_follows_a_swapped_config_symlink(testd, sidecar, short_tmp):
     tmp_link = link + ".new"
     os.symlink(second, tmp_link)
     os.replace(tmp_link, link)  # atomic swap, as the kubelet does
-    assert _post_reload(sc)[0] == 200
+    assert sc.admin_request("POST", "/reload")[0] == 200
     with sc.conn() as c:
         assert c.unary(ECHO + "Metadata", b"") == b"v=2\n"

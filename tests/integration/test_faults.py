@@ -9,12 +9,10 @@ with fault_check's finish() (fault_checks.py): the load's calls succeeded
 the sidecar serves a new connection, /pools agrees with each upstream's own
 count of open connections, and RSS is back near its baseline."""
 
-import json
 import resource
 import socket
 import threading
 import time
-import urllib.request
 
 import pytest
 
@@ -313,11 +311,10 @@ def test_upstream_sigkilled_under_load_then_restarted(testd, sidecar, fault_chec
                         allowed=(1004, 1005, 1006), deadline_s=3.0)
     time.sleep(1.0)
     ups[0].kill()
-    admin = "http://%s/pools/default" % sc.admin
     ejected = False
     deadline = time.time() + 1.0
     while time.time() < deadline:
-        ep = json.load(urllib.request.urlopen(admin, timeout=5))["endpoints"][0]
+        ep = sc.admin_get("/pools/default")["endpoints"][0]
         ejected |= ep["health"] == "ejected"
         time.sleep(0.05)
     ups.append(testd(addr))
@@ -328,7 +325,7 @@ def test_upstream_sigkilled_under_load_then_restarted(testd, sidecar, fault_chec
     assert causes.get(1006, 0) >= 1, causes  # calls in flight at the kill
     assert ejected
     assert result["calls"] > before  # calls succeed again once it is back
-    ep = json.load(urllib.request.urlopen(admin, timeout=5))["endpoints"][0]
+    ep = sc.admin_get("/pools/default")["endpoints"][0]
     assert ep["ejections"] >= 1
     assert rss_kib(sc.pid) - base < (64 if INSTRUMENTED else 16) * 1024
     print("kill test: ok=%d errors by code=%s" % (result["calls"], causes))

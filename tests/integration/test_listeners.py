@@ -2,12 +2,10 @@
 stale sockets), client limits and timeouts, broken or confused clients
 (each affects only itself), and shutdown on SIGTERM."""
 
-import json
 import os
 import signal
 import socket
 import time
-import urllib.request
 
 import pytest
 
@@ -83,7 +81,7 @@ def test_client_protocol_errors_affect_only_that_client(pyserver, sidecar, fault
             bad.send_raw(raw)
             assert_protocol_error_then_closed(bad)
     # each of them is counted, wherever the sidecar caught it
-    stats = json.load(urllib.request.urlopen("http://%s/stats" % sc.admin, timeout=5))
+    stats = sc.admin_get("/stats")
     assert stats["counters"]["client_protocol_errors"] == len(bad_inputs)
     # a client that hangs up halfway through a frame (and mid-call)
     half = sc.conn()

@@ -2,9 +2,7 @@
 names resolved off the loop, and reverse-pool agents in /pools. (That the
 Python client sends the Go client's bytes is test_transcripts' job.)"""
 
-import json
 import time
-import urllib.request
 
 import pytest
 
@@ -16,11 +14,6 @@ ECHO = "/test.Echo/"
 
 def conn_id(c):
     return int(c.unary(ECHO + "Conn", b"").split()[0])
-
-
-def pools(sc):
-    with urllib.request.urlopen("http://%s/pools" % sc.admin, timeout=5 * SCALE) as r:
-        return json.load(r)["pools"]
 
 
 def test_max_lifetime_replaces_connections_at_release(pyserver, sidecar):
@@ -55,7 +48,7 @@ def test_idle_timeout_closes_idle_connections(pyserver, sidecar):
     while up.open_conns() and time.time() < deadline:
         time.sleep(0.05)
     assert up.open_conns() == 0
-    assert pools(sc)[0]["conns"]["total"] == 0
+    assert sc.admin_get("/pools")["pools"][0]["conns"]["total"] == 0
 
 
 @pytest.mark.parametrize("balance", ["round_robin", "least_busy"])
@@ -78,7 +71,7 @@ def test_host_name_endpoint_is_resolved(pyserver, sidecar):
     sc = sidecar(basic_config("localhost:%d" % port))
     with sc.conn() as c:
         assert c.unary(ECHO + "Unary", b"via dns") == b"via dns"
-    ep = pools(sc)[0]["endpoints"][0]
+    ep = sc.admin_get("/pools")["pools"][0]["endpoints"][0]
     assert ep["address"] == "localhost:%d" % port
     assert ep["resolved"] in ("127.0.0.1:%d" % port, "[::1]:%d" % port)  # the one dialled
     bad = sidecar(basic_config("no-such-host.invalid:1"))
@@ -97,7 +90,7 @@ def test_pools_view_lists_agents(pyagent, sidecar):
     pyagent(accept, n=3, ident="edge-1")
     deadline = time.time() + 5 * SCALE
     while time.time() < deadline:
-        p = pools(sc)[0]
+        p = sc.admin_get("/pools")["pools"][0]
         if p["agents"] and p["agents"][0]["conns"] == 3 and p["conns"]["idle"] == 3:
             break
         time.sleep(0.05)

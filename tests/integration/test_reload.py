@@ -1,8 +1,6 @@
 """Hot reload: SIGHUP or POST /reload swaps in a new config without failing
 a single call; an invalid file changes nothing and says why."""
 
-import http.client
-import json
 import threading
 import time
 
@@ -32,18 +30,6 @@ def write_raw(sc, text):
         f.write(text)
 
 
-def admin(sc, method, path):
-    """(status, JSON body) of one admin request."""
-    host, port = sc.admin.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
-    try:
-        conn.request(method, path)
-        r = conn.getresponse()
-        return r.status, json.loads(r.read())
-    finally:
-        conn.close()
-
-
 def test_reload_changes_routes_and_sizes(pyserver, sidecar):
     up = pyserver()
     listen, adm = free_addr(), free_addr()
@@ -67,17 +53,17 @@ def test_reload_changes_routes_and_sizes(pyserver, sidecar):
 def test_reload_through_the_admin_api(pyserver, sidecar):
     cfg = basic_config(pyserver().addr)
     sc = sidecar(cfg)
-    assert admin(sc, "GET", "/config")[1]["last_reload"] is None
+    assert sc.admin_get("/config")["last_reload"] is None
     cfg["routes"] = [{"pool": "default", "add_metadata": {"v": "2"}}]
     sc.write_config(cfg)
-    st, body = admin(sc, "POST", "/reload")
+    st, body = sc.admin_request("POST", "/reload")
     assert st == 200 and body["reloaded"] is True
     with sc.conn() as c:
         assert c.unary(ECHO + "Metadata", b"") == b"v=2\n"
     write_raw(sc, '{"listeners": [], "pools": []}')
-    st, body = admin(sc, "POST", "/reload")
+    st, body = sc.admin_request("POST", "/reload")
     assert st == 422 and "listeners: must list at least one listener" in body["error"]
-    last = admin(sc, "GET", "/config")[1]["last_reload"]
+    last = sc.admin_get("/config")["last_reload"]
     assert last["ok"] is False and "listeners" in last["error"]
     assert last["applied"] == 1 and last["refused"] == 1
 

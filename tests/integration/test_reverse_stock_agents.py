@@ -10,8 +10,6 @@ header=True puts the prefix in front of its first write, like
 drpcmigrate.HeaderConn); real agents are drpc-testd --connect processes.
 """
 
-import http.client
-import json
 import time
 
 import pytest
@@ -45,19 +43,6 @@ def accept_of(sc):
     return sc.config["pools"][0]["accept"]
 
 
-def pool_view(sc):
-    host, port = sc.admin.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
-    try:
-        conn.request("GET", "/pools/agents")
-        r = conn.getresponse()
-        body = r.read()
-        assert r.status == 200, body[:300]
-        return json.loads(body)
-    finally:
-        conn.close()
-
-
 def wait_for(pred, timeout=5.0):
     deadline = time.monotonic() + timeout * SCALE
     while time.monotonic() < deadline:
@@ -69,7 +54,7 @@ def wait_for(pred, timeout=5.0):
 
 
 def idle_agents(sc, n):
-    return wait_for(lambda: pool_view(sc)["conns"]["idle"] == n)
+    return wait_for(lambda: sc.admin_get("/pools/agents")["conns"]["idle"] == n)
 
 
 def expect_call(agent, rpc, sid):
@@ -118,7 +103,7 @@ def test_stock_agent_gets_plain_client_streams_and_ip_id(sidecar):
     try:
         assert idle_agents(sc, 1)
         assert agent.is_open(wait=0.5) and not agent._frames  # the sidecar sent nothing
-        a = pool_view(sc)["agents"]
+        a = sc.admin_get("/pools/agents")["agents"]
         assert len(a) == 1 and a[0]["id"] == "127.0.0.1" and a[0]["conns"] == 1
         assert a[0]["remote"].startswith("127.0.0.1:") and a[0]["connected_since"]
         with sc.conn() as c:
@@ -136,7 +121,7 @@ def test_idle_agent_that_closes_is_removed_at_once(sidecar):
     agent = drpc.Conn(accept_of(sc))
     assert idle_agents(sc, 1)
     agent.close()
-    assert wait_for(lambda: pool_view(sc)["agents"] == [], timeout=2)
+    assert wait_for(lambda: sc.admin_get("/pools/agents")["agents"] == [], timeout=2)
     with sc.conn() as c:
         with pytest.raises(drpc.DrpcError) as e:
             c.unary(ECHO + "Unary", b"x")
@@ -158,7 +143,7 @@ def test_lazy_header_agent_without_identify(sidecar):
         with sc.conn() as c:
             assert unary_via(c, agent, 1, b"hi") == b"hi"  # DRPC!!!1 + Message + CloseSend
             assert unary_via(c, agent, 2, b"again") == b"again"
-        assert pool_view(sc)["conns"]["idle"] == 1
+        assert sc.admin_get("/pools/agents")["conns"]["idle"] == 1
     finally:
         agent.close()
 
@@ -171,7 +156,7 @@ def test_lazy_header_agent_with_identify(sidecar):
         assert expect_call(agent, "/svc.Agent/Identify", 1) == b""
         reply(agent, 1, b" lazy-1\n")  # prefix, then the id (trimmed)
         assert idle_agents(sc, 1)
-        assert [a["id"] for a in pool_view(sc)["agents"]] == ["lazy-1"]
+        assert [a["id"] for a in sc.admin_get("/pools/agents")["agents"]] == ["lazy-1"]
         with sc.conn() as c:
             c.start_unary(ECHO + "Unary", b"x", {"agent-id": "lazy-1"})
             assert expect_call(agent, ECHO + "Unary", 2) == b"x"
@@ -230,7 +215,7 @@ def test_agent_still_identifying_is_not_connected(sidecar):
     agent = drpc.Conn(accept_of(sc))
     try:
         assert expect_call(agent, "/svc.Agent/Identify", 1) == b""  # and never answered
-        v = pool_view(sc)
+        v = sc.admin_get("/pools/agents")
         assert v["agents"] == [] and v["conns"]["connecting"] == 1, v
         with sc.conn() as c:
             with pytest.raises(drpc.DrpcError) as e:
@@ -252,7 +237,7 @@ def test_identify_reply_must_be_utf8(sidecar):
         agent.wait_closed(timeout=5 * SCALE)
         out = sc.stdout() + sc.stderr()
         assert "identify returned an empty or invalid id" in out
-        assert pool_view(sc)["agents"] == []
+        assert sc.admin_get("/pools/agents")["agents"] == []
     finally:
         agent.close()
 
@@ -284,7 +269,7 @@ def test_agent_process_killed_mid_call_then_redials(sidecar, agent):
         with pytest.raises(drpc.DrpcError) as e:
             c.finish_unary()
         assert e.value.code == 1006
-        assert wait_for(lambda: [a["id"] for a in pool_view(sc)["agents"]] == ["east"])
+        assert wait_for(lambda: [a["id"] for a in sc.admin_get("/pools/agents")["agents"]] == ["east"])
         # east is untouched; west comes back when a new process dials in
         assert c.unary(IDENTIFY, b"", {"agent-id": "east"}) == b"east"
         agent(accept_of(sc), conns=1, ident="west")
@@ -294,8 +279,8 @@ def test_agent_process_killed_mid_call_then_redials(sidecar, agent):
 def test_max_conns_rejections_are_counted(sidecar, agent):
     sc = sidecar(reverse_config(max_conns=2))
     agent(accept_of(sc), conns=3, redial=False)
-    assert wait_for(lambda: pool_view(sc)["counters"]["agents_rejected"] >= 1)
-    v = pool_view(sc)
+    assert wait_for(lambda: sc.admin_get("/pools/agents")["counters"]["agents_rejected"] >= 1)
+    v = sc.admin_get("/pools/agents")
     assert v["counters"]["agents_accepted"] == 2 and v["conns"]["idle"] == 2
     assert [(a["id"], a["conns"]) for a in v["agents"]] == [("127.0.0.1", 2)]
 
@@ -304,7 +289,7 @@ def test_unix_socket_agents_get_connection_ids(sidecar, agent, short_tmp):
     sc = sidecar(reverse_config(accept="unix:%s/agents.sock" % short_tmp))
     agent(accept_of(sc), conns=2)
     assert idle_agents(sc, 2)
-    ids = sorted(a["id"] for a in pool_view(sc)["agents"])
+    ids = sorted(a["id"] for a in sc.admin_get("/pools/agents")["agents"])
     assert len(ids) == 2 and all(i.startswith("conn-") for i in ids), ids
     with sc.conn() as c:
         assert c.unary(ECHO + "Unary", b"u", {"agent-id": ids[1]}) == b"u"
@@ -321,7 +306,7 @@ def test_deadline_with_soft_cancel_keeps_the_agent_connection(sidecar, agent):
         assert e.value.code == 1007
         # the same agent connection serves the next call (the agent cannot be re-dialled)
         assert call_until(c, ECHO + "Conn", b"").split()[0] == first
-    assert pool_view(sc)["counters"]["agents_accepted"] == 1
+    assert sc.admin_get("/pools/agents")["counters"]["agents_accepted"] == 1
 
 
 def test_reload_keeps_agent_connections(sidecar, agent):
@@ -334,22 +319,9 @@ def test_reload_keeps_agent_connections(sidecar, agent):
         cfg["pools"][0]["wait_timeout_ms"] = 1234
         sc.write_config(cfg)
         sc.reload()
-        assert wait_for(lambda: pool_view(sc)["config"]["wait_timeout_ms"] == 1234)
+        assert wait_for(lambda: sc.admin_get("/pools/agents")["config"]["wait_timeout_ms"] == 1234)
         after = c.unary(ECHO + "Conn", b"", {"agent-id": "keep"}).split()[0]
         assert after == before
-
-
-def admin_post(sc, path):
-    host, port = sc.admin.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
-    try:
-        conn.request("POST", path, body=b"", headers={"Content-Length": "0"})
-        r = conn.getresponse()
-        body = r.read()
-        assert r.status == 200, body[:300]
-        return json.loads(body)
-    finally:
-        conn.close()
 
 
 def test_calls_queued_during_drain_get_idle_agents_on_resume(sidecar, agent):
@@ -360,14 +332,14 @@ def test_calls_queued_during_drain_get_idle_agents_on_resume(sidecar, agent):
     sc = sidecar(reverse_config(wait_timeout_ms=4000))
     agent(accept_of(sc), conns=1)  # re-dials
     assert idle_agents(sc, 1)
-    assert admin_post(sc, "/pools/agents/drain")["draining"] is True
-    assert wait_for(lambda: pool_view(sc)["counters"]["agents_accepted"] == 2)
+    assert sc.admin_post("/pools/agents/drain")["draining"] is True
+    assert wait_for(lambda: sc.admin_get("/pools/agents")["counters"]["agents_accepted"] == 2)
     assert idle_agents(sc, 1)  # the re-dialled connection, unused while draining
     with sc.conn() as c:
         c.start_unary(ECHO + "Unary", b"queued")
-        assert wait_for(lambda: pool_view(sc)["waiters"] == 1)
+        assert wait_for(lambda: sc.admin_get("/pools/agents")["waiters"] == 1)
         t0 = time.monotonic()
-        assert admin_post(sc, "/pools/agents/resume")["draining"] is False
+        assert sc.admin_post("/pools/agents/resume")["draining"] is False
         assert c.finish_unary(timeout=3 * SCALE) == b"queued"
         assert time.monotonic() - t0 < 1.5 * SCALE
 
@@ -376,15 +348,15 @@ def test_an_agent_arriving_during_a_drain_serves_nothing_until_resume(sidecar, a
     """A drained pool hands nothing out: an agent that connects while a call
     waits keeps its connection idle, and the call gets it at the resume."""
     sc = sidecar(reverse_config(wait_timeout_ms=4000))
-    assert admin_post(sc, "/pools/agents/drain")["draining"] is True
+    assert sc.admin_post("/pools/agents/drain")["draining"] is True
     with sc.conn() as c:
         c.start_unary(ECHO + "Unary", b"held")
-        assert wait_for(lambda: pool_view(sc)["waiters"] == 1)
+        assert wait_for(lambda: sc.admin_get("/pools/agents")["waiters"] == 1)
         agent(accept_of(sc), conns=1)
         assert idle_agents(sc, 1)
         time.sleep(0.2)
-        assert pool_view(sc)["waiters"] == 1  # still waiting: not served while drained
-        assert admin_post(sc, "/pools/agents/resume")["draining"] is False
+        assert sc.admin_get("/pools/agents")["waiters"] == 1  # still waiting: not served while drained
+        assert sc.admin_post("/pools/agents/resume")["draining"] is False
         assert c.finish_unary(timeout=3 * SCALE) == b"held"
 
 
@@ -406,7 +378,7 @@ def test_dashboard_shows_agents(sidecar, agent):
     assert idle_agents(sc, 3)
     with sc.conn() as c:
         c.start_unary(ECHO + "Sleep", b"30000", {"agent-id": "west"})
-        assert wait_for(lambda: pool_view(sc)["conns"]["busy"] == 1)
+        assert wait_for(lambda: sc.admin_get("/pools/agents")["conns"]["busy"] == 1)
         with tempfile.TemporaryDirectory() as profile:
             r = subprocess.run(
                 [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -469,7 +441,7 @@ def test_concurrency_is_bounded_by_agent_connections(sidecar, agent):
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads) and time.monotonic() - t0 < 10 * SCALE:
-        v = pool_view(sc)
+        v = sc.admin_get("/pools/agents")
         busiest.append(v["conns"]["busy"])
         time.sleep(0.05)
     for t in threads:
@@ -495,7 +467,7 @@ def test_soft_cancel_and_late_packets_on_an_agent_connection(sidecar):
             assert (f.kind, f.stream, f.message, f.control) == (drpc.KIND_CANCEL, 1, 4, True), f
             reply(agent, 1, b"late")  # after the cancel: must not reach anyone
             assert unary_via(c, agent, 2, b"next") == b"next"
-        assert pool_view(sc)["counters"]["agents_accepted"] == 1
+        assert sc.admin_get("/pools/agents")["counters"]["agents_accepted"] == 1
     finally:
         agent.close()
 
@@ -512,7 +484,7 @@ def test_cancel_close_mode_closes_the_agent_connection(sidecar):
         expect_call(agent, ECHO + "Sleep", 1)
         c.close()  # the caller hangs up mid-call
         agent.wait_closed(timeout=5 * SCALE)
-        assert wait_for(lambda: pool_view(sc)["agents"] == [])
+        assert wait_for(lambda: sc.admin_get("/pools/agents")["agents"] == [])
     finally:
         agent.close()
 
@@ -529,8 +501,8 @@ def test_reload_moves_the_agent_port(sidecar, agent):
     cfg["pools"][0]["accept"] = new
     sc.write_config(cfg)
     sc.reload()
-    assert wait_for(lambda: pool_view(sc)["accept"] == new)
-    assert wait_for(lambda: pool_view(sc)["agents"] == [])
+    assert wait_for(lambda: sc.admin_get("/pools/agents")["accept"] == new)
+    assert wait_for(lambda: sc.admin_get("/pools/agents")["agents"] == [])
     with pytest.raises(OSError):
         drpc.dial(old, timeout=1).close()
     agent(new, conns=1, ident="new")
