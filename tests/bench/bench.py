@@ -3,9 +3,12 @@
 Starts the C test server, drpc-sidecar in front of it, and HAProxy in TCP
 mode in front of it, then runs the same drpc-bench workload against the
 three targets in alternating rounds (A B C A B C ...) and reports medians
-with the ratios sidecar/haproxy and sidecar/direct. Also measures the
-sidecar's RSS per idle client connection and, with callgrind, user-space
-instructions per proxied unary call. Results go to stdout and, as JSON,
+with the ratios sidecar/haproxy and sidecar/direct. For the unary rows it
+also samples the CPU time each process (proxy, server, client) spends per
+call and how much of the machine stays idle, which says whether a row is
+bound by CPU or by wake-ups. Also measures the sidecar's RSS per idle
+client connection and, with callgrind, user-space instructions per proxied
+unary call. Results go to stdout and, as JSON,
 to BUILD/bench/results.json. No thresholds: numbers, not verdicts.
 """
 
@@ -86,14 +89,59 @@ def sidecar_config(listen, admin, upstream, max_conns, busy_poll_us=0):
     }
 
 
-def bench(build, port, args, duration, warmup):
+def cpu_ns(pid):
+    """CPU time of every thread of pid so far, in ns (schedstat is exact;
+    utime/stime are sampled at the tick)."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass  # a thread that just exited
+    return total
+
+
+def machine_ticks():
+    """(idle, total) clock ticks of all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[3] + v[4], sum(v[:8])
+
+
+def bench(build, port, args, duration, warmup, pids=None):
+    """One drpc-bench run. With pids ({"proxy": pid, "server": pid}) it also
+    samples CPU time inside the measured window (from 0.2 s after the warm-up
+    to 0.2 s before the end) of those processes, the client and the whole
+    machine, and returns it per call in us (cpu_*_us) with the idle share."""
     cmd = [os.path.join(build, "drpc-bench"), "--addr", "127.0.0.1:%d" % port,
            "--duration", str(duration), "--warmup", str(warmup)] + args
-    out = subprocess.run(cmd, capture_output=True, timeout=duration + warmup + 60,
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          start_new_session=True)
-    line = out.stdout.decode().strip().splitlines()[-1] if out.stdout else ""
-    res = dict(kv.split("=") for kv in line.split())
-    return {k: float(v) for k, v in res.items()}
+    window = duration - 0.4
+    cpu = None
+    if pids is not None and window > 0.2:
+        watched = dict(pids, client=p.pid)
+        time.sleep(warmup + 0.2)
+        t0, m0 = time.monotonic(), machine_ticks()
+        c0 = {k: cpu_ns(v) for k, v in watched.items() if v}
+        time.sleep(window)
+        t1, m1 = time.monotonic(), machine_ticks()
+        c1 = {k: cpu_ns(v) for k, v in watched.items() if v}
+        cpu = ({k: c1[k] - c0[k] for k in c0}, t1 - t0,
+               (m1[0] - m0[0]) / max(1, m1[1] - m0[1]))
+    stdout, _ = p.communicate(timeout=duration + warmup + 60)
+    lines = stdout.decode().strip().splitlines()
+    res = {k: float(v) for k, v in (kv.split("=") for kv in (lines[-1] if lines else "").split())}
+    if cpu and res.get("rps"):
+        used, wall, idle = cpu
+        calls = res["rps"] * wall
+        for k, ns in used.items():
+            res["cpu_%s_us" % k] = ns / 1000 / calls
+        # the machine's busy time per call, whoever spent it
+        res["cpu_machine_us"] = (1 - idle) * (os.cpu_count() or 1) * wall * 1e6 / calls
+        res["idle_share"] = idle
+    return res
 
 
 def autogroup():
@@ -177,7 +225,9 @@ def main():
     haproxy = shutil.which("haproxy")
     try:
         up = free_port()
-        procs.start([os.path.join(build, "drpc-testd"), "--listen", "127.0.0.1:%d" % up], up)
+        server = procs.start([os.path.join(build, "drpc-testd"), "--listen",
+                              "127.0.0.1:%d" % up], up)
+        proxy_pid = {}  # listening port -> pid, for the CPU accounting
 
         def start_sidecar(name, max_conns, busy_poll_us=0):
             """A sidecar in front of the test server: (port, admin port, process)."""
@@ -185,8 +235,9 @@ def main():
             path = os.path.join(tmp, name + ".json")
             with open(path, "w") as f:
                 json.dump(sidecar_config(port, admin, up, max_conns, busy_poll_us), f)
-            return port, admin, procs.start([os.path.join(build, "drpc-sidecar"), "-c", path],
-                                            port)
+            proc = procs.start([os.path.join(build, "drpc-sidecar"), "-c", path], port)
+            proxy_pid[port] = proc.pid
+            return port, admin, proc
 
         sc_port = start_sidecar("sidecar", 16)[0]
         sc32_port, sc32_admin, _ = start_sidecar("sidecar32", 32)
@@ -203,7 +254,8 @@ def main():
                         "  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\n"
                         "listen drpc\n  bind 127.0.0.1:%d\n  server up 127.0.0.1:%d\n"
                         % (ha_port, up))
-            procs.start([haproxy, "-f", os.path.join(tmp, "haproxy.cfg"), "-db"], ha_port)
+            proxy_pid[ha_port] = procs.start([haproxy, "-f", os.path.join(tmp, "haproxy.cfg"),
+                                              "-db"], ha_port).pid
 
         n = 64 if not quick else 16
         workloads = [
@@ -232,13 +284,17 @@ def main():
                         port = sport
                     if port is None:
                         continue
-                    runs[t].append(bench(build, port, args, duration, warmup))
+                    pids = None
+                    if metric == "rps":
+                        pids = {"proxy": proxy_pid.get(port), "server": server.pid}
+                    runs[t].append(bench(build, port, args, duration, warmup, pids))
             row = {"workload": name, "metric": metric}
             for t, _ in targets:
                 if not runs[t]:
                     row[t] = None
                     continue
-                row[t] = {k: statistics.median(r[k] for r in runs[t]) for k in runs[t][0]}
+                keys = set.intersection(*(set(r) for r in runs[t]))
+                row[t] = {k: statistics.median(r[k] for r in runs[t]) for k in sorted(keys)}
             results.append(row)
 
         # the wait-time p99 of the 256-caller row comes from the sidecar's own metrics
@@ -251,8 +307,7 @@ def main():
         per_conn, rss_before, rss_after = idle_rss_per_conn(idle_port, idle_sc.pid, idle_n)
         ha_per_conn = None
         if haproxy:
-            ha_pid = [p for p in procs.procs if p.args[0] == haproxy][0].pid
-            ha_per_conn = idle_rss_per_conn(ha_port, ha_pid, idle_n)[0]
+            ha_per_conn = idle_rss_per_conn(ha_port, proxy_pid[ha_port], idle_n)[0]
 
         instr = callgrind_instructions(build, up, tmp, 200 if quick else 1000,
                                        1200 if quick else 6000)
@@ -284,6 +339,42 @@ def main():
             "%.2f" % (sc_v / di_v) if sc_v and di_v else "n/a",
             fmt(row, "sidecar", "p50_us"), fmt(row, "haproxy", "p50_us"),
             fmt(row, "sidecar", "p99_us"), errs))
+    # Where the time goes: the proxies' cost per call next to what the server
+    # and client spend, and how much of the machine was left idle.
+    cpu_rows = [r for r in results if r["sidecar"] and "cpu_machine_us" in r["sidecar"]]
+    if cpu_rows:
+        print("CPU per call in us (schedstat, inside the measured window): the proxy process, "
+              "server + client, their sum; share of the machine left idle")
+        print("%-28s %9s %9s %9s %9s %9s %9s %9s %8s %8s" %
+              ("workload", "proxy sc", "proxy ha", "s+c sc", "s+c ha", "s+c dir", "sum sc",
+               "sum ha", "idle sc", "idle ha"))
+
+        def cpu(row, t, key):
+            v = row[t]
+            return "n/a" if not v or key not in v else "%.1f" % v[key]
+
+        def total(row, t, keys):
+            v = row[t]
+            if not v or any(k not in v for k in keys):
+                return "n/a"
+            return "%.1f" % sum(v[k] for k in keys)
+
+        def peers(row, t):
+            return total(row, t, ("cpu_server_us", "cpu_client_us"))
+
+        def chain(row, t):
+            return total(row, t, ("cpu_proxy_us", "cpu_server_us", "cpu_client_us"))
+
+        def idle(row, t):
+            v = row[t]
+            return "n/a" if not v or "idle_share" not in v else "%.0f%%" % (100 * v["idle_share"])
+
+        for row in cpu_rows:
+            print("%-28s %9s %9s %9s %9s %9s %9s %9s %8s %8s" % (
+                row["workload"], cpu(row, "sidecar", "cpu_proxy_us"),
+                cpu(row, "haproxy", "cpu_proxy_us"), peers(row, "sidecar"),
+                peers(row, "haproxy"), peers(row, "direct"), chain(row, "sidecar"),
+                chain(row, "haproxy"), idle(row, "sidecar"), idle(row, "haproxy")))
     added = {}
     for label, row in (("", results[0]),
                        (", busy_poll_us %d" % BUSY_POLL_US,
