@@ -72,7 +72,7 @@ static int parse_listener(struct config_reader *rd, const json_t *v, const char 
         NULL};
     int rc;
     if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
-        (rc = config_read_string(rd, v, path, "name", false, &l->name)))
+        (rc = config_read_name(rd, v, path, false, &l->name)))
         return rc;
     if (!l->name) {
         char name[32];
@@ -190,7 +190,7 @@ static int parse_pool(struct config_reader *rd, const json_t *v, const char *pat
     static const char *const cancels[] = {"soft", "close", NULL};
     int rc;
     if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
-        (rc = config_read_string(rd, v, path, "name", true, &pl->name)))
+        (rc = config_read_name(rd, v, path, true, &pl->name)))
         return rc;
 
     const json_t *eps = json_object_get(v, "endpoints");

@@ -21,6 +21,9 @@
 
 #include <jansson.h>
 
+/* Listener, pool and route names: at most this many bytes, no control characters. */
+#define CONFIG_NAME_MAX 63
+
 enum config_addr_kind {
     CONFIG_ADDR_TCP,  /* host:port, [v6]:port; host may be a name (resolved async) */
     CONFIG_ADDR_UNIX, /* unix:/path */

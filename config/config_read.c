@@ -230,6 +230,27 @@ int config_read_string(struct config_reader *rd, const json_t *obj, const char *
     return *out ? 0 : UV_ENOMEM;
 }
 
+int config_read_name(struct config_reader *rd, const json_t *obj, const char *path, bool required,
+                     char **out)
+{
+    int rc = config_read_string(rd, obj, path, "name", required, out);
+    if (rc || !*out)
+        return rc;
+    char p[PATH_LEN];
+    config_read_join(p, path, "name");
+    size_t len = strlen(*out);
+    bool control = false;
+    for (size_t i = 0; i < len; i++)
+        control |= (unsigned char)(*out)[i] < 0x20 || (*out)[i] == 0x7f;
+    if (len <= CONFIG_NAME_MAX && !control)
+        return 0;
+    free(*out);
+    *out = NULL;
+    if (control)
+        return config_read_fail(rd, p, "must not contain control characters");
+    return config_read_fail(rd, p, "must be at most %d bytes, not %zu", CONFIG_NAME_MAX, len);
+}
+
 int config_read_choice(struct config_reader *rd, const json_t *obj, const char *path,
                        const char *key, const char *const *choices, int def, int *out)
 {

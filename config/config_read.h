@@ -74,6 +74,12 @@ int config_read_bool(struct config_reader *rd, const json_t *obj, const char *pa
 int config_read_string(struct config_reader *rd, const json_t *obj, const char *path,
                        const char *key, bool required, char **out);
 
+/* Like config_read_string for a listener, pool or route name: names label
+ * metrics, key counters and name admin URLs, so they are at most
+ * CONFIG_NAME_MAX bytes and hold no control characters. */
+int config_read_name(struct config_reader *rd, const json_t *obj, const char *path, bool required,
+                     char **out);
+
 /* One of choices (NULL-terminated); *out is its index. */
 int config_read_choice(struct config_reader *rd, const json_t *obj, const char *path,
                        const char *key, const char *const *choices, int def, int *out);

@@ -118,7 +118,7 @@ static int parse_route(struct config_reader *rd, const json_t *v, const char *pa
     int rc;
     char p[CONFIG_POS_PATH_MAX];
     if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
-        (rc = config_read_string(rd, v, path, "name", false, &r->name)))
+        (rc = config_read_name(rd, v, path, false, &r->name)))
         return rc;
     if (!r->name) {
         char name[32];

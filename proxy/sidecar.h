@@ -45,8 +45,8 @@ struct sidecar_stats {
 /* Finished calls by (pool, route, result), for /metrics. Few routes: a list. */
 struct route_counter {
     struct route_counter *next;
-    char pool[64];
-    char route[64];
+    char pool[CONFIG_NAME_MAX + 1]; /* config names fit whole: equal names, one entry */
+    char route[CONFIG_NAME_MAX + 1];
     uint64_t results[4]; /* indexed by enum call_result */
 };
 

@@ -582,7 +582,7 @@ def samples(fams, family, sample=None, **want):
 
 def test_metrics_parse_strictly(testd, sidecar):
     up = testd()
-    weird = 'we"ird\\na\nme'  # quote, backslash-n and a real newline in a label value
+    weird = 'we"ird\\na\\me'  # a quote, backslash-n and a backslash in a label value
     cfg = basic_config(up.addr, max_conns=3)
     cfg["pools"].append({"name": weird, "endpoints": [up.addr]})
     sc = sidecar(cfg)
@@ -635,6 +635,26 @@ def test_metrics_parse_strictly(testd, sidecar):
                          timeout=10 * SCALE)
     assert out.returncode == 0 and b"drpc_sidecar_pool_calls_total" in out.stdout
     parse_prometheus(out.stdout.decode())
+
+
+def test_longest_names_keep_one_series_per_result(testd, sidecar):
+    """Names of the longest allowed length key the per-route counters whole:
+    N calls make one series with value N, not N series with value 1."""
+    up = testd()
+    pool_name, route_name = "p" * 63, "r\u00e9" * 21  # 63 bytes each
+    cfg = basic_config(up.addr)
+    cfg["pools"][0]["name"] = pool_name
+    cfg["routes"] = [{"name": route_name, "pool": pool_name}]
+    sc = sidecar(cfg)
+    with sc.conn() as c:
+        for i in range(300):
+            assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
+    fams = parse_prometheus(get(sc, "/metrics").text)
+    series = samples(fams, "drpc_sidecar_calls_total")
+    assert len(series) == 4, series
+    ok = [v for labels, v in series if labels["result"] == "ok"]
+    assert ok == [300]
+    assert all(l["pool"] == pool_name and l["route"] == route_name for l, _ in series)
 
 
 def test_the_strict_parser_rejects_bad_expositions():

@@ -478,6 +478,24 @@ static void test_bom_is_accepted(void **state)
                     "listeners[0].address", "expected host:port");
 }
 
+/* A name of exactly CONFIG_NAME_MAX bytes, counted in bytes, not characters. */
+static void test_longest_name_is_accepted(void **state)
+{
+    (void)state;
+    static const char name[] = "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                               "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                               "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9nnnnnnnnnnnnnnnnnnnnn";
+    assert_int_equal(strlen(name), CONFIG_NAME_MAX);
+    struct config *cfg =
+        parse_ok("{" L1 ", \"pools\": [{\"name\": "
+                        "\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                        "\xc3\xa9\xc3\xa9\xc3\xa9nnnnnnnnnnnnnnnnnnnnn\", "
+                 "\"endpoints\": [\"a:1\"]}]}");
+    assert_string_equal(cfg->pools[0].name, name);
+    config_unref(cfg);
+}
+
 /* ---- validation errors ---------------------------------------------------------- */
 
 struct bad {
@@ -583,6 +601,9 @@ static void test_listener_errors(void **state)
          "must not be empty"},
         {LST("{\"name\": `7, \"address\": \"127.0.0.1:1\"}"), "listeners[0].name",
          "must be a string, not an integer"},
+        {LST("{\"name\": `\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", "
+             "\"address\": \"127.0.0.1:1\"}"),
+         "listeners[0].name", "must be at most 63 bytes, not 64"},
         {LST("{\"address\": `7}"), "listeners[0].address", "must be a string, not an integer"},
         {LST("{\"address\": `\"127.0.0.1:99999\"}"), "listeners[0].address",
          "port must be a number between 1 and 65535"},
@@ -794,6 +815,10 @@ static void test_pool_errors(void **state)
         {POOLS("{\"name\": \"p\", \"endpoints\": [\"a:1\"]}, {\"name\": `\"p\", \"endpoints\": "
                "[\"b:1\"]}"),
          "pools[1].name", "duplicate pool name \"p\" (also pools[0])"},
+        {POOLS("{\"name\": `\"a\\u0007b\", \"endpoints\": [\"a:1\"]}"), "pools[0].name",
+         "must not contain control characters"},
+        {POOLS("{\"name\": `\"a\\nb\", \"endpoints\": [\"a:1\"]}"), "pools[0].name",
+         "must not contain control characters"},
     };
 #undef POOLS
     RUN_BAD(cases);
@@ -845,6 +870,9 @@ static void test_route_errors(void **state)
          "metadata keys must not be empty"},
         {ROUTES("{\"pool\": \"p\", \"call_timeout_ms\": `-1}"), "routes[0].call_timeout_ms",
          "must be between 0 and 2592000000"},
+        {ROUTES("{\"name\": `\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", "
+                "\"pool\": \"p\"}"),
+         "routes[0].name", "must be at most 63 bytes, not 64"},
         {ROUTES("{\"pool\": \"p\", \"agent_from_metadata\": `\"k\"}"),
          "routes[0].agent_from_metadata",
          "only applies to routes to a reverse pool; \"p\" dials endpoints"},
@@ -1276,6 +1304,7 @@ int main(void)
         cmocka_unit_test(test_annotations),
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_bom_is_accepted),
+        cmocka_unit_test(test_longest_name_is_accepted),
         cmocka_unit_test(test_positions_by_hand),
         cmocka_unit_test(test_top_level_errors),
         cmocka_unit_test(test_listener_errors),
