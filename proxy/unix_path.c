@@ -1,6 +1,7 @@
 /* unix_path: claiming a path for a listening unix socket (see unix_path.h). */
 #include "proxy/unix_path.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,16 +11,21 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* Whether a process listens on path. Non-blocking: a listener whose backlog
+ * is full (stuck, or just busy) answers EAGAIN at once, where a blocking
+ * connect would wait for it, and it is alive all the same. Only "refused"
+ * (nobody listens) or a missing file make the path stale. */
 static bool something_accepts_on(const char *path)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return false;
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    bool live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    bool live = rc == 0 || errno == EAGAIN || errno == EINPROGRESS;
     close(fd);
     return live;
 }

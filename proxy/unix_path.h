@@ -9,7 +9,7 @@
 
 /* Makes path free to bind: a stale socket file (nothing accepts on it, its
  * process is gone) is removed; anything else there is an error. Startup
- * and reload only: it makes one blocking connect to a local path. Returns
+ * and reload only: it makes one non-blocking connect to the path. Returns
  * 0 or a UV error with "PATH exists and is not a socket" or "another
  * process is listening on PATH" in err. */
 int unix_path_claim(const char *path, char *err, size_t err_size);

@@ -47,6 +47,46 @@ def test_stale_unix_socket_is_replaced_live_one_refused(pyserver, sidecar, short
     assert sc.running()
 
 
+def test_a_stuck_owner_of_the_path_is_refused_without_blocking(pyserver, sidecar, short_tmp):
+    """A process that listens on the path but never accepts, its backlog
+    full: the probe must not wait for it, at start or on a reload (the
+    reload runs on the loop that serves calls)."""
+    up = pyserver()
+    path = os.path.join(short_tmp, "stuck.sock")
+    stuck = socket.socket(socket.AF_UNIX)
+    stuck.bind(path)
+    stuck.listen(0)
+    queued = []
+    while True:  # fill its backlog
+        c = socket.socket(socket.AF_UNIX)
+        c.setblocking(False)
+        try:
+            c.connect(path)
+        except BlockingIOError:
+            c.close()
+            break
+        queued.append(c)
+    try:
+        cfg = basic_config(up.addr)
+        cfg["listeners"].append({"name": "sock", "address": "unix:" + path})
+        first = sidecar(cfg, wait=False, expect_exit=1)
+        assert first.wait(10) == 1
+        assert "another process is listening on " + path in first.stderr()
+
+        sc = sidecar(basic_config(up.addr))
+        cfg = sc.config
+        cfg["listeners"].append({"name": "sock", "address": "unix:" + path})
+        sc.write_config(cfg)
+        st, body = sc.admin_request("POST", "/reload")
+        assert st == 422 and "another process is listening" in body["error"], body
+        with sc.conn() as c:
+            assert c.unary(ECHO + "Unary", b"still serving") == b"still serving"
+    finally:
+        for c in queued:
+            c.close()
+        stuck.close()
+
+
 def assert_protocol_error_then_closed(c):
     """The sidecar answers a broken client with at most one packet, an Error
     1011 "protocol error" if anything, then closes the connection."""

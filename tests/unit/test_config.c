@@ -488,9 +488,9 @@ static void test_longest_name_is_accepted(void **state)
     assert_int_equal(strlen(name), CONFIG_NAME_MAX);
     struct config *cfg =
         parse_ok("{" L1 ", \"pools\": [{\"name\": "
-                        "\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
-                        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
-                        "\xc3\xa9\xc3\xa9\xc3\xa9nnnnnnnnnnnnnnnnnnnnn\", "
+                 "\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                 "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                 "\xc3\xa9\xc3\xa9\xc3\xa9nnnnnnnnnnnnnnnnnnnnn\", "
                  "\"endpoints\": [\"a:1\"]}]}");
     assert_string_equal(cfg->pools[0].name, name);
     config_unref(cfg);
