@@ -214,7 +214,14 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
     return 0;
 
 fail_late:
-    /* Agent ports of retired pools were released: take them back. */
+    /* Agent ports of retired pools were released: take them back, once the
+     * new pools that already bound them (a rebuilt pool on the same
+     * address) have let go. */
+    for (size_t i = 0; i < cfg->n_pools; i++)
+        if (fresh_pool[i] && pools[i]->agents) {
+            agent_listener_stop(pools[i]->agents);
+            pools[i]->agents = NULL;
+        }
     for (size_t i = 0; i < sc->n_pools; i++) {
         struct pool *p = sc->pools[i];
         if (!kept_pool[i] && p->pc->reverse && !p->agents) {

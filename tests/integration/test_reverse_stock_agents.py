@@ -10,6 +10,7 @@ header=True puts the prefix in front of its first write, like
 drpcmigrate.HeaderConn); real agents are drpc-testd --connect processes.
 """
 
+import socket
 import time
 
 import pytest
@@ -487,6 +488,30 @@ def test_cancel_close_mode_closes_the_agent_connection(sidecar):
         assert wait_for(lambda: sc.admin_get("/pools/agents")["agents"] == [])
     finally:
         agent.close()
+
+
+def test_refused_reload_keeps_the_agent_socket(sidecar, agent, short_tmp):
+    """A reload that rebuilds a reverse pool on the same unix path and then
+    fails (another pool's port is taken) must leave the old pool accepting
+    agents on that path, as the refusal says."""
+    cfg = reverse_config(accept="unix:%s/agents.sock" % short_tmp)
+    sc = sidecar(cfg)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        cfg["pools"][0]["identify"] = {"rpc": IDENTIFY}  # incompatible: the pool is rebuilt
+        cfg["pools"].append({"name": "b", "accept": "127.0.0.1:%d" % taken.getsockname()[1]})
+        sc.write_config(cfg)
+        st, body = sc.admin_request("POST", "/reload")
+        assert st == 422 and "address already in use" in body["error"], body
+    finally:
+        taken.close()
+    agent(accept_of(sc), conns=1, ident="after")
+    assert idle_agents(sc, 1)
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"u") == b"u"
+    assert "could not re-open" not in sc.stderr()
 
 
 def test_reload_moves_the_agent_port(sidecar, agent):
