@@ -13,7 +13,9 @@
  */
 #include "admin/routes.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include "admin/dashboard.h"
 #include "admin/metrics.h"
 #include "admin/views.h"
+#include "config/config_addr.h"
 #include "proxy/call.h"
 #include "proxy/listener.h"
 #include "proxy/pool.h"
@@ -385,6 +388,52 @@ static bool cross_origin(const struct admin_http *h)
            strcasecmp(origin + sizeof(scheme) - 1, host) != 0;
 }
 
+/*
+ * Whether a Host header names this machine's loopback: localhost (and
+ * *.localhost, RFC 6761), 127.0.0.0/8 or [::1], with any port. A page on
+ * attacker.example whose name is re-pointed at 127.0.0.1 (DNS rebinding)
+ * reaches a loopback port as same-origin, so Origin proves nothing there;
+ * its Host header still says attacker.example.
+ */
+static bool loopback_host(const char *host)
+{
+    char name[256];
+    if (host[0] == '[') {
+        const char *end = strchr(host, ']');
+        if (!end || (size_t)(end - host - 1) >= sizeof(name))
+            return false;
+        memcpy(name, host + 1, (size_t)(end - host - 1));
+        name[end - host - 1] = '\0';
+        struct in6_addr a6;
+        return inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    size_t len = strcspn(host, ":");
+    if (len == 0 || len >= sizeof(name))
+        return false;
+    memcpy(name, host, len);
+    name[len] = '\0';
+    if (name[len - 1] == '.')
+        name[--len] = '\0'; /* "localhost." is the same name */
+    static const char suffix[] = ".localhost";
+    if (strcasecmp(name, "localhost") == 0 ||
+        (len > sizeof(suffix) - 1 && strcasecmp(name + len - (sizeof(suffix) - 1), suffix) == 0))
+        return true;
+    struct in_addr a4;
+    return inet_pton(AF_INET, name, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* An admin API on a loopback TCP address answers only requests addressed
+ * to a loopback name; without a Host header (HTTP/1.0 tools) it answers. */
+static bool foreign_host(const struct admin_route_ctx *ctx, const struct admin_http *h)
+{
+    const struct config_addr *bound = &ctx->sc->cfg->admin.addr;
+    if (bound->kind != CONFIG_ADDR_TCP ||
+        !(config_addr_is_loopback(bound) || strcmp(bound->host, "localhost") == 0))
+        return false;
+    const char *host = admin_http_header(h, ADMIN_HDR_HOST);
+    return host && !loopback_host(host);
+}
+
 /* Splits a request target into path and query (both into buf). */
 static bool split_target(const char *url, char *buf, size_t size, const char **path,
                          const char **query)
@@ -423,6 +472,12 @@ void admin_route(const struct admin_route_ctx *ctx, const struct admin_http *h,
     const char *path, *query;
     if (!split_target(h->url, target, sizeof(target), &path, &query)) {
         admin_response_error(resp, 404, "not found");
+        return;
+    }
+    if (foreign_host(ctx, h)) {
+        admin_response_error(resp, 403,
+                             "the Host header does not name a loopback address: refused, "
+                             "as this admin API listens on loopback (DNS rebinding)");
         return;
     }
     bool is_head = strcmp(h->method, "HEAD") == 0;

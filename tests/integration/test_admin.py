@@ -383,6 +383,15 @@ def test_token_and_origin_rules(testd, sidecar):
     r = post(sc, "/pools/default/resume",
              headers={"Authorization": "Bearer s3cret", "Origin": "http://evil.example"})
     assert r.status == 403
+    # a page of a rebound name (attacker.example -> 127.0.0.1) is same-origin
+    # by its own Host: a loopback admin API answers only loopback names
+    evil = {"Host": "attacker.example:%s" % sc.admin.rsplit(":", 1)[1]}
+    assert get(sc, "/config", headers=evil).status == 403
+    r = post(sc, "/pools/default/resume",
+             headers=dict(evil, Origin="http://" + evil["Host"], Authorization="Bearer s3cret"))
+    assert r.status == 403 and "loopback" in r.json()["error"]
+    assert pool(sc)["draining"] is True
+    assert get(sc, "/pools", headers={"Host": "localhost"}).status == 200
     assert get(sc, "/config").json()["config"]["admin"]["token"] == "<redacted>"
     assert "s3cret" not in get(sc, "/config").text
 
@@ -733,7 +742,7 @@ def test_keep_alive_and_pipelining(testd, sidecar):
     rd = Reader(s)
     # two requests one after the other on one connection
     for path in (b"/healthz", b"/pools"):
-        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
         st, hdrs, body = rd.response()
         assert st == 200 and hdrs["connection"] == "keep-alive" and rd.buf == b""
         json.loads(body)
@@ -763,7 +772,7 @@ def test_request_timeout_closes_slow_clients(testd, sidecar):
     sc = sidecar(cfg)
     # headers never finished: 408, then closed
     t0 = time.monotonic()
-    out = raw(sc, b"GET /pools HTTP/1.1\r\nHost: x\r\n")
+    out = raw(sc, b"GET /pools HTTP/1.1\r\nHost: localhost\r\n")
     assert out.startswith(b"HTTP/1.1 408") and b"Connection: close" in out
     assert 0.3 < time.monotonic() - t0 < 3 * SCALE
     # a trickle of bytes does not extend the deadline (slowloris); the

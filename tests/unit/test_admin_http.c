@@ -308,6 +308,50 @@ static void test_not_found_and_method(void **state)
     admin_response_free(&resp);
 }
 
+/* A DNS-rebinding page reaches the loopback port as same-origin, under its own Host name. */
+static void test_host_must_be_loopback(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const allowed[] = {
+        "localhost:2", "LocalHost", "localhost.:2", "app.localhost:2",
+        "127.0.0.1:2", "127.1.2.3", "[::1]:2",      "[::1]",
+    };
+    static const char *const refused[] = {
+        "attacker.example:2",
+        "127.0.0.1.evil.example",
+        "localhost.evil:2",
+        "evil-localhost",
+        "[::2]:2",
+        "[::1",
+        "10.0.0.1:2",
+        "",
+    };
+    char raw[256];
+    struct admin_response resp;
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+        snprintf(raw, sizeof(raw), "GET /pools HTTP/1.1\r\nHost: %s\r\n\r\n", allowed[i]);
+        if (route(f, raw, &resp) != 200)
+            fail_msg("Host: %s -> %d", allowed[i], resp.status);
+        admin_response_free(&resp);
+    }
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        snprintf(raw, sizeof(raw), "GET /pools HTTP/1.1\r\nHost: %s\r\n\r\n", refused[i]);
+        if (route(f, raw, &resp) != 403)
+            fail_msg("Host: %s -> %d", refused[i], resp.status);
+        admin_response_free(&resp);
+    }
+    /* same-origin by the page's own name, with the token: still refused */
+    assert_int_equal(route(f,
+                           "POST /drain HTTP/1.1\r\nHost: attacker.example:2\r\n"
+                           "Origin: http://attacker.example:2\r\nAuthorization: Bearer s3cret\r\n"
+                           "\r\n",
+                           &resp),
+                     403);
+    admin_response_free(&resp);
+    /* HTTP/1.0 tools may send no Host at all */
+    json_decref(route_json(f, "GET /pools HTTP/1.0\r\n\r\n", 200));
+}
+
 static void test_token_and_origin(void **state)
 {
     struct fixture *f = *state;
@@ -561,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_chunked_body_cap),
         cmocka_unit_test_setup_teardown(test_not_found_and_method, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_and_origin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_must_be_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handlers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_text, setup, teardown),
         cmocka_unit_test(test_tokens),
