@@ -4,6 +4,8 @@
  */
 #include "proxy/metadata.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -57,10 +59,81 @@ static int set_bytes(struct metadata *md, const void *key, size_t key_len, const
     return 0;
 }
 
+/* One decoded entry while duplicates are sorted out. */
+struct wire_entry {
+    const uint8_t *key;
+    size_t key_len;
+    size_t index; /* position on the wire */
+};
+
+static int by_key_then_index(const void *a, const void *b)
+{
+    const struct wire_entry *x = a, *y = b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = n ? memcmp(x->key, y->key, n) : 0;
+    if (c)
+        return c;
+    if (x->key_len != y->key_len)
+        return x->key_len < y->key_len ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static bool same_key(const struct wire_entry *x, const struct wire_entry *y)
+{
+    return x->key_len == y->key_len && (x->key_len == 0 || memcmp(x->key, y->key, x->key_len) == 0);
+}
+
+/*
+ * Copies msg's entries into out in wire order, a repeated key once, at its
+ * first position, with its last value. Sorting finds the repeats in
+ * O(n log n): the byte cap allows tens of thousands of pairs, which a
+ * pairwise search would turn into seconds of work on the event loop.
+ */
+static int copy_entries(const Drpcsidecar__InvokeMetadata *msg, struct metadata *out)
+{
+    size_t n = msg->n_data;
+    struct wire_entry *sorted = malloc(n * sizeof(*sorted));
+    size_t *value_of = malloc(n * sizeof(*value_of)); /* at a key's first index: its last */
+    out->pairs = calloc(n, sizeof(*out->pairs));
+    int rc = UV_ENOMEM;
+    if (!sorted || !value_of || !out->pairs)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        sorted[i] = (struct wire_entry){msg->data[i]->key.data, msg->data[i]->key.len, i};
+        value_of[i] = SIZE_MAX;
+    }
+    qsort(sorted, n, sizeof(*sorted), by_key_then_index);
+    for (size_t g = 0; g < n;) {
+        size_t last = g;
+        while (last + 1 < n && same_key(&sorted[g], &sorted[last + 1]))
+            last++;
+        value_of[sorted[g].index] = sorted[last].index;
+        g = last + 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (value_of[i] == SIZE_MAX)
+            continue;
+        const ProtobufCBinaryData *k = &msg->data[i]->key, *v = &msg->data[value_of[i]]->value;
+        struct metadata_pair *p = &out->pairs[out->n];
+        if (!(p->key = dup_bytes(k->data, k->len)) || !(p->value = dup_bytes(v->data, v->len))) {
+            free(p->key);
+            goto out;
+        }
+        p->key_len = k->len;
+        p->value_len = v->len;
+        out->n++;
+    }
+    rc = 0;
+out:
+    free(sorted);
+    free(value_of);
+    return rc;
+}
+
 int metadata_decode(const uint8_t *data, size_t len, const struct metadata_limits *limits,
                     struct metadata *out, const char **why)
 {
-    size_t max_pairs = limits && limits->max_pairs ? limits->max_pairs : METADATA_DEFAULT_MAX_PAIRS;
+    size_t max_pairs = limits ? limits->max_pairs : 0;
     size_t max_bytes = limits && limits->max_bytes ? limits->max_bytes : METADATA_DEFAULT_MAX_BYTES;
 
     *why = NULL;
@@ -74,18 +147,12 @@ int metadata_decode(const uint8_t *data, size_t len, const struct metadata_limit
         return UV_EINVAL;
     }
     int rc = 0;
-    if (msg->n_data > max_pairs) {
+    if (max_pairs && msg->n_data > max_pairs) {
         *why = "too many invoke metadata pairs";
         rc = UV_EINVAL;
-        goto out;
+    } else if (msg->n_data) {
+        rc = copy_entries(msg, out);
     }
-    for (size_t i = 0; i < msg->n_data; i++) {
-        const Drpcsidecar__MetadataEntry *e = msg->data[i];
-        rc = set_bytes(out, e->key.data, e->key.len, e->value.data, e->value.len);
-        if (rc)
-            break;
-    }
-out:
     drpcsidecar__invoke_metadata__free_unpacked(msg, NULL);
     if (rc)
         metadata_free(out);

@@ -14,7 +14,6 @@
 
 #include "proxy/buf.h"
 
-#define METADATA_DEFAULT_MAX_PAIRS 64
 #define METADATA_DEFAULT_MAX_BYTES (64 * 1024)
 
 struct metadata_pair {
@@ -30,7 +29,7 @@ struct metadata {
 };
 
 struct metadata_limits {
-    size_t max_pairs; /* more entries than this is an error */
+    size_t max_pairs; /* more entries than this is an error; 0: no limit (Go has none) */
     size_t max_bytes; /* encoded size above this is an error */
 };
 

@@ -137,6 +137,20 @@ def test_max_waiters_still_bounds_the_queue_once_the_pool_is_full(testd, sidecar
             c.close()
 
 
+def test_metadata_has_no_pair_limit_only_the_byte_cap(pyserver, sidecar):
+    """Go decodes invoke metadata into a map with no limit on pairs, so
+    neither does the sidecar: 3,000 pairs (about 40 KiB, within the 64 KiB
+    default) reach the Python server, a repeated key once with its last
+    value."""
+    sc = sidecar(basic_config(pyserver().addr))
+    pairs = [("k%04d" % i, "v%d" % i) for i in range(3000)] + [("k0007", "last")]
+    want = b"".join(b"%s=%s\n" % (k.encode(), (b"last" if k == "k0007" else v.encode()))
+                    for k, v in sorted(pairs[:3000]))
+    with drpc.Conn(sc.addr) as c:
+        assert c.unary(ECHO + "Metadata", b"", pairs) == want
+        assert c.unary(ECHO + "Unary", b"next") == b"next"
+
+
 def test_oversized_metadata_fails_the_call_not_the_connection(testd, sidecar):
     """InvokeMetadata over max_metadata_size (here split over several frames,
     as a large packet would be) and an rpc name over 4096 bytes: each fails
