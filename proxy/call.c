@@ -429,7 +429,18 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
 void call_on_client_frame(struct call *c, const struct frame *f)
 {
     struct sidecar *sc = c->sc;
-    if (!f->control && (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA)) {
+    if (f->control) {
+        /* Control frames stand outside the id sequence (the Go reader skips
+         * them before its checks). The one we understand is a soft cancel
+         * from a client with SoftCancel; others are ignored. */
+        if (f->kind != FRAME_KIND_CANCEL)
+            return;
+        c->result = CALL_RESULT_CANCELLED;
+        bool clean = cancel_upstream(c);
+        call_finish(c, clean, "client cancelled");
+        return;
+    }
+    if (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA) {
         client_protocol_error(c->client, f->stream_id, "invoke on a stream that is already open");
         return;
     }
@@ -439,16 +450,6 @@ void call_on_client_frame(struct call *c, const struct frame *f)
     }
     bool new_packet = f->message_id != c->client_last_msg;
     c->client_last_msg = f->message_id;
-
-    if (f->control) {
-        /* A soft cancel from a client with SoftCancel; other control frames are ignored. */
-        if (f->kind != FRAME_KIND_CANCEL)
-            return;
-        c->result = CALL_RESULT_CANCELLED;
-        bool clean = cancel_upstream(c);
-        call_finish(c, clean, "client cancelled");
-        return;
-    }
 
     if (f->kind == FRAME_KIND_MESSAGE) {
         c->up_pkt_bytes = new_packet ? f->len : c->up_pkt_bytes + f->len;
@@ -476,7 +477,9 @@ void call_on_client_frame(struct call *c, const struct frame *f)
         }
     }
 
-    switch (f->kind) {
+    /* A packet acts once whole: an Error or Close cut into frames ends the
+     * call at its last frame, not its first. */
+    switch (f->done ? f->kind : FRAME_KIND_MESSAGE) {
     case FRAME_KIND_CLOSE_SEND:
         c->client_closed_send = true;
         if (c->up_closed_send) {
@@ -546,7 +549,7 @@ void call_on_upstream_frame(struct call *c, const struct frame *f)
     }
     c->down_pkt_open = !f->done;
 
-    switch (f->kind) {
+    switch (f->done ? f->kind : FRAME_KIND_MESSAGE) { /* a packet acts once whole */
     case FRAME_KIND_CLOSE_SEND:
         c->up_closed_send = true;
         if (c->client_closed_send) {

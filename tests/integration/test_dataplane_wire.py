@@ -253,3 +253,78 @@ def test_late_packets_from_the_upstream_are_dropped(sidecar):
         assert up.accepted == 1 and up.error is None
     finally:
         up.close()
+
+
+class _SplitErrorUpstream:
+    """A DRPC server on one connection that fails every call with an Error
+    packet of code 42 and a 100 KB text, cut into 64 KiB frames as Go cuts
+    any large packet (Go's own SendError writes one frame, other peers
+    need not)."""
+
+    TEXT = b"e" * 100000
+
+    def __init__(self):
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            s, _ = self.sock.accept()
+            self.accepted += 1
+            dec = drpc.FrameDecoder()
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    return
+                for f in dec.feed(data):
+                    if f.kind == drpc.KIND_CLOSE_SEND:
+                        s.sendall(drpc.encode_packet(drpc.KIND_ERROR, f.stream, 1,
+                                                     drpc.encode_error(42, self.TEXT)))
+        except OSError:
+            return
+
+    def close(self):
+        self.sock.close()
+
+
+def test_an_error_cut_into_frames_ends_the_call_at_its_last_frame(sidecar):
+    """The call ends when the Error packet is whole: the client gets all of
+    it, and the upstream connection, clean again, carries the next call."""
+    up = _SplitErrorUpstream()
+    try:
+        sc = sidecar(basic_config(up.addr, max_conns=1))
+        with drpc.Conn(sc.addr) as c:
+            for _ in range(3):
+                with pytest.raises(drpc.DrpcError) as e:
+                    c.unary(ECHO + "Unary", b"x")
+                assert e.value.code == 42 and e.value.message == up.TEXT.decode()
+        assert up.accepted == 1
+        assert sc.admin_get("/pools/default")["counters"]["calls"] == 3
+    finally:
+        up.close()
+
+
+def test_client_control_frames_stand_outside_the_id_sequence(pyserver, sidecar):
+    """Go readers skip control frames before checking ids: one in the middle
+    of a packet, with any id, neither breaks the call nor ends it."""
+    sc = sidecar(basic_config(pyserver().addr))
+    with drpc.Conn(sc.addr) as c:
+        sid = c.next_sid
+        c.next_sid += 1
+        F = drpc.encode_frame
+        c.send_raw(F(drpc.KIND_INVOKE, sid, 1, (ECHO + "Unary").encode()) +
+                   F(drpc.KIND_MESSAGE, sid, 2, b"hello ", done=False) +
+                   F(20, sid, 9, b"future", control=True) +
+                   F(0, sid, 1, b"", control=True) +
+                   F(drpc.KIND_MESSAGE, sid, 2, b"world") +
+                   F(drpc.KIND_CLOSE_SEND, sid, 3))
+        pkt = c.read_packet()
+        assert (pkt.stream, pkt.kind, pkt.data) == (sid, drpc.KIND_MESSAGE, b"hello world")
+        c.send_raw(F(drpc.KIND_CLOSE, sid, 4))
+        assert c.unary(ECHO + "Unary", b"next") == b"next"
