@@ -322,6 +322,12 @@ void client_update_reading(struct client_conn *cl)
         queued = wire_queued(&c->up->wire);
     else if (c)
         queued = c->pending.len;
+    /* What we owe the client counts too: a client that sends calls and
+     * never reads would otherwise have the sidecar queue its answers
+     * (errors the sidecar writes itself, say) without bound. */
+    size_t owed = wire_queued(&cl->wire);
+    if (owed > queued)
+        queued = owed;
     if (cl->wire.reading && queued > high)
         wire_read_stop(&cl->wire);
     else if (!cl->wire.reading && queued <= high / 4)
@@ -343,6 +349,8 @@ void client_on_wire_written(struct client_conn *cl, int status)
     }
     if (cl->call && cl->call->up)
         upstream_update_reading(cl->call->up);
+    if (!cl->wire.reading)
+        client_update_reading(cl);
 }
 
 void client_accept(struct listener *l, uv_os_sock_t fd)

@@ -54,3 +54,40 @@ def test_hostile_client_gets_a_precise_error_then_is_closed(testd, sidecar, faul
     assert good.unary(ECHO + "Unary", b"after") == b"after"
     good.close()
     check.finish()
+
+
+def test_a_client_that_never_reads_is_paused_not_buffered(testd, sidecar, fault_check):
+    """A client that pipelines calls the sidecar answers itself (no route:
+    1001) and never reads the answers: once a call buffer's worth of them
+    is queued, the sidecar stops reading that client, so its sends block
+    and the sidecar's memory stays put; everyone else is served."""
+    import socket
+    import time
+
+    up = testd()
+    cfg = basic_config(up.addr)
+    cfg["routes"] = [{"match": {"rpc_prefix": ECHO}, "pool": "default"}]
+    sc = sidecar(cfg)
+    check = fault_check(sc, {"default": lambda: open_testd_conns(up)})
+    host, port = sc.addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(2)
+    name = b"/nowhere/" + b"n" * 500  # each answer is an Error naming the rpc
+    sent, sid, blocked = 0, 1, False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and sent < (256 << 20):
+        batch = b"".join(_frame(drpc.KIND_INVOKE, i, 1, name) for i in range(sid, sid + 1000))
+        sid += 1000
+        try:
+            s.sendall(batch)
+        except socket.timeout:
+            blocked = True
+            break
+        sent += len(batch)
+    assert blocked, "the sidecar read %d MiB from a client that reads nothing" % (sent >> 20)
+    assert sent < (64 << 20), sent
+    clients = sc.admin_get("/clients")["clients"]
+    assert max(c["bytes_in"] for c in clients) < (64 << 20)
+    s.close()
+    check.finish()
