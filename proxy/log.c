@@ -36,6 +36,17 @@ void log_write(enum config_log_level level, const char *fmt, ...)
     if (n > 0 && (size_t)n < sizeof(line))
         vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
     va_end(ap);
+    /* Messages quote what peers sent (rpc names, agent ids, error texts):
+     * a control character in them must not start a forged line. */
+    char safe[sizeof(line) * 4];
+    size_t o = 0;
+    for (const unsigned char *c = (const unsigned char *)line; *c && o + 5 < sizeof(safe); c++) {
+        if (*c < 0x20 || *c == 0x7f)
+            o += (size_t)snprintf(safe + o, sizeof(safe) - o, "\\x%02x", *c);
+        else
+            safe[o++] = (char)*c;
+    }
+    safe[o] = '\0';
     /* One fputs per line keeps lines whole on a shared stderr. */
-    fprintf(stderr, "%s\n", line);
+    fprintf(stderr, "%s\n", safe);
 }

@@ -58,6 +58,24 @@ def test_access_log_json_and_reopen(pyserver, sidecar, short_tmp):
     assert len(open(path + ".1").read().splitlines()) == 3
 
 
+def test_log_lines_cannot_be_forged_by_peers(pyserver, sidecar):
+    """An rpc name carries what the client chose, newlines included; the log
+    quotes it with control characters escaped, so it stays one line."""
+    cfg = basic_config(pyserver().addr)
+    cfg["routes"] = [{"match": {"rpc_prefix": ECHO}, "pool": "default"}]
+    sc = sidecar(cfg)
+    forged = "2026-01-01T00:00:00.000Z ERROR forged by a client"
+    with sc.conn() as c:
+        with pytest.raises(drpc.DrpcError) as e:
+            c.unary("/x\n" + forged + "\r\x1b[2J", b"")
+        assert e.value.code == 1001
+        assert c.unary(ECHO + "Unary", b"ok") == b"ok"
+    sc.stop()
+    log = sc.stderr()
+    assert not [l for l in log.splitlines() if l.startswith(forged)], log
+    assert "/x\\x0a" + forged + "\\x0d\\x1b[2J" in log, log
+
+
 def test_access_log_text(pyserver, sidecar, short_tmp):
     path = os.path.join(short_tmp, "access.txt")
     cfg = basic_config(pyserver().addr)
