@@ -113,6 +113,27 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
         return UV_EINVAL;
     }
 
+    /* A kept listener keeps its socket: settings made when it was bound
+     * cannot change under it, and saying "reloaded" would be a lie. */
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct listener *l = find_listener(sc, &cfg->listeners[i]);
+        if (!l)
+            continue;
+        const struct config_listener *now = l->lc, *next = &cfg->listeners[i];
+        bool tcp = next->addr.kind == CONFIG_ADDR_TCP;
+        const char *what = tcp && now->reuse_port != next->reuse_port  ? "reuse_port"
+                           : !tcp && now->unix_mode != next->unix_mode ? "mode"
+                                                                       : NULL;
+        if (what) {
+            snprintf(err, err_size,
+                     "listeners[%zu].%s changed on a bound listener: restart drpc-sidecar to "
+                     "apply it",
+                     i, what);
+            config_unref(cfg);
+            return UV_EINVAL;
+        }
+    }
+
     struct listener **listeners =
         calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*listeners));
     struct pool **pools = calloc(cfg->n_pools, sizeof(*pools));

@@ -1,6 +1,7 @@
 """Hot reload: SIGHUP or POST /reload swaps in a new config without failing
 a single call; an invalid file changes nothing and says why."""
 
+import json
 import threading
 import time
 
@@ -163,3 +164,32 @@ def test_reload_adds_and_removes_listeners(pyserver, sidecar):
     keeper.close()
     with drpc.Conn(listen) as c:
         assert c.unary(ECHO + "Unary", b"old listener") == b"old listener"
+
+
+def test_socket_settings_of_a_bound_listener_need_a_restart(pyserver, sidecar, short_tmp):
+    """mode (unix) and reuse_port (TCP) are set when a listener binds; a
+    reload that changes them on a listener it keeps is refused and says
+    so, rather than answering "reloaded" and leaving the socket as it was."""
+    import os
+
+    path = os.path.join(short_tmp, "l.sock")
+    cfg = basic_config(pyserver().addr)
+    cfg["listeners"].append({"name": "sock", "address": "unix:" + path, "mode": "0666"})
+    sc = sidecar(cfg)
+    for i, key, value in ((1, "mode", "0600"), (0, "reuse_port", False)):
+        changed = json.loads(json.dumps(cfg))
+        changed["listeners"][i][key] = value
+        sc.write_config(changed)
+        st, body = sc.admin_request("POST", "/reload")
+        assert st == 422, body
+        assert body["error"] == ("listeners[%d].%s changed on a bound listener: restart "
+                                 "drpc-sidecar to apply it" % (i, key)), body
+    assert oct(os.stat(path).st_mode & 0o777) == "0o666"
+    assert sc.admin_get("/config")["config"]["listeners"][1]["mode"] == "0666"
+    # the same settings, or other changes, still reload
+    cfg["listeners"][1]["max_clients"] = 7
+    sc.write_config(cfg)
+    st, body = sc.admin_request("POST", "/reload")
+    assert st == 200, body
+    with drpc.Conn("unix:" + path) as c:
+        assert c.unary(ECHO + "Unary", b"x") == b"x"
