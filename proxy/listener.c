@@ -171,11 +171,12 @@ void listener_steer_here(struct listener *l)
     }
 }
 
-void listener_stop(struct listener *l)
+void listener_stop(struct listener *l, bool serve_queued)
 {
     if (!l->open)
         return;
-    accept_backlog(l);
+    if (serve_queued)
+        accept_backlog(l);
     l->open = false;
     if (l->lc->addr.kind == CONFIG_ADDR_UNIX)
         unlink(l->lc->addr.path);

@@ -40,8 +40,11 @@ __attribute__((warn_unused_result)) int listener_start(struct sidecar *sc,
  * from now on (see reuseport.h). Called once the process is started. */
 void listener_steer_here(struct listener *l);
 
-/* Stops accepting; freed once the handle is closed and no client is left. */
-void listener_stop(struct listener *l);
+/* Stops accepting; freed once the handle is closed and no client is left.
+ * With serve_queued, connections already queued on the socket are taken
+ * and served (an upgrade's old process, a drain); a start that failed
+ * closes with them, unanswered, so the process can exit. */
+void listener_stop(struct listener *l, bool serve_queued);
 
 /* A client of l closed. */
 void listener_client_gone(struct listener *l);

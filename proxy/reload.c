@@ -203,7 +203,7 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
                 kept = true;
             }
         if (!kept)
-            listener_stop(l);
+            listener_stop(l, true);
     }
     for (size_t i = 0; i < sc->n_pools; i++) {
         struct pool *p = sc->pools[i];
@@ -255,7 +255,7 @@ fail:
     if (listeners)
         for (size_t i = 0; i < cfg->n_listeners; i++)
             if (fresh_listener && fresh_listener[i] && listeners[i])
-                listener_stop(listeners[i]);
+                listener_stop(listeners[i], true);
     if (pools)
         for (size_t i = 0; i < cfg->n_pools; i++)
             if (fresh_pool && fresh_pool[i] && pools[i])

@@ -233,7 +233,7 @@ void sidecar_shutdown(struct sidecar *sc, const char *why)
      * served one call (see listener_stop). Stopped listeners free
      * themselves: forget them here. */
     for (size_t i = 0; i < sc->n_listeners; i++)
-        listener_stop(sc->listeners[i]);
+        listener_stop(sc->listeners[i], true);
     sc->n_listeners = 0;
     uv_timer_start(&sc->shutdown_timer, shutdown_timer_cb, sc->cfg->shutdown_grace_ms, 0);
     sidecar_maybe_finish_drain(sc);
@@ -366,7 +366,7 @@ void sidecar_abort_start(struct sidecar *sc)
             sc->pools[i]->agents = NULL;
         }
     for (size_t i = 0; i < sc->n_listeners; i++)
-        listener_stop(sc->listeners[i]);
+        listener_stop(sc->listeners[i], false);
     sc->n_listeners = 0;
     if (sc->admin && !sc->janitor.data)
         admin_stop(sc->admin);
