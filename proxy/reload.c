@@ -163,6 +163,9 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
             goto fail;
         }
         fresh_pool[i] = true;
+        /* An operator's drain outlives the rebuild: only resume ends it. */
+        if (p && p->draining)
+            pools[i]->draining = true;
     }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         struct listener *l = find_listener(sc, &cfg->listeners[i]);

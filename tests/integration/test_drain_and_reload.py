@@ -239,3 +239,26 @@ def test_reload_follows_a_swapped_config_symlink(testd, sidecar, short_tmp):
     assert sc.admin_request("POST", "/reload")[0] == 200
     with sc.conn() as c:
         assert c.unary(ECHO + "Metadata", b"") == b"v=2\n"
+
+
+def test_a_drained_pool_stays_drained_when_a_reload_rebuilds_it(testd, sidecar):
+    """An operator's drain ends with a resume, not with an unrelated reload
+    that happens to rebuild the pool (new endpoints)."""
+    a, b = testd(), testd()
+    cfg = basic_config(a.addr, wait_timeout_ms=5000)
+    sc = sidecar(cfg)
+    sc.admin_post("/pools/default/drain")
+    cfg["pools"][0]["endpoints"] = [b.addr]
+    sc.write_config(cfg)
+    st, body = sc.admin_request("POST", "/reload")
+    assert st == 200, body
+    p = sc.admin_get("/pools/default")
+    assert p["draining"] is True and p["config"]["endpoints"] == [b.addr]
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Unary", b"waits")
+        deadline = time.monotonic() + 5 * SCALE
+        while sc.admin_get("/pools/default")["waiters"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert sc.admin_post("/pools/default/resume")["draining"] is False
+        assert c.finish_unary() == b"waits"
