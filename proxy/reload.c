@@ -341,6 +341,7 @@ int reload_start(struct sidecar *sc, reload_done_cb cb, void *arg)
     notify_send(msg);
     int rc = uv_queue_work(sc->loop, &job->work, load_work, load_done);
     if (rc) {
+        notify_send("READY=1"); /* systemd must not wait for a reload that never ran */
         free(job->path);
         free(job);
         return rc;
