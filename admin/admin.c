@@ -591,7 +591,7 @@ static int listen_unix(struct admin *a, const char *path, char *err, size_t err_
     a->server.handle.data = a;
     /* No chmod: the process umask decides who may connect (owner only by
      * default), and without a token the socket's mode is the access control. */
-    rc = uv_pipe_bind(&a->server.pipe, path);
+    rc = unix_path_bind(&a->server.pipe, path);
     if (rc == 0) {
         a->unix_path = strdup(path);
         if (!a->unix_path)

@@ -49,7 +49,7 @@ int agent_listener_start(struct pool *p, struct agent_listener **out, char *err,
         rc = uv_pipe_init(loop, &al->h.pipe, 0);
         if (rc == 0) {
             al->open = true;
-            rc = uv_pipe_bind(&al->h.pipe, a->path);
+            rc = unix_path_bind(&al->h.pipe, a->path);
         }
     } else {
         struct sockaddr_storage ss;

@@ -43,7 +43,7 @@ static int bind_unix(struct listener *l, uv_loop_t *loop, char *err, size_t err_
     if (rc)
         return rc;
     l->open = true;
-    rc = uv_pipe_bind(&l->h.pipe, path);
+    rc = unix_path_bind(&l->h.pipe, path);
     if (rc) {
         snprintf(err, err_size, "bind %s: %s", path, uv_strerror(rc));
         return rc;

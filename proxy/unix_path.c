@@ -46,3 +46,24 @@ int unix_path_claim(const char *path, char *err, size_t err_size)
     unlink(path);
     return 0;
 }
+
+int unix_path_bind(uv_pipe_t *pipe, const char *path)
+{
+    int rc = uv_pipe_bind(pipe, path);
+    if (rc != UV_EACCES)
+        return rc;
+    /* libuv reports a missing directory as "permission denied": say which. */
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return rc;
+    if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) != 0 && errno == ENOENT)
+        return UV_ENOENT;
+    return rc;
+}

@@ -47,6 +47,17 @@ def test_stale_unix_socket_is_replaced_live_one_refused(pyserver, sidecar, short
     assert sc.running()
 
 
+def test_a_missing_socket_directory_is_named_as_missing(pyserver, sidecar, short_tmp):
+    """libuv reports a bind under a missing directory as "permission
+    denied"; the start names the real cause."""
+    path = os.path.join(short_tmp, "no-such-dir", "s.sock")
+    cfg = basic_config(pyserver().addr)
+    cfg["listeners"].append({"name": "sock", "address": "unix:" + path})
+    sc = sidecar(cfg, wait=False, expect_exit=1)
+    assert sc.wait(10) == 1
+    assert "bind %s: no such file or directory" % path in sc.stderr()
+
+
 def test_a_stuck_owner_of_the_path_is_refused_without_blocking(pyserver, sidecar, short_tmp):
     """A process that listens on the path but never accepts, its backlog
     full: the probe must not wait for it, at start or on a reload (the
