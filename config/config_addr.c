@@ -176,12 +176,46 @@ bool config_addr_is_loopback(const struct config_addr *a)
     return n == 16 && memcmp(b, v6_loopback, 16) == 0;
 }
 
+/* The next segment of a unix path, skipping empty ("//") and "." ones;
+ * *len 0 at the end. ".." is kept: behind a symlink it is not lexical. */
+static const char *next_segment(const char *p, size_t *len)
+{
+    for (;;) {
+        while (*p == '/')
+            p++;
+        size_t n = strcspn(p, "/");
+        if (n == 1 && p[0] == '.') {
+            p += 1;
+            continue;
+        }
+        *len = n;
+        return p;
+    }
+}
+
+/* Whether two unix paths name the same file as written, up to "//" and
+ * "/./" (unix:/run/x.sock and unix:/run/./x.sock are one socket). */
+static bool same_unix_path(const char *a, const char *b)
+{
+    for (;;) { /* both absolute (checked at parse) */
+        size_t na, nb;
+        a = next_segment(a, &na);
+        b = next_segment(b, &nb);
+        if (na != nb || memcmp(a, b, na) != 0)
+            return false;
+        if (na == 0)
+            return true;
+        a += na;
+        b += nb;
+    }
+}
+
 bool config_addr_conflict(const struct config_addr *a, const struct config_addr *b)
 {
     if (a->kind != b->kind)
         return false;
     if (a->kind == CONFIG_ADDR_UNIX)
-        return strcmp(a->path, b->path) == 0;
+        return same_unix_path(a->path, b->path);
     if (a->port != b->port)
         return false;
     unsigned char ha[16], hb[16];

@@ -1264,6 +1264,8 @@ static void test_addr_helpers(void **state)
         {"unix:/a", "unix:/a", true},          {"unix:/a", "unix:/b", false},
         {"unix:/a", "127.0.0.1:1", false},     {"a.example:1", "a.example:1", true},
         {"a.example:1", "b.example:1", false}, {"[::ffff:10.0.0.1]:5", "10.0.0.1:5", true},
+        {"unix:/a", "unix:/./a", true},        {"unix:/r//a", "unix:/r/./a/", true},
+        {"unix:/r/../a", "unix:/a", false},    {"unix:/ab", "unix:/a/b", false},
     };
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
         struct config_addr a, b;
