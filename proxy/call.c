@@ -429,10 +429,21 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
 void call_on_client_frame(struct call *c, const struct frame *f)
 {
     struct sidecar *sc = c->sc;
+    if (!f->control && (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA)) {
+        client_protocol_error(c->client, f->stream_id, "invoke on a stream that is already open");
+        return;
+    }
+    /* Control frames take part in the id order too, as in Go's reader
+     * (which passes them on as packets with Control set). */
+    if (f->message_id < c->client_last_msg) {
+        client_protocol_error(c->client, f->stream_id, "message id went backwards");
+        return;
+    }
+    bool new_packet = f->message_id != c->client_last_msg;
+    c->client_last_msg = f->message_id;
+
     if (f->control) {
-        /* Control frames stand outside the id sequence (the Go reader skips
-         * them before its checks). The one we understand is a soft cancel
-         * from a client with SoftCancel; others are ignored. */
+        /* A soft cancel from a client with SoftCancel; other control frames are ignored. */
         if (f->kind != FRAME_KIND_CANCEL)
             return;
         c->result = CALL_RESULT_CANCELLED;
@@ -440,16 +451,6 @@ void call_on_client_frame(struct call *c, const struct frame *f)
         call_finish(c, clean, "client cancelled");
         return;
     }
-    if (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA) {
-        client_protocol_error(c->client, f->stream_id, "invoke on a stream that is already open");
-        return;
-    }
-    if (f->message_id < c->client_last_msg) {
-        client_protocol_error(c->client, f->stream_id, "message id went backwards");
-        return;
-    }
-    bool new_packet = f->message_id != c->client_last_msg;
-    c->client_last_msg = f->message_id;
 
     if (f->kind == FRAME_KIND_MESSAGE) {
         c->up_pkt_bytes = new_packet ? f->len : c->up_pkt_bytes + f->len;

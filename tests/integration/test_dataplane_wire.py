@@ -308,23 +308,3 @@ def test_an_error_cut_into_frames_ends_the_call_at_its_last_frame(sidecar):
         assert sc.admin_get("/pools/default")["counters"]["calls"] == 3
     finally:
         up.close()
-
-
-def test_client_control_frames_stand_outside_the_id_sequence(pyserver, sidecar):
-    """Go readers skip control frames before checking ids: one in the middle
-    of a packet, with any id, neither breaks the call nor ends it."""
-    sc = sidecar(basic_config(pyserver().addr))
-    with drpc.Conn(sc.addr) as c:
-        sid = c.next_sid
-        c.next_sid += 1
-        F = drpc.encode_frame
-        c.send_raw(F(drpc.KIND_INVOKE, sid, 1, (ECHO + "Unary").encode()) +
-                   F(drpc.KIND_MESSAGE, sid, 2, b"hello ", done=False) +
-                   F(20, sid, 9, b"future", control=True) +
-                   F(0, sid, 1, b"", control=True) +
-                   F(drpc.KIND_MESSAGE, sid, 2, b"world") +
-                   F(drpc.KIND_CLOSE_SEND, sid, 3))
-        pkt = c.read_packet()
-        assert (pkt.stream, pkt.kind, pkt.data) == (sid, drpc.KIND_MESSAGE, b"hello world")
-        c.send_raw(F(drpc.KIND_CLOSE, sid, 4))
-        assert c.unary(ECHO + "Unary", b"next") == b"next"
