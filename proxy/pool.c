@@ -514,6 +514,24 @@ void pool_set_draining(struct pool *p, bool draining)
     serve_waiters(p);
 }
 
+void pool_move_waiters(struct pool *from, struct pool *to)
+{
+    while (!list_empty(&from->waiters)) {
+        struct call *c = list_entry(list_first(&from->waiters), struct call, wait_node);
+        pool_cancel_wait(from, c);
+        c->pool = to;
+        c->state = CALL_WAITING; /* a dial started for it belongs to the old pool */
+        list_push_back(&to->waiters, &c->wait_node);
+        to->n_waiters++;
+        to->stats.calls++;
+    }
+}
+
+void pool_fail_waiters(struct pool *p, enum call_cause cause, const char *detail)
+{
+    fail_all_waiters(p, cause, detail);
+}
+
 enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call *c)
 {
     if (!p->pc->reverse)

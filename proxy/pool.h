@@ -163,6 +163,13 @@ void pool_free(struct pool *p);
 /* Admin drain/resume. */
 void pool_set_draining(struct pool *p, bool draining);
 
+/* A reload rebuilt from as to: its waiting calls queue in to, in order,
+ * keeping their deadlines (to is dialled for them at its first upkeep). */
+void pool_move_waiters(struct pool *from, struct pool *to);
+
+/* Fails every call waiting in p. */
+void pool_fail_waiters(struct pool *p, enum call_cause cause, const char *detail);
+
 const char *endpoint_health_name(enum endpoint_health h);
 enum endpoint_health endpoint_health(const struct endpoint *e, uint64_t now);
 

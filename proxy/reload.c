@@ -210,10 +210,14 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
     }
     for (size_t i = 0; i < sc->n_pools; i++) {
         struct pool *p = sc->pools[i];
-        if (!kept_pool[i]) {
-            sidecar_retire_pool(sc, p);
+        if (kept_pool[i])
             continue;
-        }
+        /* Calls waiting in a rebuilt pool wait in its successor: the new
+         * endpoints serve them, and a resume of the name reaches them. */
+        for (size_t j = 0; j < cfg->n_pools; j++)
+            if (fresh_pool[j] && strcmp(cfg->pools[j].name, p->pc->name) == 0)
+                pool_move_waiters(p, pools[j]);
+        sidecar_retire_pool(sc, p);
     }
     for (size_t i = 0; i < cfg->n_pools; i++)
         if (!fresh_pool[i])

@@ -132,6 +132,10 @@ void sidecar_retire_pool(struct sidecar *sc, struct pool *p)
     list_push_back(&sc->retired_pools, &p->retired_node);
     log_info("pool %s: retired by a reload (%u connections, %u waiting calls)", p->pc->name,
              pool_total(p), p->n_waiters);
+    /* Nothing can resume a drained pool that left the config: its waiters
+     * would wait for ever (or their timeout). */
+    if (p->draining && p->n_waiters)
+        pool_fail_waiters(p, CALL_CAUSE_NO_ROUTE, "its pool was removed by a reload while drained");
     pool_janitor(p, uv_now(sc->loop));
 }
 

@@ -14,6 +14,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from . import drpc
 from .procs import SCALE, basic_config, free_addr
 
@@ -241,24 +243,54 @@ def test_reload_follows_a_swapped_config_symlink(testd, sidecar, short_tmp):
         assert c.unary(ECHO + "Metadata", b"") == b"v=2\n"
 
 
+def _wait_for(pred, what):
+    deadline = time.monotonic() + 5 * SCALE
+    while not pred():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
 def test_a_drained_pool_stays_drained_when_a_reload_rebuilds_it(testd, sidecar):
     """An operator's drain ends with a resume, not with an unrelated reload
-    that happens to rebuild the pool (new endpoints)."""
+    that happens to rebuild the pool (new endpoints); a call that waited
+    in the drained pool waits in the rebuilt one and is served on resume."""
     a, b = testd(), testd()
-    cfg = basic_config(a.addr, wait_timeout_ms=5000)
+    cfg = basic_config(a.addr, wait_timeout_ms=0)  # no timeout: only a resume ends the wait
     sc = sidecar(cfg)
     sc.admin_post("/pools/default/drain")
-    cfg["pools"][0]["endpoints"] = [b.addr]
-    sc.write_config(cfg)
-    st, body = sc.admin_request("POST", "/reload")
-    assert st == 200, body
-    p = sc.admin_get("/pools/default")
-    assert p["draining"] is True and p["config"]["endpoints"] == [b.addr]
     with sc.conn() as c:
-        c.start_unary(ECHO + "Unary", b"waits")
-        deadline = time.monotonic() + 5 * SCALE
-        while sc.admin_get("/pools/default")["waiters"] != 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        c.start_unary(ECHO + "Unary", b"waited")
+        _wait_for(lambda: sc.admin_get("/pools/default")["waiters"] == 1, "a waiter")
+        cfg["pools"][0]["endpoints"] = [b.addr]
+        sc.write_config(cfg)
+        st, body = sc.admin_request("POST", "/reload")
+        assert st == 200, body
+        p = sc.admin_get("/pools/default")
+        assert p["draining"] is True and p["config"]["endpoints"] == [b.addr]
+        assert p["waiters"] == 1
         assert sc.admin_post("/pools/default/resume")["draining"] is False
-        assert c.finish_unary() == b"waits"
+        assert c.finish_unary(timeout=5 * SCALE) == b"waited"
+        assert c.unary(ECHO + "Unary", b"next") == b"next"
+
+
+def test_waiters_of_a_drained_pool_that_a_reload_removes_fail_at_once(testd, sidecar):
+    """Nothing can resume a drained pool that left the config."""
+    a = testd()
+    cfg = basic_config(a.addr, wait_timeout_ms=0)
+    cfg["pools"].append({"name": "gone", "endpoints": [a.addr], "wait_timeout_ms": 0})
+    cfg["routes"] = [{"match": {"rpc": ECHO + "Sleep"}, "pool": "gone"}, {"pool": "default"}]
+    sc = sidecar(cfg)
+    sc.admin_post("/pools/gone/drain")
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Sleep", b"10")
+        _wait_for(lambda: sc.admin_get("/pools/gone")["waiters"] == 1, "a waiter")
+        del cfg["pools"][1]
+        cfg["routes"] = [{"pool": "default"}]
+        sc.write_config(cfg)
+        st, body = sc.admin_request("POST", "/reload")
+        assert st == 200, body
+        with pytest.raises(drpc.DrpcError) as e:
+            c.finish_unary(timeout=5 * SCALE)
+        assert e.value.code == 1001
+        assert "removed by a reload while drained" in e.value.message
+        assert c.unary(ECHO + "Sleep", b"10") == b"slept"
