@@ -304,7 +304,7 @@ void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const ch
         upstream_close(up, "pool draining");
     else if (p->retired && list_empty(&p->waiters))
         upstream_close(up, "pool replaced by a reload");
-    else if (pool_total(p) >= p->pc->max_conns && list_empty(&p->waiters))
+    else if (pool_total(p) >= p->pc->max_conns) /* waiters or not: max_conns is a cap */
         upstream_close(up, "pool shrunk below its open connections");
     else if (p->pc->max_lifetime_ms && now - up->created_at >= p->pc->max_lifetime_ms)
         upstream_close(up, "max_lifetime reached");

@@ -193,3 +193,48 @@ def test_socket_settings_of_a_bound_listener_need_a_restart(pyserver, sidecar, s
     assert st == 200, body
     with drpc.Conn("unix:" + path) as c:
         assert c.unary(ECHO + "Unary", b"x") == b"x"
+
+
+def test_a_smaller_max_conns_applies_while_calls_wait(testd, sidecar):
+    """max_conns is a cap even under load: connections released over the
+    new limit close instead of going to the next waiter."""
+    up = testd()
+    cfg = basic_config(up.addr, max_conns=4, wait_timeout_ms=20000)
+    sc = sidecar(cfg)
+    stop = threading.Event()
+    errors = []
+
+    def caller():
+        try:
+            with sc.conn(timeout=20 * SCALE) as c:
+                while not stop.is_set():
+                    assert c.unary(ECHO + "Sleep", b"50") == b"slept"
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 5 * SCALE
+        while sc.admin_get("/pools/default")["conns"]["busy"] < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        cfg["pools"][0]["max_conns"] = 2
+        sc.write_config(cfg)
+        assert sc.admin_request("POST", "/reload")[0] == 200
+        seen = []
+        deadline = time.monotonic() + 5 * SCALE
+        while True:  # a few calls' time later, under the same load
+            p = sc.admin_get("/pools/default")
+            seen.append((p["conns"]["busy"] + p["conns"]["idle"] + p["conns"]["connecting"],
+                         p["waiters"]))
+            if seen[-1][0] <= 2 and seen[-1][1] > 0:
+                break
+            assert time.monotonic() < deadline, seen[-10:]
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors, errors
