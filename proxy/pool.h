@@ -79,6 +79,7 @@ struct endpoint {
     char resolved_list[ENDPOINT_MAX_RESOLVED][64];
     uint8_t n_resolved;
     uint32_t addr_cursor;
+    uint8_t addrs_failed; /* addresses failed in a row since the last success */
     uint32_t consecutive_failures;
     uint64_t backoff_until; /* uv_now ms */
     uint64_t ejected_until; /* uv_now ms */

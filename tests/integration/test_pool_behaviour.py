@@ -101,3 +101,51 @@ def test_pools_view_lists_agents(pyagent, sidecar):
     assert p["config"]["identify"] == {"rpc": ECHO + "Identify"}
     for key in ("min_idle", "idle_timeout_ms", "balance", "eject_ms", "backoff_max_ms"):
         assert key not in p["config"], key
+
+
+def test_a_dead_address_behind_a_name_is_skipped_not_held_against_it(testd, short_tmp):
+    """A name resolving to a dead address and a live one: the call is
+    served through the live one at once, and the endpoint is neither
+    backed off nor ejected (eject after one failure here, to be sure).
+    The sidecar runs in a private mount namespace whose /etc/hosts maps
+    the name to ::1 (nothing listens) and 127.0.0.1 (the server)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    from .procs import binary, wait_connectable
+
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -m (a private mount namespace)")
+    up = testd()
+    port = up.addr.rsplit(":", 1)[1]
+    hosts = os.path.join(short_tmp, "hosts")
+    with open(hosts, "w") as f:
+        f.write("127.0.0.1 localhost\n::1 two.test\n127.0.0.1 two.test\n")
+    cfg = basic_config("two.test:" + port, eject_after_failures=1, eject_ms=60000)
+    path = os.path.join(short_tmp, "c.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    log = open(os.path.join(short_tmp, "sidecar.log"), "w")
+    p = subprocess.Popen(["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$1" -c "$2"',
+                          hosts, binary("drpc-sidecar"), path], stdout=log, stderr=log)
+    try:
+        wait_connectable(cfg["listeners"][0]["address"])
+        wait_connectable(cfg["admin"]["address"])
+        with drpc.Conn(cfg["listeners"][0]["address"], timeout=5 * SCALE) as c:
+            for i in range(4):
+                assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
+        import http.client
+        host, aport = cfg["admin"]["address"].rsplit(":", 1)
+        h = http.client.HTTPConnection(host, int(aport), timeout=5 * SCALE)
+        h.request("GET", "/pools/default")
+        ep = json.loads(h.getresponse().read())["endpoints"][0]
+        h.close()
+        assert ep["resolved_addresses"] == ["[::1]:" + port, "127.0.0.1:" + port], ep
+        assert ep["health"] == "healthy" and ep["resolved"] == "127.0.0.1:" + port, ep
+    finally:
+        p.terminate()
+        assert p.wait(15) == 0
+        log.close()
