@@ -102,8 +102,10 @@ static struct endpoint *pick_endpoint(struct pool *p, uint64_t now)
             best = e;
             break;
         }
-        if (!best || e->n_busy < best->n_busy ||
-            (e->n_busy == best->n_busy && e->n_conns < best->n_conns))
+        /* A dial is for a call no open connection can take, so an
+         * endpoint's connections (busy or still connecting) are its load. */
+        if (!best || e->n_conns < best->n_conns ||
+            (e->n_conns == best->n_conns && e->n_busy < best->n_busy))
             best = e;
     }
     if (best)
@@ -161,12 +163,33 @@ static void fail_all_waiters(struct pool *p, enum call_cause cause, const char *
     }
 }
 
+/*
+ * Dials under way that may still serve a waiter soon. With several
+ * endpoints, one that has not connected within a quarter of
+ * dial_timeout_ms (50 ms to 1 s) no longer counts: a blackholed endpoint
+ * would otherwise hold its waiter for the whole dial timeout while another
+ * endpoint could serve it, so the waiter gets a second dial (round robin
+ * sends it elsewhere). Whichever connects first serves it.
+ */
+static uint32_t promising_dials(const struct pool *p)
+{
+    if (p->n_endpoints < 2)
+        return p->n_connecting;
+    uint64_t now = uv_now(p->sc->loop), stalled = p->pc->dial_timeout_ms / 4;
+    stalled = stalled < 50 ? 50 : stalled > 1000 ? 1000 : stalled;
+    uint32_t n = 0;
+    for (const struct list_node *i = p->connecting.next; i != &p->connecting; i = i->next)
+        if (now - list_entry(i, struct upstream_conn, pool_node)->created_at < stalled)
+            n++;
+    return n;
+}
+
 /* Dials for waiters that no pending dial will serve, within max_conns. */
 static void serve_waiters(struct pool *p)
 {
     if (p->pc->reverse || p->draining || p->sc->state == SIDECAR_STOPPING)
         return;
-    while (p->n_waiters > p->n_connecting && pool_total(p) < p->pc->max_conns) {
+    while (p->n_waiters > promising_dials(p) && pool_total(p) < p->pc->max_conns) {
         if (!dial_one(p))
             break;
     }

@@ -149,3 +149,45 @@ def test_a_dead_address_behind_a_name_is_skipped_not_held_against_it(testd, shor
         p.terminate()
         assert p.wait(15) == 0
         log.close()
+
+
+@pytest.mark.parametrize("balance", ["round_robin", "least_busy"])
+def test_a_blackholed_endpoint_does_not_hold_calls_another_could_serve(testd, sidecar, balance):
+    """One endpoint never answers a SYN (its accept queue is full), the
+    other is healthy. A dial that has not connected within a quarter of
+    dial_timeout_ms stops counting for its waiter, which gets a dial to the
+    other endpoint: the calls are served although the dead endpoint's
+    dials would outlast wait_timeout_ms."""
+    import socket
+
+    up = testd()
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    fillers = []
+    for _ in range(4):  # fill the accept queue; later SYNs are dropped
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(hole.getsockname())
+        fillers.append(f)
+    try:
+        cfg = basic_config(up.addr, max_conns=8, dial_timeout_ms=20000, wait_timeout_ms=4000,
+                           balance=balance)
+        cfg["pools"][0]["endpoints"] = ["127.0.0.1:%d" % hole.getsockname()[1], up.addr]
+        sc = sidecar(cfg)
+        # one call alone: its first dial goes to the dead endpoint (listed first)
+        with sc.conn(timeout=10 * SCALE) as c:
+            assert c.unary(ECHO + "Unary", b"alone") == b"alone"
+        conns = [sc.conn(timeout=10 * SCALE) for _ in range(3)]
+        try:
+            for c in conns:
+                c.start_unary(ECHO + "Sleep", b"300")
+            for c in conns:
+                assert c.finish_unary() == b"slept"
+        finally:
+            for c in conns:
+                c.close()
+    finally:
+        for f in fillers:
+            f.close()
+        hole.close()
