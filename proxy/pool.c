@@ -482,8 +482,10 @@ void pool_janitor(struct pool *p, uint64_t now)
     if (pc->reverse)
         return; /* agents dial in: nothing to dial, and closing them idle would hurt */
     if (pc->idle_timeout_ms) {
-        /* The tail of the idle list has waited longest. */
-        while (!list_empty(&p->idle) && pool_total(p) > pc->min_idle) {
+        /* The tail of the idle list has waited longest. min_idle counts
+         * idle connections here as where they are dialled below: counting
+         * busy ones too closed the warm ones under load, then redialled. */
+        while (!list_empty(&p->idle) && p->n_idle > pc->min_idle) {
             struct upstream_conn *up = list_entry(p->idle.prev, struct upstream_conn, pool_node);
             if (now - up->idle_since < pc->idle_timeout_ms)
                 break;

@@ -51,6 +51,33 @@ def test_idle_timeout_closes_idle_connections(pyserver, sidecar):
     assert sc.admin_get("/pools")["pools"][0]["conns"]["total"] == 0
 
 
+def test_min_idle_warm_connections_stay_while_others_are_busy(testd, sidecar):
+    """min_idle idle connections stay warm past idle_timeout_ms while calls
+    hold other connections busy: no close-and-redial churn."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr, max_conns=4, min_idle=2, idle_timeout_ms=200))
+    a, b = sc.conn(timeout=10 * SCALE), sc.conn(timeout=10 * SCALE)
+    try:
+        a.start_unary(ECHO + "Sleep", b"1500")
+        b.start_unary(ECHO + "Sleep", b"1500")
+        deadline = time.monotonic() + 5 * SCALE
+        while True:
+            conns = sc.admin_get("/pools/default")["conns"]
+            if conns["busy"] == 2 and conns["idle"] == 2:
+                break
+            assert time.monotonic() < deadline, conns
+            time.sleep(0.02)
+        dials = sc.admin_get("/pools/default")["counters"]["dials"]
+        time.sleep(1.0)  # five idle timeouts
+        p = sc.admin_get("/pools/default")
+        assert p["counters"]["dials"] == dials, p["counters"]
+        assert p["conns"]["idle"] == 2 and p["conns"]["busy"] == 2, p["conns"]
+        assert a.finish_unary() == b"slept" and b.finish_unary() == b"slept"
+    finally:
+        a.close()
+        b.close()
+
+
 @pytest.mark.parametrize("balance", ["round_robin", "least_busy"])
 def test_balancing_spreads_dials(pyserver, sidecar, balance):
     a, b = pyserver(), pyserver()
