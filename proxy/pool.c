@@ -226,7 +226,9 @@ static bool fits(const struct upstream_conn *up, const struct call *c)
  */
 static uint32_t dial_slots(const struct pool *p)
 {
-    if (p->pc->reverse || p->draining || p->sc->state != SIDECAR_RUNNING)
+    /* A draining process still dials for the calls it serves (serve_waiters
+     * does until STOPPING), so those dials are slots too. */
+    if (p->pc->reverse || p->draining || p->sc->state == SIDECAR_STOPPING)
         return 0;
     uint32_t total = pool_total(p);
     bool can_dial = total < p->pc->max_conns && pick_endpoint_peek(p, uv_now(p->sc->loop));

@@ -56,6 +56,19 @@ def test_silent_connection_does_not_hold_the_drain(testd, sidecar):
     silent.close()
 
 
+def test_a_connection_from_before_the_drain_is_served_with_max_waiters_0(testd, sidecar):
+    """max_waiters 0 refuses only waiting for a busy connection: the one
+    call a connection accepted before POST /drain gets is dialled for."""
+    up = testd()
+    cfg = basic_config(up.addr, max_waiters=0, min_idle=0)
+    sc = sidecar(cfg, expect_exit=None)
+    with drpc.Conn(sc.addr, timeout=5 * SCALE) as c:
+        assert c.is_open(wait=0.1)
+        assert sc.admin_request("POST", "/drain")[0] == 202
+        assert c.unary(ECHO + "Unary", b"first") == b"first"
+    assert sc.popen.wait(10 * SCALE) == 0
+
+
 def _fresh_conn_client(addr, stop, tally, failures):
     while not stop.is_set():
         try:
