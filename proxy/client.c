@@ -322,12 +322,17 @@ void client_update_reading(struct client_conn *cl)
         queued = wire_queued(&c->up->wire);
     else if (c)
         queued = c->pending.len;
-    /* What we owe the client counts too: a client that sends calls and
-     * never reads would otherwise have the sidecar queue its answers
-     * (errors the sidecar writes itself, say) without bound. */
-    size_t owed = wire_queued(&cl->wire);
-    if (owed > queued)
-        queued = owed;
+    /* Without a proxied call, what we owe the client counts too: a client
+     * that pipelines calls the sidecar answers itself (errors) and never
+     * reads would otherwise have them queued without bound. During a
+     * proxied call it must not: the upstream's replies are bounded by
+     * pausing the upstream, and pausing the client as well would couple
+     * the directions, deadlocking a bidi stream that works direct. */
+    if (!(c && c->up)) {
+        size_t owed = wire_queued(&cl->wire);
+        if (owed > queued)
+            queued = owed;
+    }
     if (cl->wire.reading && queued > high)
         wire_read_stop(&cl->wire);
     else if (!cl->wire.reading && queued <= high / 4)

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from . import drpc
-from .procs import TRANSCRIPTS, basic_config
+from .procs import SCALE, TRANSCRIPTS, basic_config
 from .test_transcripts import CAPTURES, _recv_until, load_chunks
 
 ECHO = "/test.Echo/"
@@ -308,3 +308,88 @@ def test_an_error_cut_into_frames_ends_the_call_at_its_last_frame(sidecar):
         assert sc.admin_get("/pools/default")["counters"]["calls"] == 3
     finally:
         up.close()
+
+
+def test_bidi_both_directions_heavy_at_once_completes_as_direct(sidecar, short_tmp):
+    """A server that, like Go's, keeps reading while its handler blocks on a
+    write, answers a bidi call's first message with 12 MiB; the client
+    uploads 4 MiB before it reads any of that. Direct, the server's reader
+    absorbs the upload; through the sidecar, the upload must still get
+    through while the replies are back-pressured, or neither side moves."""
+    import threading
+
+    size, replies = (4 << 20) - 1024, 3
+    # unix sockets on both hops: their buffers do not grow as TCP's do, so
+    # the replies fill them and the outcome does not depend on timing
+    up_path, sc_path = os.path.join(short_tmp, "up.sock"), os.path.join(short_tmp, "sc.sock")
+    lsock = socket.socket(socket.AF_UNIX)
+    lsock.bind(up_path)
+    lsock.listen(1)
+    got = {"upload": 0, "error": None}
+
+    def serve():
+        try:
+            s, _ = lsock.accept()
+            s.settimeout(30 * SCALE)
+            started, closed = threading.Event(), threading.Event()
+            sid = []
+
+            def reader():  # always reading, as Go's manageReader
+                dec = drpc.FrameDecoder()
+                while not closed.is_set():
+                    data = s.recv(1 << 20)
+                    if not data:
+                        return
+                    for f in dec.feed(data):
+                        if f.kind == drpc.KIND_MESSAGE:
+                            if not started.is_set():
+                                sid.append(f.stream)
+                                started.set()
+                            else:
+                                got["upload"] += len(f.data)
+                        elif f.kind == drpc.KIND_CLOSE_SEND:
+                            closed.set()
+
+            t = threading.Thread(target=reader, daemon=True)
+            t.start()
+            assert started.wait(30 * SCALE)
+            for i in range(replies):  # blocks until the client reads
+                s.sendall(drpc.encode_packet(drpc.KIND_MESSAGE, sid[0], 1 + i, b"r" * size))
+            assert closed.wait(30 * SCALE)
+            s.sendall(drpc.encode_packet(drpc.KIND_CLOSE_SEND, sid[0], 1 + replies))
+            t.join(5)
+            s.close()
+        except Exception as e:  # noqa: BLE001 (checked below)
+            got["error"] = e
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        cfg = basic_config("unix:" + up_path)
+        cfg["listeners"][0]["address"] = "unix:" + sc_path
+        sidecar(cfg)
+        c = socket.socket(socket.AF_UNIX)
+        c.settimeout(30 * SCALE)
+        c.connect(sc_path)
+        c.sendall(drpc.encode_packet(drpc.KIND_INVOKE, 1, 1, b"/t.PushPull") +
+                  drpc.encode_packet(drpc.KIND_MESSAGE, 1, 2, b"start"))
+        time.sleep(0.5)  # the replies pile up in the sidecar meanwhile
+        c.sendall(drpc.encode_packet(drpc.KIND_MESSAGE, 1, 3, b"u" * size) +
+                  drpc.encode_packet(drpc.KIND_CLOSE_SEND, 1, 4))
+        dec, asm, received = drpc.FrameDecoder(), drpc.PacketAssembler(), 0
+        done = False
+        while not done:
+            data = c.recv(1 << 20)
+            assert data, "connection closed after %d reply bytes" % received
+            for f in dec.feed(data):
+                p = asm.add(f)
+                if p is None:
+                    continue
+                if p.kind == drpc.KIND_MESSAGE:
+                    received += len(p.data)
+                elif p.kind == drpc.KIND_CLOSE_SEND:
+                    done = True
+        c.close()
+        assert received == replies * size
+        assert got["error"] is None and got["upload"] == size, got
+    finally:
+        lsock.close()
