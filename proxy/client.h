@@ -44,6 +44,7 @@ struct client_conn {
 
     uint64_t connected_at; /* uv_now ms */
     uint64_t last_active;  /* uv_now ms */
+    size_t unwritten_seen; /* wire_unwritten at the janitor's last look */
     uint64_t calls;
     uint64_t errors;
     char peer[64];

@@ -61,13 +61,22 @@ static void close_idle_clients(struct sidecar *sc, uint64_t now)
         uint64_t limit = cl->listener->lc->client_idle_timeout_ms;
         if (cl->state != CLIENT_IDLE && cl->state != CLIENT_PREFIX)
             continue;
+        /* A client still taking in a reply is not idle: each look that
+         * finds less left to write than the last one counts as activity. */
+        size_t unwritten = wire_unwritten(&cl->wire);
+        if (unwritten && unwritten != cl->unwritten_seen)
+            cl->last_active = now;
+        cl->unwritten_seen = unwritten;
         if (now - cl->last_active >= WIRE_TRIM_IDLE_MS)
             wire_trim(&cl->wire); /* buffers a big call grew */
         /* Draining: clients that never sent a call (just connected, or
          * taken from a listener's backlog) get a short while to send it,
          * not the whole grace period. */
-        if (sc->state == SIDECAR_DRAINING && (!limit || limit > DRAIN_FIRST_CALL_MS))
+        if (sc->state == SIDECAR_DRAINING && (!limit || limit > DRAIN_FIRST_CALL_MS)) {
+            if (unwritten)
+                continue; /* its reply is still being written; closed once it is */
             limit = DRAIN_FIRST_CALL_MS;
+        }
         if (!limit)
             continue;
         if (now - cl->last_active >= limit)

@@ -106,6 +106,13 @@ static inline size_t wire_queued(const struct wire *w)
     return w->out.len + w->inflight.len - w->inflight_off;
 }
 
+/* Bytes not yet handed to the kernel, counting a write in flight only as
+ * far as it got: unlike wire_queued, it shrinks while a slow peer reads. */
+static inline size_t wire_unwritten(const struct wire *w)
+{
+    return w->out.len + (w->writing ? uv_stream_get_write_queue_size(&w->h.stream) : 0);
+}
+
 void wire_schedule_flush(struct wire *w);
 
 /* A wire idle this long gives its big buffers back (see wire_trim). */

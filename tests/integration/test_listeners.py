@@ -196,6 +196,46 @@ def test_client_idle_timeout(pyserver, sidecar):
     c.close()
 
 
+def _read_stream_slowly(sock, count, pause):
+    """Reads a server stream's packets off sock in small reads with pauses
+    (a slow reader); returns (messages, the kind that ended the stream)."""
+    dec, asm, msgs = drpc.FrameDecoder(), drpc.PacketAssembler(), 0
+    while True:
+        time.sleep(pause)
+        data = sock.recv(16384)
+        if not data:
+            return msgs, None
+        for f in dec.feed(data):
+            p = asm.add(f)
+            if p is None:
+                continue
+            if p.kind == drpc.KIND_MESSAGE:
+                msgs += 1
+            elif p.kind in (drpc.KIND_CLOSE_SEND, drpc.KIND_ERROR, drpc.KIND_CLOSE):
+                return msgs, p.kind
+
+
+def test_client_idle_timeout_spares_a_client_still_taking_its_reply(testd, sidecar, short_tmp):
+    """The upstream has finished its stream, the sidecar still writes the
+    rest of it to a slow reader: that client is not idle, and it gets the
+    whole stream although reading it takes several idle timeouts. (A unix
+    socket: its fixed buffers keep the tail in the sidecar, where a closed
+    TCP socket's kernel buffer would still deliver it.)"""
+    path = os.path.join(short_tmp, "c.sock")
+    cfg = basic_config(testd().addr)
+    cfg["listeners"][0] = {"name": "sock", "address": "unix:" + path,
+                           "client_idle_timeout_ms": 100}
+    sidecar(cfg)
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    s.sendall(F(drpc.KIND_INVOKE, 1, 1, (ECHO + "ServerStream").encode()) +
+              F(drpc.KIND_MESSAGE, 1, 2, b"20 50000") + F(drpc.KIND_CLOSE_SEND, 1, 3))
+    msgs, end = _read_stream_slowly(s, 20, 0.04)  # 1 MB in about 2.5 s
+    assert (msgs, end) == (20, drpc.KIND_CLOSE_SEND)
+    s.close()
+
+
 def test_sigterm_drains_in_flight_calls(pyserver, sidecar):
     sc = sidecar(basic_config(pyserver().addr))
     c = sc.conn()
