@@ -512,8 +512,18 @@ void call_on_upstream_frame(struct call *c, const struct frame *f)
 {
     struct upstream_conn *up = c->up;
     struct client_conn *cl = c->client;
-    if (f->control)
-        return; /* control packets we do not understand are ignored */
+    if (f->control) {
+        /* A soft cancel from the server ends the stream for both (a Go
+         * stream terminates with context.Canceled); other control packets
+         * are ignored, as Go ignores the ones it does not know. */
+        if (f->kind != FRAME_KIND_CANCEL || !f->done || f->message_id < c->down_msg)
+            return;
+        if (cl && wire_put_frame(&cl->wire, f, c->client_sid, f->message_id) == 0)
+            wire_schedule_flush(&cl->wire);
+        c->result = CALL_RESULT_CANCELLED;
+        call_finish(c, !c->up_pkt_open && !c->down_pkt_open, "upstream cancelled mid-packet");
+        return;
+    }
     if (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA ||
         f->message_id < c->down_msg) {
         up->call = NULL;

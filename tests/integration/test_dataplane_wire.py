@@ -393,3 +393,64 @@ def test_bidi_both_directions_heavy_at_once_completes_as_direct(sidecar, short_t
         assert got["error"] is None and got["upload"] == size, got
     finally:
         lsock.close()
+
+
+class _CancellingUpstream:
+    """A DRPC server on one connection that answers every call with one
+    message, then ends the stream with a soft Cancel (control bit), and
+    keeps the connection for the next call."""
+
+    def __init__(self):
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            s, _ = self.sock.accept()
+            self.accepted += 1
+            dec = drpc.FrameDecoder()
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    return
+                for f in dec.feed(data):
+                    if f.kind == drpc.KIND_CLOSE_SEND:
+                        s.sendall(drpc.encode_packet(drpc.KIND_MESSAGE, f.stream, 1, b"part") +
+                                  drpc.encode_packet(drpc.KIND_CANCEL, f.stream, 2, b"",
+                                                     control=True))
+        except OSError:
+            return
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_soft_cancel_from_the_upstream_reaches_the_client(sidecar):
+    """Go's stream ends on a Cancel packet from its peer (context.Canceled):
+    the client gets it at once, the call counts as cancelled, and the
+    connection, clean, carries the next call."""
+    up = _CancellingUpstream()
+    try:
+        sc = sidecar(basic_config(up.addr, max_conns=1))
+        with drpc.Conn(sc.addr, timeout=5 * SCALE) as c:
+            for _ in range(2):
+                sid = c.next_sid
+                c.next_sid += 1
+                c.send_raw(drpc.encode_packet(drpc.KIND_INVOKE, sid, 1, b"/u.X") +
+                           drpc.encode_packet(drpc.KIND_MESSAGE, sid, 2, b"go") +
+                           drpc.encode_packet(drpc.KIND_CLOSE_SEND, sid, 3))
+                p = c.read_packet()
+                assert (p.stream, p.kind, p.data) == (sid, drpc.KIND_MESSAGE, b"part")
+                p = c.read_packet()
+                assert (p.stream, p.kind, p.control) == (sid, drpc.KIND_CANCEL, True)
+        assert up.accepted == 1
+        counters = sc.admin_get("/pools/default")["counters"]
+        assert counters["calls_cancelled"] == 2, counters
+    finally:
+        up.close()
