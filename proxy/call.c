@@ -222,6 +222,7 @@ static bool cancel_upstream(struct call *c)
                      0) != 0)
         return false;
     wire_schedule_flush(&up->wire);
+    up->after_cancel = true;
     return true;
 }
 

@@ -206,6 +206,7 @@ static void serve_waiters(struct pool *p)
 
 static void checkout(struct pool *p, struct upstream_conn *up)
 {
+    up->after_cancel = false;
     list_push_back(&p->busy, &up->pool_node);
     p->n_busy++;
     if (up->ep)
@@ -307,7 +308,12 @@ static void hand_over(struct pool *p, struct upstream_conn *up, int kind)
         call_attach(c, up, kind);
         return;
     }
-    list_push_front(&p->idle, &up->pool_node);
+    /* Most recently used first, except after a soft cancel: other idle
+     * connections go before it while its server may still be busy. */
+    if (up->after_cancel)
+        list_push_back(&p->idle, &up->pool_node);
+    else
+        list_push_front(&p->idle, &up->pool_node);
     p->n_idle++;
     up->idle_since = uv_now(p->sc->loop);
     upstream_set_state(up, UPSTREAM_IDLE);
@@ -484,7 +490,9 @@ void pool_janitor(struct pool *p, uint64_t now)
     if (pc->reverse)
         return; /* agents dial in: nothing to dial, and closing them idle would hurt */
     if (pc->idle_timeout_ms) {
-        /* The tail of the idle list has waited longest. min_idle counts
+        /* The tail of the idle list has waited longest (a soft-cancelled
+         * connection parked there can hold these closes back by at most
+         * one idle timeout). min_idle counts
          * idle connections here as where they are dialled below: counting
          * busy ones too closed the warm ones under load, then redialled. */
         while (!list_empty(&p->idle) && p->n_idle > pc->min_idle) {

@@ -41,6 +41,9 @@ struct upstream_conn {
     uint64_t idle_since;
     uint64_t calls_served;
     bool dirty_reason_logged;
+    /* Its last call was soft-cancelled: a server may still be running that
+     * handler (Go runs one per connection), so the next call would wait. */
+    bool after_cancel;
 
     /* Reverse pools: the agent behind an accepted connection. */
     char agent_id[257];  /* identify reply, or the remote IP, or "conn-N" */

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from . import drpc
-from .procs import basic_config, free_addr
+from .procs import SCALE, basic_config, free_addr
 
 ECHO = "/test.Echo/"
 
@@ -179,6 +179,38 @@ def test_soft_cancel_from_client_keeps_both_connections(pyserver, sidecar):
         assert c.unary(ECHO + "Unary", b"again") == b"again"
         assert conn_id(c) == first
     assert up.accepted == 1
+
+
+def test_a_soft_cancelled_connection_is_reused_after_the_other_idle_ones(pyserver, sidecar):
+    """A server may still be running a soft-cancelled call's handler (Go
+    runs one handler per connection), so the next call takes another idle
+    connection if there is one."""
+    up = pyserver()
+    sc = sidecar(basic_config(up.addr, max_conns=2))
+
+    def upstream_of_the_call():
+        deadline = time.time() + 5 * SCALE
+        while True:
+            calls = sc.admin_get("/calls")["calls"]
+            if calls and calls[0]["upstream_id"] is not None:
+                return calls[0]["upstream_id"]
+            assert time.time() < deadline
+            time.sleep(0.02)
+
+    with sc.conn() as a, sc.conn() as b:
+        a.start_unary(ECHO + "Sleep", b"200")  # two connections, both idle after
+        b.start_unary(ECHO + "Sleep", b"200")
+        assert a.finish_unary() == b"slept" and b.finish_unary() == b"slept"
+        a.start_unary(ECHO + "Sleep", b"5000")
+        cancelled = upstream_of_the_call()
+        a.soft_cancel()
+        deadline = time.time() + 5 * SCALE
+        while sc.admin_get("/pools/default")["conns"]["idle"] != 2:
+            assert time.time() < deadline
+            time.sleep(0.02)
+        b.start_unary(ECHO + "Sleep", b"100")
+        assert upstream_of_the_call() != cancelled
+        assert b.finish_unary() == b"slept"
 
 
 def test_call_deadline(pyserver, sidecar):
