@@ -565,6 +565,10 @@ void pool_move_waiters(struct pool *from, struct pool *to)
     while (!list_empty(&from->waiters)) {
         struct call *c = list_entry(list_first(&from->waiters), struct call, wait_node);
         pool_cancel_wait(from, c);
+        if (!to->pc->reverse) { /* a dialled pool has no agents to pick */
+            free(c->agent);
+            c->agent = NULL;
+        }
         c->pool = to;
         c->state = CALL_WAITING; /* a dial started for it belongs to the old pool */
         list_push_back(&to->waiters, &c->wait_node);

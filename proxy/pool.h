@@ -164,8 +164,9 @@ void pool_free(struct pool *p);
 /* Admin drain/resume. */
 void pool_set_draining(struct pool *p, bool draining);
 
-/* A reload rebuilt from as to: its waiting calls queue in to, in order,
- * keeping their deadlines (to is dialled for them at its first upkeep). */
+/* A reload rebuilt a drained pool from as to: its waiting calls queue in
+ * to, in order, keeping their deadlines (an agent they asked for is
+ * dropped when to dials endpoints). */
 void pool_move_waiters(struct pool *from, struct pool *to);
 
 /* Fails every call waiting in p. */

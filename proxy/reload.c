@@ -212,9 +212,11 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
         struct pool *p = sc->pools[i];
         if (kept_pool[i])
             continue;
-        /* Calls waiting in a rebuilt pool wait in its successor: the new
-         * endpoints serve them, and a resume of the name reaches them. */
-        for (size_t j = 0; j < cfg->n_pools; j++)
+        /* A retired pool serves its waiting calls with its connections,
+         * except when drained: then nothing would (a resume reaches only
+         * the new pool), so they wait in its successor, which keeps the
+         * drain until that resume. */
+        for (size_t j = 0; j < cfg->n_pools && p->draining; j++)
             if (fresh_pool[j] && strcmp(cfg->pools[j].name, p->pc->name) == 0)
                 pool_move_waiters(p, pools[j]);
         sidecar_retire_pool(sc, p);

@@ -514,6 +514,30 @@ def test_refused_reload_keeps_the_agent_socket(sidecar, agent, short_tmp):
     assert "could not re-open" not in sc.stderr()
 
 
+def test_calls_waiting_when_a_reload_moves_the_agent_port_are_served_by_old_agents(sidecar,
+                                                                                   agent):
+    """The rebuilt pool has no agents yet; the retired one still has, and
+    its waiting call is served on them, not moved where nothing serves it."""
+    cfg = reverse_config()
+    sc = sidecar(cfg)
+    agent(accept_of(sc), conns=1, redial=False)
+    assert idle_agents(sc, 1)
+    busy, waiting = sc.conn(), sc.conn()
+    try:
+        busy.start_unary(ECHO + "Sleep", b"800")
+        waiting.start_unary(ECHO + "Unary", b"waited")
+        assert wait_for(lambda: sc.admin_get("/pools/agents")["waiters"] == 1)
+        cfg["pools"][0]["accept"] = free_addr()
+        sc.write_config(cfg)
+        st, body = sc.admin_request("POST", "/reload")
+        assert st == 200, body
+        assert busy.finish_unary() == b"slept"
+        assert waiting.finish_unary() == b"waited"
+    finally:
+        busy.close()
+        waiting.close()
+
+
 def test_reload_moves_the_agent_port(sidecar, agent):
     """A reload that changes "accept" rebuilds the pool: the old port
     closes (its agents are let go), the new one takes agents."""
