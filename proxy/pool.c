@@ -490,16 +490,17 @@ void pool_janitor(struct pool *p, uint64_t now)
     if (pc->reverse)
         return; /* agents dial in: nothing to dial, and closing them idle would hurt */
     if (pc->idle_timeout_ms) {
-        /* The tail of the idle list has waited longest (a soft-cancelled
-         * connection parked there can hold these closes back by at most
-         * one idle timeout). min_idle counts
-         * idle connections here as where they are dialled below: counting
-         * busy ones too closed the warm ones under load, then redialled. */
-        while (!list_empty(&p->idle) && p->n_idle > pc->min_idle) {
-            struct upstream_conn *up = list_entry(p->idle.prev, struct upstream_conn, pool_node);
-            if (now - up->idle_since < pc->idle_timeout_ms)
-                break;
-            upstream_close(up, "idle timeout");
+        /* From the tail, which mostly waited longest; the whole list, since
+         * a soft-cancelled connection parks at the tail however young.
+         * min_idle counts idle connections here as where they are dialled
+         * below: counting busy ones too closed the warm ones under load,
+         * then redialled. Closing one unlinks only its own node. */
+        for (struct list_node *i = p->idle.prev, *prev; i != &p->idle && p->n_idle > pc->min_idle;
+             i = prev) {
+            prev = i->prev;
+            struct upstream_conn *up = list_entry(i, struct upstream_conn, pool_node);
+            if (now - up->idle_since >= pc->idle_timeout_ms)
+                upstream_close(up, "idle timeout");
         }
     }
     if (!p->draining && p->sc->state == SIDECAR_RUNNING) {

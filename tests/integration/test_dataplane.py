@@ -213,6 +213,26 @@ def test_a_soft_cancelled_connection_is_reused_after_the_other_idle_ones(pyserve
         assert b.finish_unary() == b"slept"
 
 
+def test_idle_timeout_closes_connections_behind_a_young_soft_cancelled_one(pyserver, sidecar):
+    """The soft-cancelled connection parks at the end of the idle list; an
+    older idle connection before it still times out on time."""
+    up = pyserver()
+    sc = sidecar(basic_config(up.addr, max_conns=2, idle_timeout_ms=1000))
+    with sc.conn() as a, sc.conn() as b:
+        a.start_unary(ECHO + "Sleep", b"100")  # two connections, idle from here
+        b.start_unary(ECHO + "Sleep", b"100")
+        assert a.finish_unary() == b"slept" and b.finish_unary() == b"slept"
+        t0 = time.monotonic()
+        time.sleep(0.6)
+        a.start_unary(ECHO + "Sleep", b"5000")
+        time.sleep(0.05)
+        a.soft_cancel()  # that connection is idle again from about t0 + 0.65 s
+        time.sleep(max(0, t0 + 1.35 - time.monotonic()))
+        # the other one passed its timeout at t0 + 1 s; the cancelled one
+        # has until t0 + 1.65 s
+        assert sc.admin_get("/pools/default")["conns"]["total"] == 1
+
+
 def test_call_deadline(pyserver, sidecar):
     sc = sidecar(basic_config(pyserver().addr, call_timeout_ms=200))
     with sc.conn() as c:
