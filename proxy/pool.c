@@ -354,7 +354,7 @@ void pool_on_connected(struct pool *p, struct upstream_conn *up)
     p->n_connecting--;
     if (up->ep) {
         up->ep->consecutive_failures = 0;
-        up->ep->addrs_failed = 0;
+        up->ep->failed_addrs = 0;
         up->ep->backoff_until = 0;
     }
     hand_over(p, up, CHECKOUT_DIALED);
@@ -380,19 +380,27 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
     p->stats.dial_failures++;
     if (e) {
         e->dial_failures++;
-        e->addr_cursor++;
         snprintf(e->last_error, sizeof(e->last_error), "%s %s: %s", what, e->addr->text,
                  uv_strerror(status));
         /* One dead address behind a name is not a dead endpoint: the next
-         * dial goes to the next address at once, and the endpoint backs
-         * off only when every address it resolved to has failed in turn. */
-        if (strcmp(what, "resolve") != 0 && ++e->addrs_failed < e->n_resolved) {
-            log_info("pool %s: %s; trying its next address", p->pc->name, e->last_error);
-            upstream_close(up, "dial failed");
-            serve_waiters(p);
-            return;
+         * dial goes to another address at once, and the endpoint backs off
+         * only when every address it resolved to has failed. Failures are
+         * kept per address, so dials that hit the same one at once count
+         * once. */
+        if (up->addr_index >= 0 && e->n_resolved > 1) {
+            e->failed_addrs |= (uint8_t)(1u << up->addr_index);
+            e->addr_cursor = (uint32_t)up->addr_index + 1;
+            uint8_t all = (uint8_t)((1u << e->n_resolved) - 1);
+            if ((e->failed_addrs & all) != all) {
+                log_info("pool %s: %s; trying its next address", p->pc->name, e->last_error);
+                upstream_close(up, "dial failed");
+                serve_waiters(p);
+                return;
+            }
+        } else {
+            e->addr_cursor++;
         }
-        e->addrs_failed = 0;
+        e->failed_addrs = 0;
         e->consecutive_failures++;
         uint32_t shift = e->consecutive_failures - 1;
         if (shift > 20)

@@ -74,12 +74,13 @@ struct endpoint {
     struct sockaddr_storage sa;     /* for literals */
     char resolved[64];              /* address of the last dial (ip:port), for admin */
     /* The last resolution's answer (host names only; literals have one).
-     * Dials start at resolved_list[addr_cursor % n_resolved]; a failed dial
-     * moves the cursor on, so a dead address among several is skipped. */
+     * A dial takes the first address from addr_cursor on that has not
+     * failed since the endpoint last connected (bit i of failed_addrs), so
+     * a dead address among several is skipped, by concurrent dials too. */
     char resolved_list[ENDPOINT_MAX_RESOLVED][64];
     uint8_t n_resolved;
     uint32_t addr_cursor;
-    uint8_t addrs_failed; /* addresses failed in a row since the last success */
+    uint8_t failed_addrs;
     uint32_t consecutive_failures;
     uint64_t backoff_until; /* uv_now ms */
     uint64_t ejected_until; /* uv_now ms */

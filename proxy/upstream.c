@@ -403,11 +403,10 @@ static void format_sockaddr(const struct sockaddr *sa, char *out, size_t size)
     }
 }
 
-/* Records the resolver's answer on the endpoint (for admin) and picks the
- * address at the endpoint's cursor, so a failed address is not dialled
- * again while others are left. */
-static void pick_address(struct endpoint *ep, const struct addrinfo *res,
-                         struct sockaddr_storage *out)
+/* Records the resolver's answer on the endpoint (for admin) and picks an
+ * address (see failed_addrs); returns its index, -1 without an endpoint. */
+static int pick_address(struct endpoint *ep, const struct addrinfo *res,
+                        struct sockaddr_storage *out)
 {
     size_t n = 0;
     const struct addrinfo *pick = res;
@@ -418,9 +417,18 @@ static void pick_address(struct endpoint *ep, const struct addrinfo *res,
             format_sockaddr(ai->ai_addr, ep->resolved_list[n], sizeof(ep->resolved_list[n]));
         n++;
     }
+    int picked = -1;
     if (ep && n) {
+        if (ep->n_resolved != n)
+            ep->failed_addrs = 0; /* another answer: start over */
         ep->n_resolved = (uint8_t)n;
         size_t want = ep->addr_cursor % n, i = 0;
+        for (size_t k = 0; k < n; k++) /* the first not failed yet, if any */
+            if (!(ep->failed_addrs & (1u << ((ep->addr_cursor + k) % n)))) {
+                want = (ep->addr_cursor + k) % n;
+                break;
+            }
+        picked = (int)want;
         for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
             if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
                 continue;
@@ -432,6 +440,7 @@ static void pick_address(struct endpoint *ep, const struct addrinfo *res,
         memcpy(ep->resolved, ep->resolved_list[want], sizeof(ep->resolved));
     }
     memcpy(out, pick->ai_addr, pick->ai_addrlen);
+    return picked;
 }
 
 static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -449,7 +458,7 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     struct sockaddr_storage ss;
-    pick_address(up->ep, res, &ss);
+    up->addr_index = (int8_t)pick_address(up->ep, res, &ss);
     uv_freeaddrinfo(res);
     int rc = start_connect(up, (struct sockaddr *)&ss);
     if (rc < 0)
@@ -482,6 +491,7 @@ int upstream_dial(struct pool *p, struct endpoint *ep, struct upstream_conn **ou
     up->pool = p;
     up->ep = ep;
     up->created_at = uv_now(sc->loop);
+    up->addr_index = -1;
     list_init(&up->pool_node);
 
     uv_timer_init(sc->loop, &up->dial_timer);

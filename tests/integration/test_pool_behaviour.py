@@ -133,7 +133,8 @@ def test_pools_view_lists_agents(pyagent, sidecar):
 def test_a_dead_address_behind_a_name_is_skipped_not_held_against_it(testd, short_tmp):
     """A name resolving to a dead address and a live one: the call is
     served through the live one at once, and the endpoint is neither
-    backed off nor ejected (eject after one failure here, to be sure).
+    backed off nor ejected (eject after one failure here, to be sure), even
+    when several dials hit the dead address at once.
     The sidecar runs in a private mount namespace whose /etc/hosts maps
     the name to ::1 (nothing listens) and 127.0.0.1 (the server)."""
     import json
@@ -151,7 +152,8 @@ def test_a_dead_address_behind_a_name_is_skipped_not_held_against_it(testd, shor
     hosts = os.path.join(short_tmp, "hosts")
     with open(hosts, "w") as f:
         f.write("127.0.0.1 localhost\n::1 two.test\n127.0.0.1 two.test\n")
-    cfg = basic_config("two.test:" + port, eject_after_failures=1, eject_ms=60000)
+    # min_idle 3: three dials at once at the start, two of them to ::1
+    cfg = basic_config("two.test:" + port, eject_after_failures=1, eject_ms=60000, min_idle=3)
     path = os.path.join(short_tmp, "c.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
