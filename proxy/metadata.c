@@ -123,6 +123,13 @@ static int copy_entries(const Drpcsidecar__InvokeMetadata *msg, struct metadata 
         p->value_len = v->len;
         out->n++;
     }
+    /* The call keeps these: give back the slots of repeated keys (32,768
+     * copies of one key would otherwise hold 1 MiB for one pair). */
+    if (out->n < n) {
+        struct metadata_pair *fit = realloc(out->pairs, out->n * sizeof(*fit));
+        if (fit)
+            out->pairs = fit;
+    }
     rc = 0;
 out:
     free(sorted);

@@ -72,11 +72,8 @@ static void close_idle_clients(struct sidecar *sc, uint64_t now)
         /* Draining: clients that never sent a call (just connected, or
          * taken from a listener's backlog) get a short while to send it,
          * not the whole grace period. */
-        if (sc->state == SIDECAR_DRAINING && (!limit || limit > DRAIN_FIRST_CALL_MS)) {
-            if (unwritten)
-                continue; /* its reply is still being written; closed once it is */
-            limit = DRAIN_FIRST_CALL_MS;
-        }
+        if (sc->state == SIDECAR_DRAINING && (!limit || limit > DRAIN_FIRST_CALL_MS))
+            limit = DRAIN_FIRST_CALL_MS; /* one taking in its reply is active, above */
         if (!limit)
             continue;
         if (now - cl->last_active >= limit)

@@ -126,6 +126,9 @@ def test_client_protocol_errors_affect_only_that_client(pyserver, sidecar, fault
     bad_inputs += [  # found once the call is under way
         invoke + F(drpc.KIND_MESSAGE, 1, 2, b"a") + F(drpc.KIND_INVOKE, 1, 3, b"/x/Y"),
         invoke + F(drpc.KIND_MESSAGE, 1, 3, b"a") + F(drpc.KIND_MESSAGE, 1, 2, b"b"),
+        # a control frame keeps its place in the id order (Go's reader checks it)
+        invoke + F(drpc.KIND_MESSAGE, 1, 3, b"a", done=False) +
+        F(20, 1, 2, b"", control=True),
     ]
     for raw in bad_inputs:
         with sc.conn(timeout=3) as bad:
