@@ -190,15 +190,15 @@ def test_oversized_metadata_fails_the_call_not_the_connection(testd, sidecar):
         assert c.is_open()
 
 
-class _LateUpstream:
-    """A DRPC server on one accepted connection that answers each unary call
-    with Message + CloseSend, but first sends late packets (a Message and an
-    Error) for the stream before it, as a slow server finishing an old
-    stream would."""
+class _ScriptedUpstream:
+    """A DRPC server on one accepted connection that answers each call, at
+    its CloseSend, with the bytes reply(stream id) returns, and keeps the
+    connection for the next call."""
 
-    def __init__(self):
+    def __init__(self, reply):
         import threading
 
+        self.reply = reply
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(4)
@@ -217,29 +217,32 @@ class _LateUpstream:
                 if not data:
                     return
                 for f in dec.feed(data):
-                    if f.kind != drpc.KIND_CLOSE_SEND:
-                        continue
-                    out = b""
-                    if f.stream > 1:
-                        old = f.stream - 1
-                        out += drpc.encode_packet(drpc.KIND_MESSAGE, old, 7, b"late") + \
-                            drpc.encode_packet(drpc.KIND_ERROR, old, 8,
-                                               drpc.encode_error(5, "late error"))
-                    out += drpc.encode_packet(drpc.KIND_MESSAGE, f.stream, 1, b"s%d" % f.stream) + \
-                        drpc.encode_packet(drpc.KIND_CLOSE_SEND, f.stream, 2)
-                    s.sendall(out)
-        except Exception as e:  # noqa: BLE001 (checked by the test)
+                    if f.kind == drpc.KIND_CLOSE_SEND:
+                        s.sendall(self.reply(f.stream))
+        except Exception as e:  # noqa: BLE001 (checked by the tests)
             self.error = e
 
     def close(self):
         self.sock.close()
 
 
+def _late_then_answer(stream):
+    """Late packets (a Message and an Error) for the stream before, as a
+    slow server finishing an old stream would send, then the answer."""
+    out = b""
+    if stream > 1:
+        old = stream - 1
+        out += drpc.encode_packet(drpc.KIND_MESSAGE, old, 7, b"late") + \
+            drpc.encode_packet(drpc.KIND_ERROR, old, 8, drpc.encode_error(5, "late error"))
+    return out + drpc.encode_packet(drpc.KIND_MESSAGE, stream, 1, b"s%d" % stream) + \
+        drpc.encode_packet(drpc.KIND_CLOSE_SEND, stream, 2)
+
+
 def test_late_packets_from_the_upstream_are_dropped(sidecar):
     """Issue #3: late packets for finished streams are dropped in both
     directions. Packets the upstream sends for its previous stream reach
     neither the client's current call nor break the pooled connection."""
-    up = _LateUpstream()
+    up = _ScriptedUpstream(_late_then_answer)
     try:
         sc = sidecar(basic_config(up.addr, max_conns=1))
         with drpc.Conn(sc.addr) as c:
@@ -255,55 +258,26 @@ def test_late_packets_from_the_upstream_are_dropped(sidecar):
         up.close()
 
 
-class _SplitErrorUpstream:
-    """A DRPC server on one connection that fails every call with an Error
-    packet of code 42 and a 100 KB text, cut into 64 KiB frames as Go cuts
-    any large packet (Go's own SendError writes one frame, other peers
-    need not)."""
+# An Error of code 42 with a 100 KB text, cut into 64 KiB frames as Go cuts
+# any large packet (Go's own SendError writes one frame; other peers need not).
+_BIG_ERROR_TEXT = b"e" * 100000
 
-    TEXT = b"e" * 100000
 
-    def __init__(self):
-        import threading
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        try:
-            s, _ = self.sock.accept()
-            self.accepted += 1
-            dec = drpc.FrameDecoder()
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    return
-                for f in dec.feed(data):
-                    if f.kind == drpc.KIND_CLOSE_SEND:
-                        s.sendall(drpc.encode_packet(drpc.KIND_ERROR, f.stream, 1,
-                                                     drpc.encode_error(42, self.TEXT)))
-        except OSError:
-            return
-
-    def close(self):
-        self.sock.close()
+def _split_error(stream):
+    return drpc.encode_packet(drpc.KIND_ERROR, stream, 1, drpc.encode_error(42, _BIG_ERROR_TEXT))
 
 
 def test_an_error_cut_into_frames_ends_the_call_at_its_last_frame(sidecar):
     """The call ends when the Error packet is whole: the client gets all of
     it, and the upstream connection, clean again, carries the next call."""
-    up = _SplitErrorUpstream()
+    up = _ScriptedUpstream(_split_error)
     try:
         sc = sidecar(basic_config(up.addr, max_conns=1))
         with drpc.Conn(sc.addr) as c:
             for _ in range(3):
                 with pytest.raises(drpc.DrpcError) as e:
                     c.unary(ECHO + "Unary", b"x")
-                assert e.value.code == 42 and e.value.message == up.TEXT.decode()
+                assert e.value.code == 42 and e.value.message == _BIG_ERROR_TEXT.decode()
         assert up.accepted == 1
         assert sc.admin_get("/pools/default")["counters"]["calls"] == 3
     finally:
@@ -395,47 +369,17 @@ def test_bidi_both_directions_heavy_at_once_completes_as_direct(sidecar, short_t
         lsock.close()
 
 
-class _CancellingUpstream:
-    """A DRPC server on one connection that answers every call with one
-    message, then ends the stream with a soft Cancel (control bit), and
-    keeps the connection for the next call."""
-
-    def __init__(self):
-        import threading
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        try:
-            s, _ = self.sock.accept()
-            self.accepted += 1
-            dec = drpc.FrameDecoder()
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    return
-                for f in dec.feed(data):
-                    if f.kind == drpc.KIND_CLOSE_SEND:
-                        s.sendall(drpc.encode_packet(drpc.KIND_MESSAGE, f.stream, 1, b"part") +
-                                  drpc.encode_packet(drpc.KIND_CANCEL, f.stream, 2, b"",
-                                                     control=True))
-        except OSError:
-            return
-
-    def close(self):
-        self.sock.close()
+def _message_then_soft_cancel(stream):
+    """One message, then the stream ends with a soft Cancel (control bit)."""
+    return drpc.encode_packet(drpc.KIND_MESSAGE, stream, 1, b"part") + \
+        drpc.encode_packet(drpc.KIND_CANCEL, stream, 2, b"", control=True)
 
 
 def test_a_soft_cancel_from_the_upstream_reaches_the_client(sidecar):
     """Go's stream ends on a Cancel packet from its peer (context.Canceled):
     the client gets it at once, the call counts as cancelled, and the
     connection, clean, carries the next call."""
-    up = _CancellingUpstream()
+    up = _ScriptedUpstream(_message_then_soft_cancel)
     try:
         sc = sidecar(basic_config(up.addr, max_conns=1))
         with drpc.Conn(sc.addr, timeout=5 * SCALE) as c:
