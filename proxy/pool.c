@@ -387,9 +387,16 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
          * only when every address it resolved to has failed. Failures are
          * kept per address, so dials that hit the same one at once count
          * once. */
-        if (up->addr_index >= 0 && e->n_resolved > 1) {
-            e->failed_addrs |= (uint8_t)(1u << up->addr_index);
-            e->addr_cursor = (uint32_t)up->addr_index + 1;
+        int at = -1;
+        for (size_t i = 0; up->dialled[0] && i < e->n_resolved && at < 0; i++)
+            if (strcmp(e->resolved_list[i], up->dialled) == 0)
+                at = (int)i;
+        if (up->dialled[0] && e->n_resolved > 1) {
+            /* An address the latest answer no longer holds marks nothing. */
+            if (at >= 0) {
+                e->failed_addrs |= (uint8_t)(1u << at);
+                e->addr_cursor = (uint32_t)at + 1;
+            }
             uint8_t all = (uint8_t)((1u << e->n_resolved) - 1);
             if ((e->failed_addrs & all) != all) {
                 log_info("pool %s: %s; trying its next address", p->pc->name, e->last_error);
@@ -471,6 +478,11 @@ void pool_janitor(struct pool *p, uint64_t now)
 {
     const struct config_pool *pc = p->pc;
     if (p->retired) {
+        /* Waiters its agents can no longer serve go to the live pool of
+         * the same name, if the config still has one. */
+        struct pool *live = p->n_waiters ? sidecar_find_pool(p->sc, p->pc->name) : NULL;
+        if (live && live != p)
+            pool_move_waiters(p, live);
         while (list_empty(&p->waiters) && !list_empty(&p->idle))
             upstream_close(list_entry(list_first(&p->idle), struct upstream_conn, pool_node),
                            "pool replaced by a reload");
@@ -569,10 +581,25 @@ void pool_set_draining(struct pool *p, bool draining)
     serve_waiters(p);
 }
 
+/* Whether a retired pool's own connections will serve a waiting call: a
+ * reverse pool's agents still connected to it (the one the call asks for,
+ * if any). A retired dialled pool's calls belong with the new endpoints,
+ * and a drained pool hands nothing out. */
+static bool retired_pool_serves(const struct pool *p, const struct call *c)
+{
+    if (p->draining || !p->pc->reverse)
+        return false;
+    return c->agent ? pool_agent_conns(p, c->agent) > 0 : p->n_idle + p->n_busy > 0;
+}
+
 void pool_move_waiters(struct pool *from, struct pool *to)
 {
-    while (!list_empty(&from->waiters)) {
-        struct call *c = list_entry(list_first(&from->waiters), struct call, wait_node);
+    struct list_node *n, *tmp;
+    list_for_each_safe(n, tmp, &from->waiters)
+    {
+        struct call *c = list_entry(n, struct call, wait_node);
+        if (retired_pool_serves(from, c))
+            continue;
         pool_cancel_wait(from, c);
         if (!to->pc->reverse) { /* a dialled pool has no agents to pick */
             free(c->agent);

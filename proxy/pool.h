@@ -75,8 +75,9 @@ struct endpoint {
     char resolved[64];              /* address of the last dial (ip:port), for admin */
     /* The last resolution's answer (host names only; literals have one).
      * A dial takes the first address from addr_cursor on that has not
-     * failed since the endpoint last connected (bit i of failed_addrs), so
-     * a dead address among several is skipped, by concurrent dials too. */
+     * failed since the endpoint last connected (bit i of failed_addrs for
+     * resolved_list[i]; a new answer carries the marks over by address),
+     * so a dead address among several is skipped, by concurrent dials too. */
     char resolved_list[ENDPOINT_MAX_RESOLVED][64];
     uint8_t n_resolved;
     uint32_t addr_cursor;
@@ -165,9 +166,10 @@ void pool_free(struct pool *p);
 /* Admin drain/resume. */
 void pool_set_draining(struct pool *p, bool draining);
 
-/* A reload rebuilt a drained pool from as to: its waiting calls queue in
- * to, in order, keeping their deadlines (an agent they asked for is
- * dropped when to dials endpoints). */
+/* A reload replaced from by to: the waiting calls from's own connections
+ * will not serve (all of a dialled or drained pool's; those of a reverse
+ * pool whose agents are gone) queue in to, in order, keeping their
+ * deadlines (an agent they asked for is dropped when to dials endpoints). */
 void pool_move_waiters(struct pool *from, struct pool *to);
 
 /* Fails every call waiting in p. */

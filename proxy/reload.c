@@ -212,11 +212,12 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
         struct pool *p = sc->pools[i];
         if (kept_pool[i])
             continue;
-        /* A retired pool serves its waiting calls with its connections,
-         * except when drained: then nothing would (a resume reaches only
-         * the new pool), so they wait in its successor, which keeps the
-         * drain until that resume. */
-        for (size_t j = 0; j < cfg->n_pools && p->draining; j++)
+        /* Waiting calls go to the successor unless the retired pool's own
+         * agents will serve them (pool_move_waiters): a retired dialled
+         * pool would keep dialling the old endpoints, and a drained one
+         * hands nothing out, while the successor keeps the drain until a
+         * resume reaches it. */
+        for (size_t j = 0; j < cfg->n_pools; j++)
             if (fresh_pool[j] && strcmp(cfg->pools[j].name, p->pc->name) == 0)
                 pool_move_waiters(p, pools[j]);
         sidecar_retire_pool(sc, p);

@@ -403,44 +403,58 @@ static void format_sockaddr(const struct sockaddr *sa, char *out, size_t size)
     }
 }
 
-/* Records the resolver's answer on the endpoint (for admin) and picks an
- * address (see failed_addrs); returns its index, -1 without an endpoint. */
+/* Whether text is among the first n of list. */
+static int find_address(char (*list)[64], size_t n, const char *text)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], text) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Records the resolver's answer on the endpoint (for admin), carries the
+ * failed marks over to the addresses that are still in it (wherever they
+ * are now: round-robin DNS reorders), and picks an address (see
+ * failed_addrs). Returns its index, -1 without an endpoint. */
 static int pick_address(struct endpoint *ep, const struct addrinfo *res,
                         struct sockaddr_storage *out)
 {
+    char list[ENDPOINT_MAX_RESOLVED][64];
+    const struct addrinfo *by_index[ENDPOINT_MAX_RESOLVED];
     size_t n = 0;
-    const struct addrinfo *pick = res;
     for (const struct addrinfo *ai = res; ai && n < ENDPOINT_MAX_RESOLVED; ai = ai->ai_next) {
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
-        if (ep)
-            format_sockaddr(ai->ai_addr, ep->resolved_list[n], sizeof(ep->resolved_list[n]));
-        n++;
+        format_sockaddr(ai->ai_addr, list[n], sizeof(list[n]));
+        by_index[n++] = ai;
     }
-    int picked = -1;
-    if (ep && n) {
-        if (ep->n_resolved != n)
-            ep->failed_addrs = 0; /* another answer: start over */
-        ep->n_resolved = (uint8_t)n;
-        size_t want = ep->addr_cursor % n, i = 0;
-        for (size_t k = 0; k < n; k++) /* the first not failed yet, if any */
-            if (!(ep->failed_addrs & (1u << ((ep->addr_cursor + k) % n)))) {
-                want = (ep->addr_cursor + k) % n;
-                break;
-            }
-        picked = (int)want;
-        for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-            if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-                continue;
-            if (i++ == want) {
-                pick = ai;
-                break;
-            }
+    if (n == 0) {
+        memcpy(out, res->ai_addr, res->ai_addrlen);
+        return -1;
+    }
+    if (!ep) {
+        memcpy(out, by_index[0]->ai_addr, by_index[0]->ai_addrlen);
+        return -1;
+    }
+    uint8_t failed = 0;
+    for (size_t i = 0; i < ep->n_resolved; i++)
+        if (ep->failed_addrs & (1u << i)) {
+            int at = find_address(list, n, ep->resolved_list[i]);
+            if (at >= 0)
+                failed |= (uint8_t)(1u << at);
         }
-        memcpy(ep->resolved, ep->resolved_list[want], sizeof(ep->resolved));
-    }
-    memcpy(out, pick->ai_addr, pick->ai_addrlen);
-    return picked;
+    memcpy(ep->resolved_list, list, n * sizeof(list[0]));
+    ep->n_resolved = (uint8_t)n;
+    ep->failed_addrs = failed;
+    size_t want = ep->addr_cursor % n;
+    for (size_t k = 0; k < n; k++) /* the first not failed yet, if any */
+        if (!(failed & (1u << ((ep->addr_cursor + k) % n)))) {
+            want = (ep->addr_cursor + k) % n;
+            break;
+        }
+    memcpy(ep->resolved, list[want], sizeof(ep->resolved));
+    memcpy(out, by_index[want]->ai_addr, by_index[want]->ai_addrlen);
+    return (int)want;
 }
 
 static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -458,7 +472,9 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     struct sockaddr_storage ss;
-    up->addr_index = (int8_t)pick_address(up->ep, res, &ss);
+    int at = pick_address(up->ep, res, &ss);
+    if (at >= 0)
+        memcpy(up->dialled, up->ep->resolved_list[at], sizeof(up->dialled));
     uv_freeaddrinfo(res);
     int rc = start_connect(up, (struct sockaddr *)&ss);
     if (rc < 0)
@@ -491,7 +507,6 @@ int upstream_dial(struct pool *p, struct endpoint *ep, struct upstream_conn **ou
     up->pool = p;
     up->ep = ep;
     up->created_at = uv_now(sc->loop);
-    up->addr_index = -1;
     list_init(&up->pool_node);
 
     uv_timer_init(sc->loop, &up->dial_timer);

@@ -44,7 +44,7 @@ struct upstream_conn {
     /* Its last call was soft-cancelled: a server may still be running that
      * handler (Go runs one per connection), so the next call would wait. */
     bool after_cancel;
-    int8_t addr_index; /* the endpoint's resolved address dialled; -1: a literal */
+    char dialled[64]; /* the resolved address dialled (ip:port); "" for a literal */
 
     /* Reverse pools: the agent behind an accepted connection. */
     char agent_id[257];  /* identify reply, or the remote IP, or "conn-N" */

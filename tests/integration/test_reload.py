@@ -238,3 +238,27 @@ def test_a_smaller_max_conns_applies_while_calls_wait(testd, sidecar):
         for t in threads:
             t.join(30)
     assert not errors, errors
+
+
+def test_a_call_waiting_in_a_dialled_pool_goes_to_the_new_endpoints(testd, sidecar):
+    """The one connection is busy, a call waits, and a reload points the
+    pool at another server: the waiting call is served there, not left to
+    the retired pool's old endpoint."""
+    old, new = testd(), testd()
+    cfg = basic_config(old.addr, max_conns=1, wait_timeout_ms=1500)
+    sc = sidecar(cfg)
+    with sc.conn() as a, sc.conn() as b:
+        a.start_unary(ECHO + "Sleep", b"3000")
+        deadline = time.monotonic() + 5 * SCALE
+        while sc.admin_get("/pools/default")["conns"]["busy"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        b.start_unary(ECHO + "Unary", b"moved")
+        while sc.admin_get("/pools/default")["waiters"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        cfg["pools"][0]["endpoints"] = [new.addr]
+        sc.write_config(cfg)
+        assert sc.admin_request("POST", "/reload")[0] == 200
+        assert b.finish_unary() == b"moved"
+        assert a.finish_unary() == b"slept"  # the busy call ends on the old server

@@ -538,6 +538,28 @@ def test_calls_waiting_when_a_reload_moves_the_agent_port_are_served_by_old_agen
         waiting.close()
 
 
+@pytest.mark.parametrize("change", ["accept", "identify"])
+def test_a_call_waiting_for_an_agent_is_served_by_the_rebuilt_pool(sidecar, agent, change):
+    """No agent yet, a call waits, and a reload rebuilds the pool (a new
+    agent address, or the same one with identify added). The agent that
+    then connects reaches the new pool: the waiting call must be there."""
+    cfg = reverse_config(wait_timeout_ms=5000)
+    sc = sidecar(cfg)
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Unary", b"waited")
+        assert wait_for(lambda: sc.admin_get("/pools/agents")["waiters"] == 1)
+        if change == "accept":
+            cfg["pools"][0]["accept"] = free_addr()
+        else:
+            cfg["pools"][0]["identify"] = {"rpc": IDENTIFY}
+        sc.write_config(cfg)
+        st, body = sc.admin_request("POST", "/reload")
+        assert st == 200, body
+        assert sc.admin_get("/pools/agents")["waiters"] == 1
+        agent(accept_of(sc), conns=1, ident="late")
+        assert c.finish_unary(timeout=10 * SCALE) == b"waited"
+
+
 def test_reload_moves_the_agent_port(sidecar, agent):
     """A reload that changes "accept" rebuilds the pool: the old port
     closes (its agents are let go), the new one takes agents."""
