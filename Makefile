@@ -79,7 +79,7 @@ deps:
 	  fi; \
 	fi
 
-binaries: $(B)/drpc-sidecar $(PEER_BINS) $(UNIT_BINS) $(BENCH_BINS)
+binaries: $(B)/drpc-sidecar $(PEER_BINS) $(UNIT_BINS) $(BENCH_BINS) $(B)/libfake_resolver.so
 
 # --- generated protobuf-c code for the InvokeMetadata message -------------
 $(B)/gen/metadata.pb-c.c $(B)/gen/metadata.pb-c.h: proxy/metadata.proto
@@ -117,6 +117,12 @@ $(B)/drpc-%: $(B)/obj/tests/peer/drpc-%.o $(B)/libpeer.a $(B)/libsidecar.a $(B)/
 
 $(B)/bench-%: $(B)/obj/tests/bench/bench-%.o $(B)/libpeer.a $(B)/libsidecar.a $(B)/libllhttp.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# getaddrinfo for tests (LD_PRELOAD); built without sanitizers, as it is
+# preloaded into the sanitized sidecar too.
+$(B)/libfake_resolver.so: tests/tools/fake_resolver.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -fPIC -shared $(WARN) -D_GNU_SOURCE -o $@ $< -ldl
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/libsidecar.a $(B)/libllhttp.a
 	@mkdir -p $(dir $@)

@@ -130,54 +130,83 @@ def test_pools_view_lists_agents(pyagent, sidecar):
         assert key not in p["config"], key
 
 
-def test_a_dead_address_behind_a_name_is_skipped_not_held_against_it(testd, short_tmp):
-    """A name resolving to a dead address and a live one: the call is
-    served through the live one at once, and the endpoint is neither
-    backed off nor ejected (eject after one failure here, to be sure), even
-    when several dials hit the dead address at once.
-    The sidecar runs in a private mount namespace whose /etc/hosts maps
-    the name to ::1 (nothing listens) and 127.0.0.1 (the server)."""
+def _sidecar_with_fake_resolver(testd, short_tmp, answers, **pool):
+    """A sidecar whose pool dials names.test:PORT (PORT: a drpc-testd on
+    127.0.0.1), with getaddrinfo answered from `answers`, one line per
+    query in turn (tests/tools/fake_resolver.c). Run directly, not through
+    the fixture, for the LD_PRELOAD; returns (config, process, log path)."""
     import json
     import os
-    import shutil
     import subprocess
 
-    from .procs import binary, wait_connectable
+    from .procs import binary, binary_path, wait_connectable
 
-    if shutil.which("unshare") is None or subprocess.run(
-            ["unshare", "-m", "true"], capture_output=True).returncode != 0:
-        pytest.skip("needs unshare -m (a private mount namespace)")
-    up = testd()
-    port = up.addr.rsplit(":", 1)[1]
-    hosts = os.path.join(short_tmp, "hosts")
-    with open(hosts, "w") as f:
-        f.write("127.0.0.1 localhost\n::1 two.test\n127.0.0.1 two.test\n")
-    # min_idle 3: three dials at once at the start, two of them to ::1
-    cfg = basic_config("two.test:" + port, eject_after_failures=1, eject_ms=60000, min_idle=3)
-    path = os.path.join(short_tmp, "c.json")
+    preload = binary_path("libfake_resolver.so")
+    if not preload or not os.path.exists(preload):
+        pytest.skip("libfake_resolver.so is not built")
+    port = testd().addr.rsplit(":", 1)[1]
+    path = os.path.join(short_tmp, "answers")
     with open(path, "w") as f:
+        f.write("\n".join(answers) + "\n")
+    cfg = basic_config("names.test:" + port, **pool)
+    cfg_path = os.path.join(short_tmp, "c.json")
+    with open(cfg_path, "w") as f:
         json.dump(cfg, f)
-    log = open(os.path.join(short_tmp, "sidecar.log"), "w")
-    p = subprocess.Popen(["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$1" -c "$2"',
-                          hosts, binary("drpc-sidecar"), path], stdout=log, stderr=log)
+    log_path = os.path.join(short_tmp, "sidecar.log")
+    env = dict(os.environ, LD_PRELOAD=preload, FAKE_RESOLVER_ANSWERS=path)
+    # a sanitized sidecar: its runtime need not come first with this preload
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    with open(log_path, "w") as log:
+        p = subprocess.Popen([binary("drpc-sidecar"), "-c", cfg_path], stdout=log, stderr=log,
+                             env=env)
     try:
         wait_connectable(cfg["listeners"][0]["address"])
         wait_connectable(cfg["admin"]["address"])
+    except Exception:
+        p.kill()
+        raise
+    return cfg, p, log_path, port
+
+
+def _endpoint(cfg):
+    import http.client
+    import json
+
+    host, port = cfg["admin"]["address"].rsplit(":", 1)
+    h = http.client.HTTPConnection(host, int(port), timeout=5 * SCALE)
+    try:
+        h.request("GET", "/pools/default")
+        return json.loads(h.getresponse().read())["endpoints"][0]
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("answers,min_idle", [
+    # the dead address first every time; three dials at the start hit it together
+    (["::1,127.0.0.1"], 3),
+    # round-robin DNS: the order rotates between the first dial and the next
+    (["127.0.0.2,127.0.0.1", "127.0.0.1,127.0.0.2"], 0),
+], ids=["dead-first", "rotating"])
+def test_a_dead_address_behind_a_name_is_skipped_not_held_against_it(testd, short_tmp,
+                                                                       answers, min_idle):
+    """A name with a dead address (nothing listens there) and a live one:
+    calls are served through the live one at once, and the endpoint is
+    neither backed off nor ejected (here after one failure, to be sure),
+    even with several dials hitting the dead one together, and when the
+    answer's order changes between queries."""
+    cfg, p, log_path, port = _sidecar_with_fake_resolver(
+        testd, short_tmp, answers, eject_after_failures=1, eject_ms=60000, min_idle=min_idle)
+    try:
         with drpc.Conn(cfg["listeners"][0]["address"], timeout=5 * SCALE) as c:
             for i in range(4):
                 assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
-        import http.client
-        host, aport = cfg["admin"]["address"].rsplit(":", 1)
-        h = http.client.HTTPConnection(host, int(aport), timeout=5 * SCALE)
-        h.request("GET", "/pools/default")
-        ep = json.loads(h.getresponse().read())["endpoints"][0]
-        h.close()
-        assert ep["resolved_addresses"] == ["[::1]:" + port, "127.0.0.1:" + port], ep
-        assert ep["health"] == "healthy" and ep["resolved"] == "127.0.0.1:" + port, ep
+        ep = _endpoint(cfg)
+        want = [a if a.startswith("127.") else "[%s]" % a for a in answers[-1].split(",")]
+        assert ep["health"] == "healthy", (ep, open(log_path).read())
+        assert sorted(ep["resolved_addresses"]) == sorted("%s:%s" % (a, port) for a in want)
     finally:
         p.terminate()
-        assert p.wait(15) == 0
-        log.close()
+        assert p.wait(15) == 0, open(log_path).read()
 
 
 @pytest.mark.parametrize("balance", ["round_robin", "least_busy"])
