@@ -145,6 +145,9 @@ def test_pool_drain_lets_in_flight_calls_finish_and_new_ones_wait_or_fail(testd,
     assert quick.unary(ECHO + "Unary", b"x") == b"x"
     wait_until(lambda: pool(sc)["conns"]["idle"] == 1, what="1 idle")
     held = hold(sc, 1, 1500)[0]  # takes the idle connection
+    # only once it has: otherwise the next call may take it first and the
+    # held call reuse it afterwards (seen under valgrind)
+    wait_until(lambda: pool(sc)["conns"]["busy"] == 1, what="the held call attached")
     assert quick.unary(ECHO + "Unary", b"y") == b"y"  # dials a second one
     wait_until(lambda: pool(sc)["conns"] == {"total": 2, "idle": 1, "busy": 1, "connecting": 0,
                                              "max": 2}, what="1 idle + 1 busy")
