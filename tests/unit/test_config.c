@@ -498,6 +498,9 @@ static void test_longest_name_is_accepted(void **state)
 
 /* ---- validation errors ---------------------------------------------------------- */
 
+/* A name one byte over CONFIG_NAME_MAX. */
+#define NAME_64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 struct bad {
     const char *marked;
     const char *path;
@@ -601,7 +604,7 @@ static void test_listener_errors(void **state)
          "must not be empty"},
         {LST("{\"name\": `7, \"address\": \"127.0.0.1:1\"}"), "listeners[0].name",
          "must be a string, not an integer"},
-        {LST("{\"name\": `\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", "
+        {LST("{\"name\": `\"" NAME_64 "\", "
              "\"address\": \"127.0.0.1:1\"}"),
          "listeners[0].name", "must be at most 63 bytes, not 64"},
         {LST("{\"address\": `7}"), "listeners[0].address", "must be a string, not an integer"},
@@ -870,7 +873,7 @@ static void test_route_errors(void **state)
          "metadata keys must not be empty"},
         {ROUTES("{\"pool\": \"p\", \"call_timeout_ms\": `-1}"), "routes[0].call_timeout_ms",
          "must be between 0 and 2592000000"},
-        {ROUTES("{\"name\": `\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", "
+        {ROUTES("{\"name\": `\"" NAME_64 "\", "
                 "\"pool\": \"p\"}"),
          "routes[0].name", "must be at most 63 bytes, not 64"},
         {ROUTES("{\"pool\": \"p\", \"agent_from_metadata\": `\"k\"}"),
