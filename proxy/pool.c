@@ -153,7 +153,7 @@ static bool dial_one(struct pool *p)
 }
 
 /* Fails every waiting call: the pool has nothing that could serve them. */
-static void fail_all_waiters(struct pool *p, enum call_cause cause, const char *detail)
+void pool_fail_waiters(struct pool *p, enum call_cause cause, const char *detail)
 {
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &p->waiters)
@@ -196,11 +196,11 @@ static void serve_waiters(struct pool *p)
     if (p->n_waiters > 0 && pool_total(p) == 0) {
         uint64_t now = uv_now(p->sc->loop);
         if (all_ejected(p, now)) {
-            fail_all_waiters(p, CALL_CAUSE_NO_HEALTHY_ENDPOINT, NULL);
+            pool_fail_waiters(p, CALL_CAUSE_NO_HEALTHY_ENDPOINT, NULL);
             return;
         }
         /* Every endpoint is backing off after failed dials. */
-        fail_all_waiters(p, CALL_CAUSE_DIAL_FAILED, last_dial_error(p));
+        pool_fail_waiters(p, CALL_CAUSE_DIAL_FAILED, last_dial_error(p));
     }
 }
 
@@ -387,16 +387,14 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
          * only when every address it resolved to has failed. Failures are
          * kept per address, so dials that hit the same one at once count
          * once. */
-        int at = -1;
-        for (size_t i = 0; up->dialled[0] && i < e->n_resolved && at < 0; i++)
-            if (strcmp(e->resolved_list[i], up->dialled) == 0)
-                at = (int)i;
         if (up->dialled[0] && e->n_resolved > 1) {
             /* An address the latest answer no longer holds marks nothing. */
-            if (at >= 0) {
-                e->failed_addrs |= (uint8_t)(1u << at);
-                e->addr_cursor = (uint32_t)at + 1;
-            }
+            for (uint8_t i = 0; i < e->n_resolved; i++)
+                if (strcmp(e->resolved_list[i], up->dialled) == 0) {
+                    e->failed_addrs |= (uint8_t)(1u << i);
+                    e->addr_cursor = (uint32_t)i + 1;
+                    break;
+                }
             uint8_t all = (uint8_t)((1u << e->n_resolved) - 1);
             if ((e->failed_addrs & all) != all) {
                 log_info("pool %s: %s; trying its next address", p->pc->name, e->last_error);
@@ -613,11 +611,6 @@ void pool_move_waiters(struct pool *from, struct pool *to)
     }
 }
 
-void pool_fail_waiters(struct pool *p, enum call_cause cause, const char *detail)
-{
-    fail_all_waiters(p, cause, detail);
-}
-
 enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call *c)
 {
     if (!p->pc->reverse)
@@ -660,7 +653,7 @@ void pool_destroy(struct pool *p)
         p->agents = NULL;
     }
     p->draining = true;
-    fail_all_waiters(p, CALL_CAUSE_SHUTTING_DOWN, NULL);
+    pool_fail_waiters(p, CALL_CAUSE_SHUTTING_DOWN, NULL);
     struct list_node *lists[] = {&p->idle, &p->connecting, &p->busy};
     for (size_t i = 0; i < 3; i++) {
         while (!list_empty(lists[i])) {
