@@ -27,14 +27,14 @@ import time
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from integration import procs  # noqa: E402  (the one port picker)
 BUSY_POLL_US = 50
 BUSY_ROW_1 = "1 conn, busy_poll_us %d" % BUSY_POLL_US
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return procs.free_port()
 
 
 def wait_port(port, timeout=10):

@@ -106,12 +106,29 @@ def binary(name):
     return path
 
 
+# Ports handed out by free_port come from below the kernel's ephemeral range
+# (32768-60999 by default) and are never handed out twice in one run: a port
+# picked by binding to 0 and closing can be picked again before its user binds
+# it, and can be taken by any socket that binds to 0 or connects meanwhile.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+_next_port = _PORT_LOW + (os.getpid() * 7919) % (_PORT_HIGH - _PORT_LOW)
+
+
 def free_port(host="127.0.0.1"):
-    """A port nothing listens on right now (bind to 0, close)."""
+    """A port nothing listens on right now, never returned before by this
+    process, and outside the range the kernel picks ephemeral ports from."""
+    global _next_port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(_PORT_HIGH - _PORT_LOW):
+        port = _next_port
+        _next_port = _PORT_LOW + (_next_port + 1 - _PORT_LOW) % (_PORT_HIGH - _PORT_LOW)
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in %d-%d" % (_PORT_LOW, _PORT_HIGH))
 
 
 def free_addr(host="127.0.0.1"):

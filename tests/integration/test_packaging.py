@@ -13,10 +13,8 @@ import glob
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +22,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+
+from .procs import free_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("SIDECAR_BUILD", os.path.join(ROOT, "build"))
@@ -60,12 +60,6 @@ def load_k8s():
     sidecar = [c for c in pod["containers"] + pod.get("initContainers", [])
                if c["name"] == "drpc-sidecar"][0]
     return by_kind["ConfigMap"], pod, sidecar
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dockerfile_stages():
