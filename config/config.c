@@ -459,7 +459,8 @@ static int parse_root(struct config_reader *rd, const json_t *root, struct confi
                               &cfg->max_metadata_size)) ||
         (rc = config_read_u64(rd, root, "", "call_buffer_bytes", 64ULL << 10, 1ULL << 30,
                               1ULL << 20, &cfg->call_buffer_bytes)) ||
-        (rc = config_read_u32(rd, root, "", "busy_poll_us", 0, 10000, 0, &cfg->busy_poll_us)))
+        (rc = config_read_u32(rd, root, "", "busy_poll_us", 0, 10000, CONFIG_BUSY_POLL_US,
+                              &cfg->busy_poll_us)))
         return rc;
     cfg->log_level = (enum config_log_level)level;
     if ((rc = parse_listeners(rd, root, cfg)) || (rc = parse_pools(rd, root, cfg)) ||

@@ -22,7 +22,10 @@
 #include <jansson.h>
 
 /* Listener, pool and route names: at most this many bytes, no control characters. */
-#define CONFIG_NAME_MAX 63
+#define CONFIG_NAME_MAX     63
+/* Default cap of the adaptive busy poll: covers a loopback request/reply
+ * round trip on a VM, so a steady exchange never sleeps. */
+#define CONFIG_BUSY_POLL_US 50
 
 enum config_addr_kind {
     CONFIG_ADDR_TCP,  /* host:port, [v6]:port; host may be a name (resolved async) */
@@ -154,7 +157,7 @@ struct config {
     uint64_t max_message_size;       /* default 4 MiB (the upstream reader's) */
     uint64_t max_metadata_size;      /* default 64 KiB */
     uint64_t call_buffer_bytes;      /* per-call buffered bytes high-water mark, default 1 MiB */
-    uint32_t busy_poll_us;           /* keep polling this long after a read; 0 (default) = off */
+    uint32_t busy_poll_us; /* cap of the adaptive spin after traffic (proxy/busy_poll.h); 0 = off */
 };
 
 struct config_error {

@@ -1,35 +1,50 @@
-/* run: the event loop driver, with optional busy polling (see run.h). */
+/* run: the event loop driver, with adaptive busy polling (see run.h). */
 #include "proxy/run.h"
 
+#include <sched.h>
 #include <stdbool.h>
 #include <uv.h>
 
+#include "proxy/busy_poll.h"
 #include "proxy/sidecar.h"
+
+enum run_phase {
+    RUN_WAITING,  /* no read yet, or the last spin ran out: sleep in the kernel */
+    RUN_SPINNING, /* the loop ran out of reads less than a window ago: poll */
+};
+
+/* The window in force; min() so that a reload lowering the cap ends a spin at once. */
+static uint64_t spin_window(const struct sidecar *sc, uint64_t cap_ns)
+{
+    return sc->busy_poll.window_ns < cap_ns ? sc->busy_poll.window_ns : cap_ns;
+}
 
 void sidecar_run(struct sidecar *sc)
 {
-    uint64_t seen_reads = sc->socket_reads;
-    uint64_t last_read_ns = uv_hrtime();
-    bool spinning = false;
+    enum run_phase phase = RUN_WAITING;
+    uint64_t idle_since = 0; /* when the loop last ran out of reads */
     for (;;) {
-        uint64_t window_ns = (uint64_t)sc->cfg->busy_poll_us * 1000;
-        uv_run_mode mode = UV_RUN_ONCE;
-        if (window_ns) {
-            uint64_t now = uv_hrtime();
-            if (sc->socket_reads != seen_reads) {
-                if (spinning)
-                    sc->stats.busy_poll_catches += sc->socket_reads - seen_reads;
-                seen_reads = sc->socket_reads;
-                last_read_ns = now;
+        uint64_t cap_ns = (uint64_t)sc->cfg->busy_poll_us * 1000;
+        if (sc->first_read_ns) {
+            /* The iteration just run read data: the idle stretch before it
+             * ended at its first read, and a new one starts now. */
+            if (idle_since) {
+                uint64_t idle_ns =
+                    sc->first_read_ns > idle_since ? sc->first_read_ns - idle_since : 0;
+                if (phase == RUN_SPINNING)
+                    sc->stats.busy_poll_catches++;
+                busy_poll_idle_ended(&sc->busy_poll, cap_ns, idle_ns);
             }
-            /* Timers and signals alone never start a spin: only data does. */
-            if (now - last_read_ns < window_ns)
-                mode = UV_RUN_NOWAIT;
-            else if (spinning)
-                sc->stats.busy_poll_timeouts++;
+            sc->first_read_ns = 0;
+            idle_since = uv_hrtime();
+            phase = spin_window(sc, cap_ns) ? RUN_SPINNING : RUN_WAITING;
+        } else if (phase == RUN_SPINNING && uv_hrtime() - idle_since >= spin_window(sc, cap_ns)) {
+            sc->stats.busy_poll_timeouts++;
+            phase = RUN_WAITING;
         }
-        spinning = mode == UV_RUN_NOWAIT;
-        if (!uv_run(sc->loop, mode))
+        if (phase == RUN_SPINNING)
+            sched_yield(); /* a peer runnable on this core goes first */
+        if (!uv_run(sc->loop, phase == RUN_SPINNING ? UV_RUN_NOWAIT : UV_RUN_ONCE))
             return;
     }
 }

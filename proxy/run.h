@@ -1,11 +1,14 @@
 /*
  * run: drives the event loop until its last handle closes.
  *
- * With busy_poll_us > 0 the loop does not go to sleep right after it has
- * read from a socket: for that long it keeps polling with a zero timeout,
- * so the next request or reply is picked up without the sleeping thread's
- * wake-up (on a virtual machine that wake-up is a large part of a
- * proxied hop). It trades CPU for latency and is off by default.
+ * After a socket read the loop does not go to sleep at once: for a window
+ * that adapts to the gaps between reads (proxy/busy_poll.h), up to
+ * busy_poll_us, it keeps polling with a zero timeout, so the next request
+ * or reply is picked up without the sleeping thread's wake-up (on a
+ * virtual machine that wake-up is a large part of a proxied hop). Each
+ * poll is preceded by sched_yield(), so a process runnable on the same
+ * core (the app beside the sidecar, on a one-core VM) is never held up by
+ * the spin. busy_poll_us 0 turns it off.
  */
 #ifndef DRPC_SIDECAR_RUN_H
 #define DRPC_SIDECAR_RUN_H

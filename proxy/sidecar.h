@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "proxy/busy_poll.h"
 #include "proxy/list.h"
 #include "proxy/reload.h"
 
@@ -33,8 +34,9 @@ enum sidecar_state {
     X(clients_closed, "Client connections closed")                                                 \
     X(client_protocol_errors, "Client connections closed for a protocol error")                    \
     X(calls_no_route, "Calls that matched no route")                                               \
-    X(busy_poll_catches, "Socket reads picked up while busy polling, without a wake-up")           \
-    X(busy_poll_timeouts, "Busy-poll windows that ended with nothing read")
+    X(busy_poll_catches, "Idle stretches ended by a read while busy polling (a wake-up saved)")    \
+    X(busy_poll_timeouts,                                                                          \
+      "Busy-poll windows that ran out with nothing read (CPU spent for nothing)")
 
 struct sidecar_stats {
 #define X(name, help) uint64_t name;
@@ -83,7 +85,9 @@ struct sidecar {
 
     struct list_node flush_list;
     uv_check_t flush_check;
-    uint64_t socket_reads; /* reads that brought data; tells sidecar_run the loop is busy */
+    uint64_t socket_reads;  /* reads that brought data */
+    uint64_t first_read_ns; /* uv_hrtime of the first such read since sidecar_run looked; 0: none */
+    struct busy_poll busy_poll; /* the adaptive spin window, owned by sidecar_run */
     uv_timer_t janitor;
     uint64_t janitor_ticks;
     uv_timer_t shutdown_timer;

@@ -1,12 +1,17 @@
-"""busy_poll_us: the loop keeps polling after a read instead of sleeping.
-Calls are served the same way, the spin ends when traffic stops, and a
-reload turns it on and off. CPU time is read from /proc: a spinning loop
+"""busy_poll_us: after traffic the loop keeps polling instead of sleeping,
+for a window that adapts to the gaps it sees, up to busy_poll_us (default
+50). Calls are served the same way; back-to-back calls are caught while
+spinning; gaps longer than the cap bring the window down to nothing, so
+sparse traffic and an idle sidecar cost next to no CPU; a reload changes
+the cap and 0 turns it off. CPU time is read from /proc: a spinning loop
 costs a large share of a core, a sleeping one next to nothing."""
 
 import os
+import re
+import subprocess
 import time
 
-from .procs import INSTRUMENTED, SCALE, basic_config
+from .procs import INSTRUMENTED, SCALE, basic_config, binary
 
 ECHO = "/test.Echo/"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -46,7 +51,8 @@ def counters(sc):
 def test_busy_polling_serves_calls_spins_while_they_flow_and_sleeps_after(testd, sidecar):
     up = testd()
     cfg = basic_config(up.addr)
-    cfg["busy_poll_us"] = 10000  # longer than the gap between the calls below
+    cfg["busy_poll_us"] = 10000  # longer than the gap between the calls below:
+    # the window grows to cover it and the loop stops sleeping
     sc = sidecar(cfg)
     assert sc.admin_get("/config")["config"]["busy_poll_us"] == 10000
     conns = [sc.conn() for _ in range(4)]
@@ -69,8 +75,8 @@ def test_busy_polling_serves_calls_spins_while_they_flow_and_sleeps_after(testd,
     assert spinning > 0.6, "busy polling used only %.2f of a core" % spinning
     assert idle < QUIET, "the loop kept spinning with no traffic (%.2f of a core)" % idle
     spun = counters(sc)
-    # the replies of the slow calls came in while the loop was spinning,
-    # and the window ran out at least once when the traffic stopped
+    # the requests and replies of the slow calls came in while the loop was
+    # spinning, and the window ran out at least once when the traffic stopped
     assert spun["busy_poll_catches"] >= n[0] and spun["busy_poll_timeouts"] >= 1, spun
 
     # a reload turns it off: the same slow traffic now costs next to nothing
@@ -87,3 +93,49 @@ def test_busy_polling_serves_calls_spins_while_they_flow_and_sleeps_after(testd,
     assert n[0] > 50
     for c in conns:
         c.close()
+
+
+def window_us(sc):
+    return sc.admin_get("/stats")["busy_poll_window_us"]
+
+
+def test_back_to_back_calls_are_caught_while_spinning(testd, sidecar):
+    up = testd()
+    cfg = basic_config(up.addr)
+    # above any gap between back-to-back calls of two C peers, even when the
+    # sidecar runs under valgrind; the window itself grows only as needed
+    cfg["busy_poll_us"] = 1000
+    sc = sidecar(cfg)
+    assert window_us(sc) == 0  # no traffic yet: no spinning
+    before = counters(sc)
+    p = subprocess.run([binary("drpc-bench"), "--addr", sc.addr, "--conns", "1",
+                        "--duration", "0.5"], capture_output=True, timeout=30 * SCALE)
+    out = p.stdout.decode()
+    assert p.returncode == 0, out + p.stderr.decode()
+    calls = int(re.search(r"calls=(\d+)", out).group(1))
+    after = counters(sc)
+    caught = after["busy_poll_catches"] - before["busy_poll_catches"]
+    print("calls %d, idle stretches caught while spinning %d, window %d us"
+          % (calls, caught, window_us(sc)))
+    # two stretches per call (the reply, the next request), nearly all caught
+    assert calls > 100 and caught >= calls, (calls, caught)
+    assert 10 <= window_us(sc) <= 1000
+
+
+def test_default_cap_sparse_calls_spin_next_to_nothing(testd, sidecar):
+    up = testd()
+    cfg = basic_config(up.addr)  # busy_poll_us left at its default
+    sc = sidecar(cfg)
+    assert sc.admin_get("/config")["config"]["busy_poll_us"] == 50
+    conn = sc.conn()
+
+    def one_call():
+        assert conn.unary(ECHO + "Unary", b"x") == b"x"
+
+    # a call every ~5 ms: each request comes long after the 50 us cap, so
+    # the window never settles above the 10 us it restarts from
+    share = cpu_during(sc.pid, 1.0, one_call)
+    print("cpu share with sparse calls: %.3f, window %d us" % (share, window_us(sc)))
+    assert share < QUIET, "sparse calls kept the loop spinning (%.2f of a core)" % share
+    assert window_us(sc) <= 10
+    conn.close()

@@ -51,6 +51,7 @@ enum bench_state {
 enum bconn_state {
     BCONN_CONNECTING, /* dialling */
     BCONN_CALLING,    /* one call in flight */
+    BCONN_PACING,     /* --rate: waiting for the next call's start time */
     BCONN_BACKOFF,    /* connection lost; waiting to dial again */
     BCONN_CLOSING,    /* client closing; then the retry timer */
     BCONN_FINISHED,   /* every handle closed */
@@ -79,6 +80,7 @@ static struct {
     enum bench_mode mode;
     uint64_t stream_count, stream_size;
     uint64_t max_calls;
+    double rate; /* calls/s per connection; 0 = back to back */
     const char *rpc;
     bool header, verify;
 } opt = {.conns = 1,
@@ -205,6 +207,11 @@ static void on_message(struct peer_client *cl, const uint8_t *data, size_t len)
     b->got_bytes += len;
 }
 
+static void on_pace(uv_timer_t *t)
+{
+    start_call(t->data);
+}
+
 static void on_done(struct peer_client *cl, const struct peer_call_result *r)
 {
     struct bconn *b = bconn_of(cl);
@@ -235,6 +242,15 @@ static void on_done(struct peer_client *cl, const struct peer_call_result *r)
     }
     if (r->status == PEER_CALL_LOST)
         return; /* on_closed follows and dials again */
+    if (opt.rate > 0 && run.state == BENCH_RUNNING) {
+        uint64_t next = b->started_ns + (uint64_t)(1e9 / opt.rate);
+        if (next > t) {
+            /* libuv timers tick in ms: round up, never call early */
+            b->state = BCONN_PACING;
+            uv_timer_start(&b->retry, on_pace, (next - t + 999999) / 1000000, 0);
+            return;
+        }
+    }
     start_call(b);
 }
 
@@ -354,7 +370,7 @@ static void on_deadline(uv_timer_t *t)
             uv_timer_stop(&b->retry);
             b->state = BCONN_CLOSING;
             uv_close((uv_handle_t *)&b->retry, retry_closed);
-        } else if (b->state == BCONN_CONNECTING) {
+        } else if (b->state == BCONN_CONNECTING || b->state == BCONN_PACING) {
             bconn_close(b);
         }
     }
@@ -366,7 +382,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: " NAME " --addr ADDR [--conns N] [--duration SECS] [--warmup SECS]\n"
                "                  [--size BYTES] [--rpc NAME] [--mode unary|stream]\n"
                "                  [--stream-count C] [--stream-size S] [--max-calls N]\n"
-               "                  [--header] [--no-verify]\n");
+               "                  [--rate CALLS_PER_SEC_PER_CONN] [--header] [--no-verify]\n");
 }
 
 static bool parse_args(int argc, char **argv)
@@ -382,13 +398,14 @@ static bool parse_args(int argc, char **argv)
         {"stream-count", required_argument, NULL, 'C'},
         {"stream-size", required_argument, NULL, 'S'},
         {"max-calls", required_argument, NULL, 'n'},
+        {"rate", required_argument, NULL, 'R'},
         {"header", no_argument, NULL, 'H'},
         {"no-verify", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int o;
     char *end = NULL;
-    while ((o = getopt_long(argc, argv, "a:c:d:w:s:r:m:C:S:n:HV", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "a:c:d:w:s:r:m:C:S:n:R:HV", opts, NULL)) != -1) {
         switch (o) {
         case 'a':
             opt.addr_text = optarg;
@@ -434,6 +451,11 @@ static bool parse_args(int argc, char **argv)
             break;
         case 'n':
             opt.max_calls = strtoull(optarg, &end, 10);
+            break;
+        case 'R':
+            opt.rate = strtod(optarg, &end);
+            if (opt.rate < 0)
+                return false;
             break;
         case 'H':
             opt.header = true;

@@ -174,7 +174,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->max_message_size, 4 << 20);
     assert_int_equal(cfg->max_metadata_size, 64 << 10);
     assert_int_equal(cfg->call_buffer_bytes, 1 << 20);
-    assert_int_equal(cfg->busy_poll_us, 0);
+    assert_int_equal(cfg->busy_poll_us, CONFIG_BUSY_POLL_US);
 
     const struct config_listener *l = &cfg->listeners[0];
     assert_string_equal(l->name, "listener0");

@@ -1,0 +1,21 @@
+/* busy_poll: the adaptive spin window (see busy_poll.h). */
+#include "proxy/busy_poll.h"
+
+enum busy_poll_verdict busy_poll_idle_ended(struct busy_poll *bp, uint64_t cap_ns, uint64_t idle_ns)
+{
+    if (bp->window_ns > cap_ns) /* a reload lowered the cap, maybe to 0 */
+        bp->window_ns = cap_ns;
+    if (cap_ns == 0)
+        return BUSY_POLL_KEPT;
+    if (idle_ns > cap_ns) {
+        bp->window_ns /= 2;
+        if (bp->window_ns < BUSY_POLL_START_NS)
+            bp->window_ns = 0;
+        return BUSY_POLL_SHRANK;
+    }
+    if (idle_ns <= bp->window_ns)
+        return BUSY_POLL_KEPT;
+    uint64_t grown = bp->window_ns ? bp->window_ns * 2 : BUSY_POLL_START_NS;
+    bp->window_ns = grown < cap_ns ? grown : cap_ns;
+    return BUSY_POLL_GREW;
+}
