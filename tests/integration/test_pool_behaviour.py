@@ -93,6 +93,40 @@ def test_balancing_spreads_dials(pyserver, sidecar, balance):
     assert (a.accepted, b.accepted) == (2, 2), balance
 
 
+@pytest.mark.parametrize("balance", ["round_robin", "least_busy"])
+def test_least_busy_dials_the_endpoint_with_fewest_connections(pyserver, sidecar, balance):
+    """Endpoint b loses its connections while a keeps two. The next dial
+    goes where round robin points (a, after a, b, a, b) or, with
+    least_busy, to b, which has none."""
+    a, b = pyserver(), pyserver()
+    cfg = basic_config(a.addr, max_conns=4, balance=balance, wait_timeout_ms=10000)
+    cfg["pools"][0]["endpoints"] = [a.addr, b.addr]
+    sc = sidecar(cfg)
+
+    def sleep_calls(n):
+        conns = [sc.conn() for _ in range(n)]
+        for c in conns:
+            c.start_unary(ECHO + "Sleep", b"1000")
+        for c in conns:
+            assert c.finish_unary() == b"slept"
+            c.close()
+
+    def endpoint_conns():
+        eps = sc.admin_get("/pools")["pools"][0]["endpoints"]
+        return [e["open_conns"] for e in eps]
+
+    sleep_calls(4)
+    assert (a.accepted, b.accepted) == (2, 2)
+    b.kill_connections()
+    deadline = time.time() + 5 * SCALE
+    while endpoint_conns() != [2, 0]:
+        assert time.time() < deadline, endpoint_conns()
+        time.sleep(0.02)
+    sleep_calls(3)  # two take a's idle connections, the third needs a dial
+    want = {"round_robin": (3, 2), "least_busy": (2, 3)}[balance]
+    assert (a.accepted, b.accepted) == want
+
+
 def test_host_name_endpoint_is_resolved(pyserver, sidecar):
     port = int(pyserver().addr.rsplit(":", 1)[1])
     sc = sidecar(basic_config("localhost:%d" % port))
