@@ -83,7 +83,7 @@
       sc->state != SIDECAR_RUNNING)                                                                \
     X(busy_poll_window_microseconds, gauge, busy_poll_window_us, INT,                              \
       "How long the loop now polls after traffic before it sleeps (adapts up to busy_poll_us)",    \
-      sc->busy_poll.window_ns / 1000)                                                              \
+      busy_poll_window(&sc->busy_poll, (uint64_t)sc->cfg->busy_poll_us * 1000) / 1000)             \
     X(access_log_dropped_lines_total, counter, access_log_dropped_lines, INT,                      \
       "Access log lines lost to a full buffer or a failed write",                                  \
       accesslog_dropped(sc->accesslog))

@@ -1,6 +1,11 @@
 /* busy_poll: the adaptive spin window (see busy_poll.h). */
 #include "proxy/busy_poll.h"
 
+uint64_t busy_poll_window(const struct busy_poll *bp, uint64_t cap_ns)
+{
+    return bp->window_ns < cap_ns ? bp->window_ns : cap_ns;
+}
+
 enum busy_poll_verdict busy_poll_idle_ended(struct busy_poll *bp, uint64_t cap_ns, uint64_t idle_ns)
 {
     if (bp->window_ns > cap_ns) /* a reload lowered the cap, maybe to 0 */

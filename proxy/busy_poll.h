@@ -15,8 +15,12 @@
  *   - beyond the cap: the spin only burnt CPU; halve it, and below
  *     BUSY_POLL_START_NS stop spinning.
  * A steady request/reply exchange thus spins up to the cap and never
- * sleeps, while traffic with gaps longer than the cap spins at most a few
- * microseconds once in a while and an idle sidecar never spins.
+ * sleeps; a gap longer than the cap costs at most one window of spinning
+ * (never more than the cap) and halves the window; an idle sidecar never
+ * spins. The reads within one call (request, reply, trailing frames) come
+ * close together, so sparse calls keep a window of up to the cap and
+ * spend about one window per call; where a wake-up is as dear as on a
+ * VM, that is no more CPU than sleeping and waking would take.
  */
 #ifndef DRPC_SIDECAR_BUSY_POLL_H
 #define DRPC_SIDECAR_BUSY_POLL_H
@@ -39,5 +43,9 @@ struct busy_poll {
  * configured ceiling (0: never spin). Returns what happened to the window. */
 enum busy_poll_verdict busy_poll_idle_ended(struct busy_poll *bp, uint64_t cap_ns,
                                             uint64_t idle_ns);
+
+/* The window in force now: a reload that lowered the cap applies at once,
+ * before the next stretch brings the window itself down. */
+uint64_t busy_poll_window(const struct busy_poll *bp, uint64_t cap_ns);
 
 #endif

@@ -13,12 +13,6 @@ enum run_phase {
     RUN_SPINNING, /* the loop ran out of reads less than a window ago: poll */
 };
 
-/* The window in force; min() so that a reload lowering the cap ends a spin at once. */
-static uint64_t spin_window(const struct sidecar *sc, uint64_t cap_ns)
-{
-    return sc->busy_poll.window_ns < cap_ns ? sc->busy_poll.window_ns : cap_ns;
-}
-
 void sidecar_run(struct sidecar *sc)
 {
     enum run_phase phase = RUN_WAITING;
@@ -37,8 +31,9 @@ void sidecar_run(struct sidecar *sc)
             }
             sc->first_read_ns = 0;
             idle_since = uv_hrtime();
-            phase = spin_window(sc, cap_ns) ? RUN_SPINNING : RUN_WAITING;
-        } else if (phase == RUN_SPINNING && uv_hrtime() - idle_since >= spin_window(sc, cap_ns)) {
+            phase = busy_poll_window(&sc->busy_poll, cap_ns) ? RUN_SPINNING : RUN_WAITING;
+        } else if (phase == RUN_SPINNING &&
+                   uv_hrtime() - idle_since >= busy_poll_window(&sc->busy_poll, cap_ns)) {
             sc->stats.busy_poll_timeouts++;
             phase = RUN_WAITING;
         }

@@ -6,9 +6,10 @@
  * busy_poll_us, it keeps polling with a zero timeout, so the next request
  * or reply is picked up without the sleeping thread's wake-up (on a
  * virtual machine that wake-up is a large part of a proxied hop). Each
- * poll is preceded by sched_yield(), so a process runnable on the same
- * core (the app beside the sidecar, on a one-core VM) is never held up by
- * the spin. busy_poll_us 0 turns it off.
+ * poll is preceded by sched_yield(), so a process woken on the same core
+ * (the app beside the sidecar, on a one-core VM, woken by our reply) runs
+ * first instead of waiting for the spin to end. busy_poll_us 0 turns it
+ * off.
  */
 #ifndef DRPC_SIDECAR_RUN_H
 #define DRPC_SIDECAR_RUN_H

@@ -132,10 +132,20 @@ def test_default_cap_sparse_calls_spin_next_to_nothing(testd, sidecar):
     def one_call():
         assert conn.unary(ECHO + "Unary", b"x") == b"x"
 
-    # a call every ~5 ms: each request comes long after the 50 us cap, so
-    # the window never settles above the 10 us it restarts from
+    # a call every ~5 ms: each gap before a request runs past the 50 us cap
+    # and costs at most one window of spinning, so the loop sleeps nearly
+    # all the time
+    before = counters(sc)
     share = cpu_during(sc.pid, 1.0, one_call)
+    after = counters(sc)
     print("cpu share with sparse calls: %.3f, window %d us" % (share, window_us(sc)))
     assert share < QUIET, "sparse calls kept the loop spinning (%.2f of a core)" % share
-    assert window_us(sc) <= 10
+    assert window_us(sc) <= 50
+    assert after["busy_poll_timeouts"] > before["busy_poll_timeouts"]  # spins ran out
+    # a reload to 0 takes effect at once, traffic or not
+    cfg["busy_poll_us"] = 0
+    sc.write_config(cfg)
+    st, body = sc.admin_request("POST", "/reload")
+    assert st == 200 and body["reloaded"] is True
+    assert window_us(sc) == 0
     conn.close()

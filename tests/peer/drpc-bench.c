@@ -67,6 +67,7 @@ struct bconn {
     struct peer_msg msg;
     struct peer_call call;
     uint64_t started_ns;
+    uint64_t due_ns; /* --rate: when the next call is due (a fixed schedule); 0 = not started */
     uint64_t got_msgs, got_bytes;
     bool bad; /* a reply did not match */
 };
@@ -243,11 +244,16 @@ static void on_done(struct peer_client *cl, const struct peer_call_result *r)
     if (r->status == PEER_CALL_LOST)
         return; /* on_closed follows and dials again */
     if (opt.rate > 0 && run.state == BENCH_RUNNING) {
-        uint64_t next = b->started_ns + (uint64_t)(1e9 / opt.rate);
-        if (next > t) {
-            /* libuv timers tick in ms: round up, never call early */
+        /* A fixed schedule, not "a period after the last start": libuv
+         * timers tick in whole ms and fire late, and a call that starts
+         * late makes the next one due sooner, so the rate holds on average.
+         * A call already due starts at once. */
+        if (!b->due_ns)
+            b->due_ns = b->started_ns;
+        b->due_ns += (uint64_t)(1e9 / opt.rate);
+        if (b->due_ns > t) {
             b->state = BCONN_PACING;
-            uv_timer_start(&b->retry, on_pace, (next - t + 999999) / 1000000, 0);
+            uv_timer_start(&b->retry, on_pace, (b->due_ns - t + 999999) / 1000000, 0);
             return;
         }
     }
@@ -454,7 +460,7 @@ static bool parse_args(int argc, char **argv)
             break;
         case 'R':
             opt.rate = strtod(optarg, &end);
-            if (opt.rate < 0)
+            if (!(opt.rate == 0 || (opt.rate >= 0.01 && opt.rate <= 1e7))) /* also NaN */
                 return false;
             break;
         case 'H':
