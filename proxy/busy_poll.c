@@ -1,6 +1,12 @@
 /* busy_poll: the adaptive spin window (see busy_poll.h). */
 #include "proxy/busy_poll.h"
 
+bool busy_poll_should_spin(const struct busy_poll *bp, uint64_t cap_ns, uint32_t calls_in_flight,
+                           uint32_t cores)
+{
+    return busy_poll_window(bp, cap_ns) > 0 && calls_in_flight < cores;
+}
+
 uint64_t busy_poll_window(const struct busy_poll *bp, uint64_t cap_ns)
 {
     return bp->window_ns < cap_ns ? bp->window_ns : cap_ns;

@@ -17,7 +17,8 @@
  * A steady request/reply exchange thus spins up to the cap and never
  * sleeps; a gap longer than the cap costs at most one window of spinning
  * (never more than the cap) and halves the window; an idle sidecar never
- * spins. The reads within one call (request, reply, trailing frames) come
+ * spins, nor does one with as many calls in flight as cores. The reads
+ * within one call (request, reply, trailing frames) come
  * close together, so sparse calls keep a window of up to the cap and
  * spend about one window per call; where a wake-up is as dear as on a
  * VM, that is no more CPU than sleeping and waking would take.
@@ -25,6 +26,7 @@
 #ifndef DRPC_SIDECAR_BUSY_POLL_H
 #define DRPC_SIDECAR_BUSY_POLL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define BUSY_POLL_START_NS 10000u
@@ -43,6 +45,13 @@ struct busy_poll {
  * configured ceiling (0: never spin). Returns what happened to the window. */
 enum busy_poll_verdict busy_poll_idle_ended(struct busy_poll *bp, uint64_t cap_ns,
                                             uint64_t idle_ns);
+
+/* Whether the loop, just out of reads, should spin (window > 0) rather
+ * than sleep. Not with as many calls in flight as cores: the peers
+ * serving them can then use every core, and a spin would take one from
+ * them and break up the batches of events each wake-up brings. */
+bool busy_poll_should_spin(const struct busy_poll *bp, uint64_t cap_ns, uint32_t calls_in_flight,
+                           uint32_t cores);
 
 /* The window in force now: a reload that lowered the cap applies at once,
  * before the next stretch brings the window itself down. */

@@ -17,6 +17,7 @@ void sidecar_run(struct sidecar *sc)
 {
     enum run_phase phase = RUN_WAITING;
     uint64_t idle_since = 0; /* when the loop last ran out of reads */
+    uint32_t cores = uv_available_parallelism();
     for (;;) {
         uint64_t cap_ns = (uint64_t)sc->cfg->busy_poll_us * 1000;
         if (sc->first_read_ns) {
@@ -31,14 +32,15 @@ void sidecar_run(struct sidecar *sc)
             }
             sc->first_read_ns = 0;
             idle_since = uv_hrtime();
-            phase = busy_poll_window(&sc->busy_poll, cap_ns) ? RUN_SPINNING : RUN_WAITING;
+            phase = busy_poll_should_spin(&sc->busy_poll, cap_ns, sc->n_calls, cores) ? RUN_SPINNING
+                                                                                      : RUN_WAITING;
         } else if (phase == RUN_SPINNING &&
                    uv_hrtime() - idle_since >= busy_poll_window(&sc->busy_poll, cap_ns)) {
             sc->stats.busy_poll_timeouts++;
             phase = RUN_WAITING;
         }
         if (phase == RUN_SPINNING)
-            sched_yield(); /* a peer runnable on this core goes first */
+            sched_yield(); /* a process woken on this core goes first */
         if (!uv_run(sc->loop, phase == RUN_SPINNING ? UV_RUN_NOWAIT : UV_RUN_ONCE))
             return;
     }

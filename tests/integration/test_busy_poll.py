@@ -122,6 +122,31 @@ def test_back_to_back_calls_are_caught_while_spinning(testd, sidecar):
     assert 10 <= window_us(sc) <= 1000
 
 
+def test_no_spinning_while_calls_in_flight_can_use_every_core(testd, sidecar):
+    """With at least as many calls in flight as cores, the peers serving
+    them can keep every core busy: the loop sleeps between reads instead of
+    taking a core from them. Same cap and peers as the back-to-back test,
+    where nearly every stretch is caught."""
+    up = testd()
+    cfg = basic_config(up.addr, max_conns=64)
+    cfg["busy_poll_us"] = 1000
+    sc = sidecar(cfg)
+    conns = 4 * os.cpu_count()
+    before = counters(sc)
+    p = subprocess.run([binary("drpc-bench"), "--addr", sc.addr, "--conns", str(conns),
+                        "--duration", "0.5"], capture_output=True, timeout=30 * SCALE)
+    out = p.stdout.decode()
+    assert p.returncode == 0, out + p.stderr.decode()
+    calls = int(re.search(r"calls=(\d+)", out).group(1))
+    after = counters(sc)
+    caught = after["busy_poll_catches"] - before["busy_poll_catches"]
+    print("%d conns: calls %d, stretches caught while spinning %d" % (conns, calls, caught))
+    # only the moments when fewer calls than cores were in flight spin (the
+    # clients' calls come in batches, between which none are in flight):
+    # well under the two caught stretches per call of back-to-back calls
+    assert calls > 100 and caught < calls, (calls, caught)
+
+
 def test_default_cap_sparse_calls_spin_next_to_nothing(testd, sidecar):
     up = testd()
     cfg = basic_config(up.addr)  # busy_poll_us left at its default

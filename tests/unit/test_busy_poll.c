@@ -94,6 +94,23 @@ static void test_sparse_calls_waste_at_most_one_window_per_gap(void **state)
     assert_int_equal(bp.window_ns, 0);
 }
 
+static void test_no_spin_with_as_many_calls_in_flight_as_cores(void **state)
+{
+    (void)state;
+    struct busy_poll bp = {.window_ns = CAP};
+    assert_true(busy_poll_should_spin(&bp, CAP, 0, 2));
+    assert_true(busy_poll_should_spin(&bp, CAP, 1, 2));
+    assert_false(busy_poll_should_spin(&bp, CAP, 2, 2));
+    assert_false(busy_poll_should_spin(&bp, CAP, 64, 2));
+    /* one core: only between calls, while the app needs it to send the next */
+    assert_true(busy_poll_should_spin(&bp, CAP, 0, 1));
+    assert_false(busy_poll_should_spin(&bp, CAP, 1, 1));
+    /* no window, or a cap of 0: never */
+    assert_false(busy_poll_should_spin(&bp, 0, 0, 8));
+    bp.window_ns = 0;
+    assert_false(busy_poll_should_spin(&bp, CAP, 0, 8));
+}
+
 static void test_the_cap_rules_the_window(void **state)
 {
     (void)state;
@@ -121,6 +138,7 @@ int main(void)
         cmocka_unit_test(test_a_stretch_the_window_covers_keeps_it),
         cmocka_unit_test(test_gaps_beyond_the_cap_halve_it_down_to_off),
         cmocka_unit_test(test_sparse_calls_waste_at_most_one_window_per_gap),
+        cmocka_unit_test(test_no_spin_with_as_many_calls_in_flight_as_cores),
         cmocka_unit_test(test_the_cap_rules_the_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
