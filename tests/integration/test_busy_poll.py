@@ -99,6 +99,21 @@ def window_us(sc):
     return sc.admin_get("/stats")["busy_poll_window_us"]
 
 
+def bench_and_catches(sc, conns):
+    """Half a second of back-to-back calls from drpc-bench on `conns`
+    connections: (calls made, idle stretches caught while spinning)."""
+    before = counters(sc)
+    p = subprocess.run([binary("drpc-bench"), "--addr", sc.addr, "--conns", str(conns),
+                        "--duration", "0.5"], capture_output=True, timeout=30 * SCALE)
+    out = p.stdout.decode()
+    assert p.returncode == 0, out + p.stderr.decode()
+    calls = int(re.search(r"calls=(\d+)", out).group(1))
+    caught = counters(sc)["busy_poll_catches"] - before["busy_poll_catches"]
+    print("%d conns: calls %d, idle stretches caught while spinning %d, window %d us"
+          % (conns, calls, caught, window_us(sc)))
+    return calls, caught
+
+
 def test_back_to_back_calls_are_caught_while_spinning(testd, sidecar):
     up = testd()
     cfg = basic_config(up.addr)
@@ -107,16 +122,7 @@ def test_back_to_back_calls_are_caught_while_spinning(testd, sidecar):
     cfg["busy_poll_us"] = 1000
     sc = sidecar(cfg)
     assert window_us(sc) == 0  # no traffic yet: no spinning
-    before = counters(sc)
-    p = subprocess.run([binary("drpc-bench"), "--addr", sc.addr, "--conns", "1",
-                        "--duration", "0.5"], capture_output=True, timeout=30 * SCALE)
-    out = p.stdout.decode()
-    assert p.returncode == 0, out + p.stderr.decode()
-    calls = int(re.search(r"calls=(\d+)", out).group(1))
-    after = counters(sc)
-    caught = after["busy_poll_catches"] - before["busy_poll_catches"]
-    print("calls %d, idle stretches caught while spinning %d, window %d us"
-          % (calls, caught, window_us(sc)))
+    calls, caught = bench_and_catches(sc, 1)
     # two stretches per call (the reply, the next request), nearly all caught
     assert calls > 100 and caught >= calls, (calls, caught)
     assert 10 <= window_us(sc) <= 1000
@@ -131,16 +137,7 @@ def test_no_spinning_while_calls_in_flight_can_use_every_core(testd, sidecar):
     cfg = basic_config(up.addr, max_conns=64)
     cfg["busy_poll_us"] = 1000
     sc = sidecar(cfg)
-    conns = 4 * os.cpu_count()
-    before = counters(sc)
-    p = subprocess.run([binary("drpc-bench"), "--addr", sc.addr, "--conns", str(conns),
-                        "--duration", "0.5"], capture_output=True, timeout=30 * SCALE)
-    out = p.stdout.decode()
-    assert p.returncode == 0, out + p.stderr.decode()
-    calls = int(re.search(r"calls=(\d+)", out).group(1))
-    after = counters(sc)
-    caught = after["busy_poll_catches"] - before["busy_poll_catches"]
-    print("%d conns: calls %d, stretches caught while spinning %d" % (conns, calls, caught))
+    calls, caught = bench_and_catches(sc, 4 * os.cpu_count())
     # only the moments when fewer calls than cores were in flight spin (the
     # clients' calls come in batches, between which none are in flight):
     # well under the two caught stretches per call of back-to-back calls
