@@ -163,7 +163,10 @@ def test_default_cap_sparse_calls_spin_next_to_nothing(testd, sidecar):
     print("cpu share with sparse calls: %.3f, window %d us" % (share, window_us(sc)))
     assert share < QUIET, "sparse calls kept the loop spinning (%.2f of a core)" % share
     assert window_us(sc) <= 50
-    assert after["busy_poll_timeouts"] > before["busy_poll_timeouts"]  # spins ran out
+    if not INSTRUMENTED:
+        # natively a call's reads come close enough to start spins, and the
+        # gaps before requests end them; under valgrind nothing is that close
+        assert after["busy_poll_timeouts"] > before["busy_poll_timeouts"]
     # a reload to 0 takes effect at once, traffic or not
     cfg["busy_poll_us"] = 0
     sc.write_config(cfg)
