@@ -140,8 +140,9 @@ def test_no_spinning_while_calls_in_flight_can_use_every_core(testd, sidecar):
     calls, caught = bench_and_catches(sc, 4 * os.cpu_count())
     # only the moments when fewer calls than cores were in flight spin (the
     # clients' calls come in batches, between which none are in flight):
-    # well under the two caught stretches per call of back-to-back calls
-    assert calls > 100 and caught < calls, (calls, caught)
+    # 0.1-0.3 caught stretches per call, where spinning regardless of the
+    # calls in flight catches about one per call
+    assert calls > 100 and caught < calls / 2, (calls, caught)
 
 
 def test_default_cap_sparse_calls_spin_next_to_nothing(testd, sidecar):
