@@ -152,6 +152,14 @@ static bool dial_one(struct pool *p)
     return true;
 }
 
+int endpoint_find_address(char (*list)[64], size_t n, const char *text)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], text) == 0)
+            return (int)i;
+    return -1;
+}
+
 /* Fails every waiting call: the pool has nothing that could serve them. */
 void pool_fail_waiters(struct pool *p, enum call_cause cause, const char *detail)
 {
@@ -389,12 +397,11 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
          * once. */
         if (up->dialled[0] && e->n_resolved > 1) {
             /* An address the latest answer no longer holds marks nothing. */
-            for (uint8_t i = 0; i < e->n_resolved; i++)
-                if (strcmp(e->resolved_list[i], up->dialled) == 0) {
-                    e->failed_addrs |= (uint8_t)(1u << i);
-                    e->addr_cursor = (uint32_t)i + 1;
-                    break;
-                }
+            int at = endpoint_find_address(e->resolved_list, e->n_resolved, up->dialled);
+            if (at >= 0) {
+                e->failed_addrs |= (uint8_t)(1u << at);
+                e->addr_cursor = (uint32_t)at + 1;
+            }
             uint8_t all = (uint8_t)((1u << e->n_resolved) - 1);
             if ((e->failed_addrs & all) != all) {
                 log_info("pool %s: %s; trying its next address", p->pc->name, e->last_error);

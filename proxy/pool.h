@@ -177,6 +177,8 @@ void pool_fail_waiters(struct pool *p, enum call_cause cause, const char *detail
 
 const char *endpoint_health_name(enum endpoint_health h);
 enum endpoint_health endpoint_health(const struct endpoint *e, uint64_t now);
+/* Index of address text (ip:port) among the first n of a resolved list, or -1. */
+int endpoint_find_address(char (*list)[64], size_t n, const char *text);
 
 /* Total open upstream connections. */
 static inline uint32_t pool_total(const struct pool *p)

@@ -403,15 +403,6 @@ static void format_sockaddr(const struct sockaddr *sa, char *out, size_t size)
     }
 }
 
-/* Whether text is among the first n of list. */
-static int find_address(char (*list)[64], size_t n, const char *text)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(list[i], text) == 0)
-            return (int)i;
-    return -1;
-}
-
 /* Records the resolver's answer on the endpoint (for admin), carries the
  * failed marks over to the addresses that are still in it (wherever they
  * are now: round-robin DNS reorders), and picks an address (see
@@ -439,7 +430,7 @@ static int pick_address(struct endpoint *ep, const struct addrinfo *res,
     uint8_t failed = 0;
     for (size_t i = 0; i < ep->n_resolved; i++)
         if (ep->failed_addrs & (1u << i)) {
-            int at = find_address(list, n, ep->resolved_list[i]);
+            int at = endpoint_find_address(list, n, ep->resolved_list[i]);
             if (at >= 0)
                 failed |= (uint8_t)(1u << at);
         }
