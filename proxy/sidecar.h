@@ -85,8 +85,8 @@ struct sidecar {
 
     struct list_node flush_list;
     uv_check_t flush_check;
-    uint64_t socket_reads;  /* reads that brought data */
-    uint64_t first_read_ns; /* uv_hrtime of the first such read since sidecar_run looked; 0: none */
+    uint64_t first_read_ns;     /* uv_hrtime of the first read that brought data since sidecar_run
+                                 * looked; 0: none */
     struct busy_poll busy_poll; /* the adaptive spin window, owned by sidecar_run */
     uv_timer_t janitor;
     uint64_t janitor_ticks;

@@ -47,7 +47,6 @@ void wire_frames_begin(struct wire_frames *it, struct wire *w, ssize_t nread, co
     it->w = w;
     it->pos = 0;
     w->bytes_in += (uint64_t)nread;
-    w->sc->socket_reads++;
     if (!w->sc->first_read_ns)
         w->sc->first_read_ns = uv_hrtime();
     if (buf->base == (char *)w->sc->readbuf) {
