@@ -28,13 +28,9 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from integration import procs  # noqa: E402  (the one port picker)
+from integration.procs import free_port  # noqa: E402  (the one port picker)
 BUSY_POLL_US = 0  # the comparison rows: the sidecar with busy polling off
 BUSY_ROW_1 = "1 conn, busy_poll_us %d" % BUSY_POLL_US
-
-
-def free_port():
-    return procs.free_port()
 
 
 def wait_port(port, timeout=10):

@@ -17,11 +17,7 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from integration import procs  # noqa: E402  (the one port picker)
-
-
-def free_port():
-    return procs.free_port()
+from integration.procs import free_port  # noqa: E402  (the one port picker)
 
 
 def parse_duration(s):
