@@ -237,6 +237,17 @@ static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
 
 static void on_frame(struct client_conn *cl, const struct frame *f)
 {
+    /* Ids only grow (Go's reader: "id monotonicity violation"): stream 0
+     * is never valid, and a frame for a stream older than one already read
+     * breaks the order, whereas late frames of the last stream are fine. */
+    if (f->stream_id == 0 || f->stream_id < cl->read_sid) {
+        char why[96];
+        snprintf(why, sizeof(why), "stream id %llu after stream %llu (ids only grow)",
+                 (unsigned long long)f->stream_id, (unsigned long long)cl->read_sid);
+        client_protocol_error(cl, 0, f->stream_id == 0 ? "stream id 0" : why);
+        return;
+    }
+    cl->read_sid = f->stream_id;
     if (cl->call && f->stream_id == cl->call->client_sid) {
         call_on_client_frame(cl->call, f);
         return;

@@ -33,6 +33,7 @@ struct client_conn {
     struct call *call;
 
     uint64_t last_sid; /* highest stream id started; older frames are late */
+    uint64_t read_sid; /* highest stream id of any frame read; lower ones are refused */
     struct buf meta;   /* InvokeMetadata packet being assembled */
     uint64_t meta_sid; /* its stream id (0 = none) */
     uint64_t meta_msg;
