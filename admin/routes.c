@@ -424,23 +424,37 @@ static bool loopback_host(const char *host)
 
 /* An admin API on a loopback TCP address answers only requests addressed
  * to a loopback name; without a Host header (HTTP/1.0 tools) it answers. */
-static bool foreign_host(const struct admin_route_ctx *ctx, const struct admin_http *h)
+static bool foreign_host(const struct admin_route_ctx *ctx, const struct admin_http *h,
+                         const char *authority)
 {
     const struct config_addr *bound = &ctx->sc->cfg->admin.addr;
     if (bound->kind != CONFIG_ADDR_TCP ||
         !(config_addr_is_loopback(bound) || strcmp(bound->host, "localhost") == 0))
         return false;
-    const char *host = admin_http_header(h, ADMIN_HDR_HOST);
+    /* An absolute-form target names the host itself, and a server must
+     * take it over the Host header (RFC 9112 3.2.2): judge that one. */
+    const char *host = authority ? authority : admin_http_header(h, ADMIN_HDR_HOST);
     return host && !loopback_host(host);
 }
 
-/* Splits a request target into path and query (both into buf). */
+/* Splits a request target into path and query (both into buf); an
+ * absolute-form target's host goes into authority (else it is NULL). */
 static bool split_target(const char *url, char *buf, size_t size, const char **path,
-                         const char **query)
+                         const char **query, char *authority, size_t authority_size,
+                         bool *has_authority)
 {
+    *has_authority = false;
     /* absolute-form (RFC 9112 3.2.2): "http://host:port/path" */
     if (strncasecmp(url, "http://", 7) == 0) {
-        url = strchr(url + 7, '/');
+        const char *start = url + 7;
+        url = strchr(start, '/');
+        size_t len = url ? (size_t)(url - start) : strlen(start);
+        len = strcspn(start, "?#") < len ? strcspn(start, "?#") : len;
+        if (len >= authority_size)
+            return false;
+        memcpy(authority, start, len);
+        authority[len] = '\0';
+        *has_authority = true;
         if (!url)
             url = "/";
     }
@@ -469,12 +483,15 @@ void admin_route(const struct admin_route_ctx *ctx, const struct admin_http *h,
                  struct admin_response *resp)
 {
     char target[ADMIN_HTTP_MAX_URL + 1];
+    char authority[ADMIN_HTTP_MAX_URL + 1];
+    bool has_authority;
     const char *path, *query;
-    if (!split_target(h->url, target, sizeof(target), &path, &query)) {
+    if (!split_target(h->url, target, sizeof(target), &path, &query, authority, sizeof(authority),
+                      &has_authority)) {
         admin_response_error(resp, 404, "not found");
         return;
     }
-    if (foreign_host(ctx, h)) {
+    if (foreign_host(ctx, h, has_authority ? authority : NULL)) {
         admin_response_error(resp, 403,
                              "the Host header does not name a loopback address: refused, "
                              "as this admin API listens on loopback (DNS rebinding)");
