@@ -222,8 +222,10 @@ static json_t *metadata_json(const struct metadata *md, bool values)
         json_t *k = views_string(mp->key, mp->key_len);
         size_t n = mp->value_len < VIEWS_MAX_VALUE_BYTES ? mp->value_len : VIEWS_MAX_VALUE_BYTES;
         /* A cut may split a UTF-8 sequence: views_string turns the cut sequence into U+FFFD. */
+        /* By length: a key with a NUL byte reads as in metadata_keys. */
         if (k)
-            json_object_set_new(o, json_string_value(k), views_string(mp->value, n));
+            json_object_setn_new(o, json_string_value(k), json_string_length(k),
+                                 views_string(mp->value, n));
         json_decref(k);
     }
     json_decref(keys);
