@@ -1,0 +1,108 @@
+"""Hardening: inputs and loads that used to hurt other clients or lose
+calls. Each test states the rule it holds the sidecar to; hostile peers are
+written here with the Python codec (drpc.py), beside well-behaved clients
+whose calls must keep succeeding."""
+
+import socket
+
+import pytest
+
+from . import drpc
+from .fault_checks import open_testd_conns
+from .procs import basic_config, free_addr
+from .test_admin import get, hold, request, wait_until
+
+ECHO = "/test.Echo/"
+
+
+def _frame(kind, sid, mid, data=b"", done=True):
+    return drpc.encode_frame(kind, sid, mid, data, done=done)
+
+
+def _unary_bytes(sid, data=b"x"):
+    return (_frame(drpc.KIND_INVOKE, sid, 1, (ECHO + "Unary").encode()) +
+            _frame(drpc.KIND_MESSAGE, sid, 2, data) + _frame(drpc.KIND_CLOSE_SEND, sid, 3))
+
+
+def _expect_protocol_error(conn, why):
+    frames = conn.wait_closed(timeout=5)
+    errors = [f for f in frames if f.kind == drpc.KIND_ERROR]
+    assert errors, "closed without an Error (frames: %s)" % [drpc.frame_str(f) for f in frames]
+    code, text = drpc.decode_error(errors[-1].data)
+    assert code == 1011 and text.startswith("drpc-sidecar: protocol error: "), (code, text)
+    assert why in text, text
+    return errors[-1]
+
+
+# --- stream ids only grow ---------------------------------------------------------
+
+
+def test_stream_id_zero_is_a_protocol_error(testd, sidecar, fault_check):
+    """A Go server's reader refuses stream 0; so does the sidecar: 1011,
+    then the connection closes. Before, the frame was dropped and the
+    client waited forever."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr))
+    check = fault_check(sc, {"default": lambda: open_testd_conns(up)})
+    with sc.conn(timeout=5) as bad:
+        bad.send_raw(_unary_bytes(0))
+        _expect_protocol_error(bad, "stream id 0")
+    check.finish()
+
+
+def test_a_stream_id_lower_than_the_last_is_a_protocol_error(testd, sidecar, fault_check):
+    """After a call on stream 5, a call on stream 3 breaks Go's id order
+    ("id monotonicity violation"): 1011 on the stream the client knows,
+    and a close. Late frames of the last stream itself stay harmless."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr))
+    check = fault_check(sc, {"default": lambda: open_testd_conns(up)})
+    with sc.conn(timeout=5) as c:
+        c.send_raw(_unary_bytes(5, b"five"))
+        reply = c.read_packet()
+        assert (reply.kind, reply.stream, reply.data) == (drpc.KIND_MESSAGE, 5, b"five")
+        # a late Close for stream 5 is fine: the next call on 6 still works
+        c.send_raw(_frame(drpc.KIND_CLOSE, 5, 4) + _unary_bytes(6, b"six"))
+        while True:
+            p = c.read_packet()
+            if p.kind == drpc.KIND_MESSAGE:
+                break
+        assert (p.stream, p.data) == (6, b"six")
+        c.send_raw(_unary_bytes(3, b"three"))
+        err = _expect_protocol_error(c, "stream id 3 after stream 6")
+        assert err.stream == 6, drpc.frame_str(err)
+    check.finish()
+
+
+# --- admin: the small ones --------------------------------------------------------
+
+
+def test_absolute_form_targets_get_the_host_check(testd, sidecar):
+    """`GET http://evil.example/config` names its host in the target; a
+    server must take that over the Host header, so the loopback-only rule
+    judges it: 403. A loopback authority still answers."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr))
+    r = get(sc, "http://evil.example/config", headers={"Host": sc.admin})
+    assert r.status == 403, (r.status, r.body)
+    r = get(sc, "http://evil.example:9901/healthz?x=1", headers={"Host": "127.0.0.1"})
+    assert r.status == 403, (r.status, r.body)
+    r = get(sc, "http://%s/healthz" % sc.admin, headers={"Host": sc.admin})
+    assert r.status == 200, (r.status, r.body)
+    r = get(sc, "http://localhost/healthz", headers={"Host": "evil.example"})
+    assert r.status == 200, (r.status, r.body)
+
+
+def test_metadata_keys_read_the_same_in_every_field(testd, sidecar):
+    """With show_metadata_values, a key holding a NUL byte reads the same in
+    `metadata_keys` and as a key of `metadata` (it was cut at the NUL in
+    the second)."""
+    up = testd()
+    cfg = basic_config(up.addr)
+    cfg["admin"]["show_metadata_values"] = True
+    sc = sidecar(cfg)
+    held = hold(sc, 1, 3000, metadata={"a\0b": "v", "plain": "w"})
+    x = wait_until(lambda: get(sc, "/calls").json()["calls"], what="the call")[0]
+    assert sorted(x["metadata_keys"]) == ["a\0b", "plain"], x
+    assert x["metadata"] == {"a\0b": "v", "plain": "w"}, x
+    held[0].close()
