@@ -207,6 +207,18 @@ void h_send_raw(struct h_peer *p, const void *data, size_t len)
     }
 }
 
+size_t h_send_some(struct h_peer *p, const void *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&p->pipe, &b, 1);
+    if (n == UV_EAGAIN)
+        return 0;
+    assert_true(n > 0);
+    return (size_t)n;
+}
+
 void h_send_frame(struct h_peer *p, uint8_t kind, bool done, bool control, uint64_t sid,
                   uint64_t mid, const void *data, size_t len)
 {

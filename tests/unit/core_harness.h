@@ -130,6 +130,8 @@ void h_send_frame(struct h_peer *p, uint8_t kind, bool done, bool control, uint6
 void h_send(struct h_peer *p, uint8_t kind, uint64_t sid, uint64_t mid, const char *text);
 /* Bytes as they are (several frames in one write, for instance). */
 void h_send_raw(struct h_peer *p, const void *data, size_t len);
+/* As much of data as the socket takes now, without waiting: returns that. */
+size_t h_send_some(struct h_peer *p, const void *data, size_t len);
 /* An Error packet with code and text. */
 void h_send_error(struct h_peer *p, uint64_t sid, uint64_t mid, uint64_t code, const char *text);
 /* Invoke, Message, CloseSend on sid (message ids 1, 2, 3): a unary request. */
