@@ -105,7 +105,7 @@ static void test_stream_half_close(void **state)
     assert_string_equal(h_expect(up, FRAME_KIND_MESSAGE, 1, T), "b");
     h_expect(up, FRAME_KIND_CLOSE_SEND, 1, T);
     for (int i = 0; i < 3; i++) {
-        char msg[8];
+        char msg[16];
         snprintf(msg, sizeof(msg), "r%d", i);
         h_send(up, FRAME_KIND_MESSAGE, 1, (uint64_t)i + 1, msg);
         assert_string_equal(h_expect(cl, FRAME_KIND_MESSAGE, 1, T), msg);

@@ -294,7 +294,7 @@ static void test_max_lifetime(void **state)
     h_expect_unary_reply(cl, 2, "rep");
     assert_true(H_UNTIL(&e, T, h_pool_idle(p) == 1));
     assert_true(h_peer_wait_eof(up2, T));
-    assert_true(h_now(&e) - born >= 75);
+    assert_true(h_now(&e) - born >= 50); /* not closed as it came back */
     assert_int_equal(h_pool_total(p), 0);
     assert_int_equal(h_finish(&e), 0);
 }
