@@ -103,7 +103,7 @@ static void test_backpressure_stops_and_resumes(void **state)
     const size_t n = 256; /* 4 MiB: more than both sockets hold */
     struct buf b = {0};
     make_replies(&b, n);
-    size_t written = pump_until_stalled(&e, up, &b, 0, 50);
+    size_t written = pump_until_stalled(&e, up, &b, 0, 200);
     assert_true(written < b.len); /* the sidecar stopped taking bytes */
     assert_false(h_call_upstream_reading(cl));
     size_t queued = h_client_queued(cl);
