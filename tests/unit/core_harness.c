@@ -22,6 +22,29 @@
 
 #define H_MAX_DATA (16u << 20)
 
+/* Where the sidecar keeps its clients and counts its calls: the only
+ * lines that know which struct holds them. */
+static struct list_node *sidecar_clients(struct h_env *e)
+{
+    return &e->sc->clients;
+}
+
+static uint32_t sidecar_n_clients(struct h_env *e)
+{
+    return e->sc->n_clients;
+}
+
+static uint32_t sidecar_n_calls(struct h_env *e)
+{
+    return e->sc->n_calls;
+}
+
+static struct listener *sidecar_listener(struct h_env *e)
+{
+    assert_true(e->sc->n_listeners > 0);
+    return e->sc->listeners[0];
+}
+
 /* --- the loop --------------------------------------------------------------- */
 
 uint64_t h_now(struct h_env *e)
@@ -172,13 +195,11 @@ struct h_peer *h_client_new_type(struct h_env *e, int type)
 {
     int fds[2];
     assert_int_equal(socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds), 0);
-    struct sidecar *sc = e->sc;
-    assert_true(sc->n_listeners > 0);
-    uint32_t before = sc->n_clients;
-    client_accept(sc->listeners[0], fds[0]);
-    assert_int_equal(sc->n_clients, before + 1);
+    uint32_t before = sidecar_n_clients(e);
+    client_accept(sidecar_listener(e), fds[0]);
+    assert_int_equal(sidecar_n_clients(e), before + 1);
     struct h_peer *p = peer_new(e);
-    p->conn = list_entry(sc->clients.prev, struct client_conn, sc_node);
+    p->conn = list_entry(sidecar_clients(e)->prev, struct client_conn, sc_node);
     assert_int_equal(uv_pipe_open(&p->pipe, fds[1]), 0);
     peer_start_reading(p);
     return p;
@@ -392,7 +413,7 @@ int h_finish(struct h_env *e)
     for (size_t i = 0; i < H_MAX_UPSTREAMS; i++)
         h_upstream_stop(e, i);
     /* Clients see EOF and go; a shutdown with none left stops at once. */
-    H_UNTIL(e, 2000, sc->n_clients == 0 && sc->n_calls == 0);
+    H_UNTIL(e, 2000, sidecar_n_clients(e) == 0 && sidecar_n_calls(e) == 0);
     sidecar_shutdown(sc, "test over");
     uv_close((uv_handle_t *)&e->tick, NULL);
     uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -478,14 +499,14 @@ void h_pool_drain(struct h_env *e, bool draining)
 
 uint32_t h_calls_in_flight(struct h_env *e)
 {
-    return e->sc->n_calls;
+    return sidecar_n_calls(e);
 }
 
 /* The client_conn of p, if the sidecar still has it. */
 static struct client_conn *client_of(struct h_peer *p)
 {
     struct list_node *n, *tmp;
-    list_for_each_safe(n, tmp, &p->env->sc->clients)
+    list_for_each_safe(n, tmp, sidecar_clients(p->env))
     {
         if (list_entry(n, struct client_conn, sc_node) == p->conn)
             return p->conn;
