@@ -49,6 +49,8 @@ BENCH_BINS     := $(BENCH_MAIN_SRC:tests/bench/%.c=$(B)/%)
 
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+# Shared scaffolding of the unit tests (tests/unit/*.c that are not tests).
+UNIT_LIB_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c)))
 
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
@@ -124,7 +126,7 @@ $(B)/libfake_resolver.so: tests/tools/fake_resolver.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O2 -g -fPIC -shared $(WARN) -D_GNU_SOURCE -o $@ $< -ldl
 
-$(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/libsidecar.a $(B)/libllhttp.a
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(UNIT_LIB_OBJ) $(B)/libsidecar.a $(B)/libllhttp.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
