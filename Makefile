@@ -16,9 +16,10 @@ PYTEST_ARGS ?=
 FUZZ_SECONDS ?= 20
 
 PKGS        := libuv jansson libprotobuf-c
-LLHTTP_DIR  := /usr/share/llhttp
-LLHTTP_INC  := /usr/share/include/llhttp
-WARN        := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+LLHTTP_DIR  ?= /usr/share/llhttp
+LLHTTP_INC  ?= /usr/share/include/llhttp
+WARN        := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+               -Wmissing-declarations -Werror
 VERSION     := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 DEFS        := -D_GNU_SOURCE -DSIDECAR_VERSION=\"$(VERSION)\"
 
@@ -226,6 +227,6 @@ install-files:
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system/drpc-sidecar.service
 
 clean:
-	rm -rf build build-asan
+	rm -rf $(B) build-asan
 
 -include $(shell find $(B)/obj $(B)/fuzz-obj -name '*.d' 2>/dev/null)

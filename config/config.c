@@ -163,31 +163,55 @@ static int parse_endpoints(struct config_reader *rd, const json_t *eps, const ch
     return 0;
 }
 
+const char *const config_balance_names[] = {"round_robin", "least_busy", NULL};
+const char *const config_cancel_names[] = {"soft", "close", NULL};
+
+/* Readers of one CONFIG_POOL_KEYS row, by its type column (hence the names). */
+static int read_U32(struct config_reader *rd, const json_t *v, const char *path, const char *key,
+                    uint64_t min, uint64_t max, uint64_t def, uint32_t *out)
+{
+    return config_read_u32(rd, v, path, key, (uint32_t)min, (uint32_t)max, (uint32_t)def, out);
+}
+
+static int read_U64(struct config_reader *rd, const json_t *v, const char *path, const char *key,
+                    uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
+{
+    return config_read_u64(rd, v, path, key, min, max, def, out);
+}
+
+static int read_BOOL(struct config_reader *rd, const json_t *v, const char *path, const char *key,
+                     uint64_t min, uint64_t max, uint64_t def, bool *out)
+{
+    (void)min, (void)max;
+    return config_read_bool(rd, v, path, key, def != 0, out);
+}
+
+static int read_BALANCE(struct config_reader *rd, const json_t *v, const char *path,
+                        const char *key, uint64_t min, uint64_t max, uint64_t def,
+                        enum config_balance *out)
+{
+    (void)min, (void)max;
+    int i = 0, rc = config_read_choice(rd, v, path, key, config_balance_names, (int)def, &i);
+    *out = (enum config_balance)i;
+    return rc;
+}
+
+static int read_CANCEL(struct config_reader *rd, const json_t *v, const char *path, const char *key,
+                       uint64_t min, uint64_t max, uint64_t def, enum config_cancel_mode *out)
+{
+    (void)min, (void)max;
+    int i = 0, rc = config_read_choice(rd, v, path, key, config_cancel_names, (int)def, &i);
+    *out = (enum config_cancel_mode)i;
+    return rc;
+}
+
 static int parse_pool(struct config_reader *rd, const json_t *v, const char *path,
                       struct config_pool *pl)
 {
-    static const char *const keys[] = {"name",
-                                       "endpoints",
-                                       "accept",
-                                       "identify",
-                                       "max_conns",
-                                       "min_idle",
-                                       "idle_timeout_ms",
-                                       "max_lifetime_ms",
-                                       "dial_timeout_ms",
-                                       "max_waiters",
-                                       "wait_timeout_ms",
-                                       "call_timeout_ms",
-                                       "balance",
-                                       "header",
-                                       "cancel",
-                                       "eject_after_failures",
-                                       "eject_ms",
-                                       "backoff_base_ms",
-                                       "backoff_max_ms",
-                                       NULL};
-    static const char *const balances[] = {"round_robin", "least_busy", NULL};
-    static const char *const cancels[] = {"soft", "close", NULL};
+#define POOL_KEY_NAME(key, type, min, max, def, scope) #key,
+    static const char *const keys[] = {"name", "endpoints", "accept", "identify",
+                                       CONFIG_POOL_KEYS(POOL_KEY_NAME) NULL};
+#undef POOL_KEY_NAME
     int rc;
     if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
         (rc = config_read_name(rd, v, path, true, &pl->name)))
@@ -228,49 +252,24 @@ static int parse_pool(struct config_reader *rd, const json_t *v, const char *pat
         }
     }
 
-    int balance = 0, cancel = 0;
-    if ((rc = config_read_u32(rd, v, path, "max_conns", 1, 65535, 16, &pl->max_conns)) ||
-        (rc = config_read_u32(rd, v, path, "min_idle", 0, 65535, 0, &pl->min_idle)) ||
-        (rc = config_read_u64(rd, v, path, "idle_timeout_ms", 0, CONFIG_READ_DAY_MS, 60000,
-                              &pl->idle_timeout_ms)) ||
-        (rc = config_read_u64(rd, v, path, "max_lifetime_ms", 0, CONFIG_READ_MONTH_MS, 0,
-                              &pl->max_lifetime_ms)) ||
-        (rc = config_read_u64(rd, v, path, "dial_timeout_ms", 1, CONFIG_READ_DAY_MS, 5000,
-                              &pl->dial_timeout_ms)) ||
-        (rc = config_read_u32(rd, v, path, "max_waiters", 0, 1000000, 1024, &pl->max_waiters)) ||
-        (rc = config_read_u64(rd, v, path, "wait_timeout_ms", 0, CONFIG_READ_DAY_MS, 5000,
-                              &pl->wait_timeout_ms)) ||
-        (rc = config_read_u64(rd, v, path, "call_timeout_ms", 0, CONFIG_READ_MONTH_MS, 0,
-                              &pl->call_timeout_ms)) ||
-        (rc = config_read_choice(rd, v, path, "balance", balances, 0, &balance)) ||
-        (rc = config_read_bool(rd, v, path, "header", false, &pl->header)) ||
-        (rc = config_read_choice(rd, v, path, "cancel", cancels, 0, &cancel)) ||
-        (rc = config_read_u32(rd, v, path, "eject_after_failures", 0, 1000, 3,
-                              &pl->eject_after_failures)) ||
-        (rc = config_read_u64(rd, v, path, "eject_ms", 1, CONFIG_READ_DAY_MS, 10000,
-                              &pl->eject_ms)) ||
-        (rc = config_read_u64(rd, v, path, "backoff_base_ms", 1, CONFIG_READ_DAY_MS, 100,
-                              &pl->backoff_base_ms)) ||
-        (rc = config_read_u64(rd, v, path, "backoff_max_ms", 1, CONFIG_READ_DAY_MS, 5000,
-                              &pl->backoff_max_ms)))
+#define POOL_KEY_READ(key, type, min, max, def, scope)                                             \
+    if ((rc = read_##type(rd, v, path, #key, min, max, def, &pl->key)))                            \
         return rc;
-    pl->balance = (enum config_balance)balance;
-    pl->cancel = (enum config_cancel_mode)cancel;
+    CONFIG_POOL_KEYS(POOL_KEY_READ)
+#undef POOL_KEY_READ
     if (pl->min_idle > pl->max_conns) {
         config_read_join(p, path, "min_idle");
         return config_read_fail(rd, p, "must not exceed max_conns (%u)", pl->max_conns);
     }
     if (pl->reverse) {
         /* Settings about dialling would be silently ignored: refuse them. */
-        static const char *const dial_only[] = {
-            "min_idle", "idle_timeout_ms", "balance",        "eject_after_failures",
-            "eject_ms", "backoff_base_ms", "backoff_max_ms", NULL};
-        for (size_t i = 0; dial_only[i]; i++) {
-            if (!json_object_get(v, dial_only[i]))
-                continue;
-            config_read_join(p, path, dial_only[i]);
-            return config_read_fail(rd, p, "does not apply to reverse pools: agents dial in");
-        }
+#define POOL_KEY_REFUSE(key, type, min, max, def, scope)                                           \
+    if (CONFIG_POOL_DIAL_ONLY_##scope && json_object_get(v, #key)) {                               \
+        config_read_join(p, path, #key);                                                           \
+        return config_read_fail(rd, p, "does not apply to reverse pools: agents dial in");         \
+    }
+        CONFIG_POOL_KEYS(POOL_KEY_REFUSE)
+#undef POOL_KEY_REFUSE
     }
     if (pl->backoff_base_ms > pl->backoff_max_ms) {
         config_read_join(p, path, "backoff_base_ms");

@@ -72,6 +72,69 @@ struct config_listener {
     uint64_t client_idle_timeout_ms; /* close a client idle this long between calls; 0 = never */
 };
 
+/*
+ * The scalar keys of a pool, each declared once. This table gives the
+ * members of struct config_pool, their parsing (range, default), the
+ * refusal of dialling keys on a reverse pool and the pool's part of
+ * config_to_json(); config/README.md documents the same keys.
+ *
+ *   X(key, type, min, max, default, scope)
+ *
+ * type   U32, U64  an integer in min..max
+ *        BOOL      true or false (min, max unused)
+ *        BALANCE   one of config_balance_names (default: the index)
+ *        CANCEL    one of config_cancel_names (default: the index)
+ * scope  ANY       both kinds of pool
+ *        DIAL      dialled pools only: refused on a reverse pool ("agents
+ *                  dial in") and left out of its JSON
+ *
+ * Keys are read, and unknown keys matched for "did you mean", in row order;
+ * the JSON lists the ANY rows, then the DIAL rows. The day and month bounds
+ * are config_read.h's.
+ */
+#define CONFIG_POOL_KEYS(X)                                                                        \
+    /* open upstream connections at most (reverse pools: accepted agents) */                       \
+    X(max_conns, U32, 1, 65535, 16, ANY)                                                           \
+    /* idle connections dialled ahead; at most max_conns */                                        \
+    X(min_idle, U32, 0, 65535, 0, DIAL)                                                            \
+    /* 0 = never */                                                                                \
+    X(idle_timeout_ms, U64, 0, CONFIG_READ_DAY_MS, 60000, DIAL)                                    \
+    /* 0 = unlimited; checked at release */                                                        \
+    X(max_lifetime_ms, U64, 0, CONFIG_READ_MONTH_MS, 0, ANY)                                       \
+    X(dial_timeout_ms, U64, 1, CONFIG_READ_DAY_MS, 5000, ANY)                                      \
+    /* 0 = fail fast when all busy */                                                              \
+    X(max_waiters, U32, 0, 1000000, 1024, ANY)                                                     \
+    X(wait_timeout_ms, U64, 0, CONFIG_READ_DAY_MS, 5000, ANY)                                      \
+    /* 0 = none */                                                                                 \
+    X(call_timeout_ms, U64, 0, CONFIG_READ_MONTH_MS, 0, ANY)                                       \
+    X(balance, BALANCE, 0, 0, CONFIG_BALANCE_ROUND_ROBIN, DIAL)                                    \
+    /* send DRPC!!!1 on new upstream connections (reverse: require it) */                          \
+    X(header, BOOL, 0, 0, false, ANY)                                                              \
+    X(cancel, CANCEL, 0, 0, CONFIG_CANCEL_SOFT, ANY)                                               \
+    /* 0 = never eject */                                                                          \
+    X(eject_after_failures, U32, 0, 1000, 3, DIAL)                                                 \
+    X(eject_ms, U64, 1, CONFIG_READ_DAY_MS, 10000, DIAL)                                           \
+    /* at most backoff_max_ms */                                                                   \
+    X(backoff_base_ms, U64, 1, CONFIG_READ_DAY_MS, 100, DIAL)                                      \
+    X(backoff_max_ms, U64, 1, CONFIG_READ_DAY_MS, 5000, DIAL)
+
+#define CONFIG_POOL_CTYPE_U32     uint32_t
+#define CONFIG_POOL_CTYPE_U64     uint64_t
+#define CONFIG_POOL_CTYPE_BOOL    bool
+#define CONFIG_POOL_CTYPE_BALANCE enum config_balance
+#define CONFIG_POOL_CTYPE_CANCEL  enum config_cancel_mode
+
+/* A row as a member of struct config_pool. */
+#define CONFIG_POOL_MEMBER(key, type, min, max, def, scope) CONFIG_POOL_CTYPE_##type key;
+
+/* A row's scope as a truth value. */
+#define CONFIG_POOL_DIAL_ONLY_ANY  0
+#define CONFIG_POOL_DIAL_ONLY_DIAL 1
+
+/* The names of enum config_balance and enum config_cancel_mode, by value. */
+extern const char *const config_balance_names[];
+extern const char *const config_cancel_names[];
+
 struct config_pool {
     char *name;
     /* Dialled pool: endpoints. Reverse pool: accept (exclusive with endpoints). */
@@ -81,21 +144,7 @@ struct config_pool {
     struct config_addr accept; /* reverse pools: where agents dial in */
     char *identify_rpc;        /* reverse pools: "identify": {"rpc": ...}; NULL = off */
 
-    uint32_t max_conns;             /* default 16, 1..65535 */
-    uint32_t min_idle;              /* default 0, <= max_conns */
-    uint64_t idle_timeout_ms;       /* default 60000; 0 = never */
-    uint64_t max_lifetime_ms;       /* default 0 = unlimited; checked at release */
-    uint64_t dial_timeout_ms;       /* default 5000 */
-    uint32_t max_waiters;           /* default 1024; 0 = fail fast when all busy */
-    uint64_t wait_timeout_ms;       /* default 5000 */
-    uint64_t call_timeout_ms;       /* default 0 = none */
-    enum config_balance balance;    /* default round_robin */
-    bool header;                    /* send DRPC!!!1 on new upstream connections */
-    enum config_cancel_mode cancel; /* default soft */
-    uint32_t eject_after_failures;  /* default 3; 0 = never eject */
-    uint64_t eject_ms;              /* default 10000 */
-    uint64_t backoff_base_ms;       /* default 100 */
-    uint64_t backoff_max_ms;        /* default 5000 */
+    CONFIG_POOL_KEYS(CONFIG_POOL_MEMBER)
 };
 
 struct config_metadata_pair {

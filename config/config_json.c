@@ -51,10 +51,15 @@ static json_t *listener_json(struct out *o, const struct config_listener *l)
     return j;
 }
 
+/* A pool key's JSON value, by its CONFIG_POOL_KEYS type. */
+#define POOL_JSON_U32(v)     u64(v)
+#define POOL_JSON_U64(v)     u64(v)
+#define POOL_JSON_BOOL(v)    json_boolean(v)
+#define POOL_JSON_BALANCE(v) json_string(config_balance_names[v])
+#define POOL_JSON_CANCEL(v)  json_string(config_cancel_names[v])
+
 static json_t *pool_json(struct out *o, const struct config_pool *p)
 {
-    static const char *const balances[] = {"round_robin", "least_busy"};
-    static const char *const cancels[] = {"soft", "close"};
     json_t *j = json_object();
     put(o, j, "name", json_string(p->name));
     if (p->reverse) {
@@ -67,23 +72,14 @@ static json_t *pool_json(struct out *o, const struct config_pool *p)
             push(o, eps, addr(&p->endpoints[i]));
         put(o, j, "endpoints", eps);
     }
-    put(o, j, "max_conns", u64(p->max_conns));
-    put(o, j, "max_lifetime_ms", u64(p->max_lifetime_ms));
-    put(o, j, "dial_timeout_ms", u64(p->dial_timeout_ms));
-    put(o, j, "max_waiters", u64(p->max_waiters));
-    put(o, j, "wait_timeout_ms", u64(p->wait_timeout_ms));
-    put(o, j, "call_timeout_ms", u64(p->call_timeout_ms));
-    put(o, j, "header", json_boolean(p->header));
-    put(o, j, "cancel", json_string(cancels[p->cancel == CONFIG_CANCEL_CLOSE]));
-    if (p->reverse)
-        return j; /* the rest is about dialling (and refused for reverse pools) */
-    put(o, j, "min_idle", u64(p->min_idle));
-    put(o, j, "idle_timeout_ms", u64(p->idle_timeout_ms));
-    put(o, j, "balance", json_string(balances[p->balance == CONFIG_BALANCE_LEAST_BUSY]));
-    put(o, j, "eject_after_failures", u64(p->eject_after_failures));
-    put(o, j, "eject_ms", u64(p->eject_ms));
-    put(o, j, "backoff_base_ms", u64(p->backoff_base_ms));
-    put(o, j, "backoff_max_ms", u64(p->backoff_max_ms));
+    /* The keys of both kinds of pool, then (dialled pools only) the rest. */
+    for (int dial = 0; dial <= !p->reverse; dial++) {
+#define POOL_KEY_PUT(key, type, min, max, def, scope)                                              \
+    if (CONFIG_POOL_DIAL_ONLY_##scope == dial)                                                     \
+        put(o, j, #key, POOL_JSON_##type(p->key));
+        CONFIG_POOL_KEYS(POOL_KEY_PUT)
+#undef POOL_KEY_PUT
+    }
     return j;
 }
 

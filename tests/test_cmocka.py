@@ -17,7 +17,7 @@ BINARIES = [os.path.join(BUILD, "tests", os.path.basename(s)[:-2]) for s in SOUR
 @pytest.mark.parametrize("path", BINARIES, ids=[os.path.basename(p) for p in BINARIES])
 def test_unit_binary(path):
     env = dict(os.environ)
-    env.setdefault("DRPC_TRANSCRIPTS", os.path.join(ROOT, "..", "shared", "drpc-transcripts"))
+    env.setdefault("DRPC_TRANSCRIPTS", os.path.join(ROOT, "tests", "data", "drpc-transcripts"))
     cmd = [path]
     if os.environ.get("SIDECAR_VALGRIND") == "1":
         cmd = ["valgrind", "--error-exitcode=99", "--leak-check=full",

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Regenerates the seed corpora of fuzz_frame and fuzz_metadata from the
-DRPC wire captures (shared/drpc-transcripts).
+DRPC wire captures (tests/data/drpc-transcripts).
 
     tests/fuzz/make-seeds.py [TRANSCRIPT_DIR]
 
-TRANSCRIPT_DIR defaults to $DRPC_TRANSCRIPTS, else ../shared/drpc-transcripts
-beside the repository. The script owns tests/fuzz/corpus/frame/ and
+TRANSCRIPT_DIR defaults to $DRPC_TRANSCRIPTS, else tests/data/drpc-transcripts
+in the repository. The script owns tests/fuzz/corpus/frame/ and
 tests/fuzz/corpus/metadata/: it empties them and writes
 
   frame/NAME-client, frame/NAME-server
@@ -41,7 +41,7 @@ def transcript_dir():
     env = os.environ.get("DRPC_TRANSCRIPTS")
     if env:
         return env
-    return os.path.join(ROOT, "..", "shared", "drpc-transcripts")
+    return os.path.join(ROOT, "tests", "data", "drpc-transcripts")
 
 
 def read_streams(path):

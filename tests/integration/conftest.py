@@ -21,7 +21,7 @@
   free_port       free_port(host="127.0.0.1") -> int
   free_addr       free_addr(host="127.0.0.1") -> "127.0.0.1:PORT" / "[::1]:PORT"
   short_tmp       a short temp dir (unix socket paths must fit 108 bytes)
-  transcripts     path of shared/drpc-transcripts (skips if absent)
+  transcripts     path of tests/data/drpc-transcripts (fails if absent)
 
 Every test runs under a SIGALRM deadline (30 s; @pytest.mark.timeout_s(N)
 to change it; times SCALE under valgrind) and every client read has its own
@@ -146,8 +146,8 @@ def free_addr():
 
 @pytest.fixture(scope="session")
 def transcripts():
-    if not os.path.isdir(procs_mod.TRANSCRIPTS):
-        pytest.skip("no transcripts at %s" % procs_mod.TRANSCRIPTS)
+    assert os.path.isfile(os.path.join(procs_mod.TRANSCRIPTS, "README.txt")), \
+        "the wire captures are missing from %s" % procs_mod.TRANSCRIPTS
     return procs_mod.TRANSCRIPTS
 
 

@@ -30,8 +30,8 @@ import time
 from . import drpc
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared"))
-TRANSCRIPTS = os.path.join(SHARED, "drpc-transcripts")
+# The Go captures, kept in the repository (tests/data/drpc-transcripts/README.md).
+TRANSCRIPTS = os.path.join(ROOT, "tests", "data", "drpc-transcripts")
 
 VALGRIND = os.environ.get("SIDECAR_VALGRIND") == "1"
 SCALE = 5 if VALGRIND else 1  # timeouts are multiplied by this

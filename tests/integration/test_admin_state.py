@@ -84,7 +84,7 @@ def answer(up, stream, data):
 
 
 def test_cancel_reaches_the_upstream_as_a_cancel_packet(scripted, sidecar):
-    """README: "the client gets Error 1010, the upstream a Cancel". With the
+    """admin/README.md: "the client gets Error 1010, the upstream a Cancel". With the
     default cancel "soft" the Cancel is a packet on the stream and the
     connection carries the next call; with "close" the connection closes."""
     up = scripted()
@@ -328,7 +328,7 @@ def test_percentiles_stay_within_what_happened(testd, sidecar):
     assert json.loads(text)["name"] == "default"
 
 
-# --- README documents the API ---------------------------------------------------------
+# --- admin/README.md documents the API ---------------------------------------------------------
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -347,12 +347,12 @@ def json_keys(doc, out=None):
 
 
 def test_readme_documents_every_route_and_field(testd, sidecar):
-    """Issue #4: field names are documented in README with an example for
-    each endpoint. Every row of the dispatch table is in README's table, and
-    every field the live JSON views answer with appears in README."""
+    """Issue #4: field names are documented in admin/README.md with an example
+    for each endpoint. Every row of the dispatch table is in its table, and
+    every field the live JSON views answer with appears in it."""
     with open(REPO + "/admin/routes.c") as f:
         table = re.findall(r'\{"(GET|POST)", "([^"]+)", h_\w+\}', f.read())
-    with open(REPO + "/README.md") as f:
+    with open(REPO + "/admin/README.md") as f:
         readme = f.read()
     assert len(table) >= 15
     for method, pattern in table:
@@ -375,4 +375,4 @@ def test_readme_documents_every_route_and_field(testd, sidecar):
         c.close()
     keys -= {"trace"}  # a metadata key of this test, not a field
     missing = sorted(k for k in keys if not re.search(r'"%s"' % re.escape(k), readme))
-    assert not missing, "fields not in README: %s" % missing
+    assert not missing, "fields not in admin/README.md: %s" % missing

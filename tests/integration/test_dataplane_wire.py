@@ -1,7 +1,7 @@
 """Data-plane behaviour on the wire, each shown against the real
 drpc-sidecar in front of the real drpc-testd:
 
-  - the bytes a real Go client wrote (shared/drpc-transcripts) sent through
+  - the bytes a real Go client wrote (tests/data/drpc-transcripts) sent through
     the sidecar come back as the frames the real Go server wrote: the
     sidecar is invisible on the wire, for every captured call shape;
   - max_waiters bounds only calls waiting for a busy connection: a cold
@@ -20,7 +20,7 @@ import time
 import pytest
 
 from . import drpc
-from .procs import SCALE, TRANSCRIPTS, basic_config
+from .procs import SCALE, basic_config
 from .test_transcripts import CAPTURES, _recv_until, load_chunks
 
 ECHO = "/test.Echo/"
@@ -39,7 +39,6 @@ def _client_closed_streams(name):
     return {f[0] for f in _frames(raw) if f[2] == drpc.KIND_CLOSE}
 
 
-@pytest.mark.skipif(not os.path.isdir(TRANSCRIPTS), reason="no transcripts")
 @pytest.mark.parametrize("name", CAPTURES)
 def test_go_client_bytes_through_the_sidecar_give_go_server_frames(testd, sidecar, name):
     """Each capture's client bytes, replayed chunk by chunk to the sidecar

@@ -476,3 +476,43 @@ def test_make_install_files_into_destdir():
                              os.path.join(dest, "usr/share/drpc-sidecar/example.json")],
                             capture_output=True, timeout=10)
         assert ex.returncode == 0, ex.stderr
+
+
+# --- docs -------------------------------------------------------------------
+
+DOCS = ["README.md", "config/README.md", "proxy/README.md", "admin/README.md",
+        "docker/README.md", "tests/README.md", "tests/data/drpc-transcripts/README.md"]
+
+
+def _anchors(text):
+    """GitHub's heading anchors of a markdown text."""
+    out = set()
+    for h in re.findall(r"^#+ (.+)$", text, re.M):
+        a = re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+        out.add(a)
+    return out
+
+
+def test_docs_sit_beside_their_code_and_every_link_resolves():
+    """README.md is the front door; each module documents itself, and every
+    relative link between the documents names a file (and heading) that
+    exists."""
+    assert len(read(os.path.join(ROOT, "README.md")).splitlines()) <= 200
+    bad = []
+    for doc in DOCS:
+        path = os.path.join(ROOT, doc)
+        text = read(path)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+            if not os.path.exists(dest):
+                bad.append("%s: %s" % (doc, target))
+            elif anchor and anchor not in _anchors(read(dest)):
+                bad.append("%s: %s (no such heading)" % (doc, target))
+    assert not bad, bad
+    proxy = read(os.path.join(ROOT, "proxy", "README.md"))
+    for section in ("## State machines", "## Per-loop context, process and transport",
+                    "## Errors the sidecar sends", "## Reverse pools: agents that dial in"):
+        assert section in proxy, section

@@ -96,18 +96,16 @@ static void roundtrip(const struct metadata *md, struct buf *out)
     metadata_free(&back);
 }
 
-/* The capture's metadata bytes: from the transcript when there is one, else the copy above. */
+/* The capture's metadata bytes, from the transcript (a missing one fails). */
 static void capture_bytes(struct buf *out)
 {
     char dir[PATH_MAX];
     struct transcript t;
     const char *why;
-    if (!transcript_find(dir, sizeof(dir)) ||
-        transcript_load(dir, "unary-metadata", &t, &why) != 0) {
-        print_message("unary-metadata capture not found: using the embedded copy\n");
-        assert_int_equal(buf_append(out, capture_md, sizeof(capture_md)), 0);
-        return;
-    }
+    if (!transcript_find(dir, sizeof(dir)))
+        fail_msg("drpc-transcripts not found (%s)", dir);
+    if (transcript_load(dir, "unary-metadata", &t, &why) != 0)
+        fail_msg("unary-metadata: %s", why);
     struct frame f;
     size_t used;
     const struct buf *client = &t.dir[TRANSCRIPT_CLIENT];

@@ -1,5 +1,5 @@
 /*
- * transcript: loads the wire captures of shared/drpc-transcripts for the
+ * transcript: loads the wire captures of tests/data/drpc-transcripts for the
  * codec unit tests. Header-only (static inline), because every unit test
  * binary is built from a single translation unit.
  *
@@ -75,10 +75,11 @@ static inline bool transcript_dir_ok(const char *dir)
 
 /*
  * Finds the transcript directory: $DRPC_TRANSCRIPTS if set (and nothing
- * else then), else ../shared/drpc-transcripts from the current directory,
- * else ../../../shared/drpc-transcripts from the executable's directory
- * (build/tests/test_x -> <repo>/../shared). Fills out and returns true, or
- * returns false with out naming what was tried.
+ * else then), else tests/data/drpc-transcripts from the current directory
+ * (the repository root, where the suite runs the binaries), else
+ * ../../tests/data/drpc-transcripts from the executable's directory
+ * ($(B)/tests/test_x -> <repo>/tests/data). Fills out and returns true, or
+ * returns false with out naming what was tried; callers fail then.
  */
 static inline bool transcript_find(char *out, size_t size)
 {
@@ -87,8 +88,8 @@ static inline bool transcript_find(char *out, size_t size)
         snprintf(out, size, "%s", env);
         return transcript_dir_ok(out);
     }
-    if (transcript_dir_ok("../shared/drpc-transcripts")) {
-        snprintf(out, size, "../shared/drpc-transcripts");
+    if (transcript_dir_ok("tests/data/drpc-transcripts")) {
+        snprintf(out, size, "tests/data/drpc-transcripts");
         return true;
     }
     char exe[PATH_MAX];
@@ -98,14 +99,14 @@ static inline bool transcript_find(char *out, size_t size)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            int w = snprintf(out, size, "%s/../../../shared/drpc-transcripts", exe);
+            int w = snprintf(out, size, "%s/../../tests/data/drpc-transcripts", exe);
             if (w > 0 && (size_t)w < size && transcript_dir_ok(out))
                 return true;
         }
     }
     snprintf(out, size,
-             "$DRPC_TRANSCRIPTS unset, ../shared/drpc-transcripts and "
-             "<exe dir>/../../../shared/drpc-transcripts missing");
+             "$DRPC_TRANSCRIPTS unset, tests/data/drpc-transcripts and "
+             "<exe dir>/../../tests/data/drpc-transcripts missing");
     return false;
 }
 
