@@ -104,6 +104,8 @@
       "Resident memory size in bytes", metrics_resident_bytes())                                   \
     X(process_open_fds, gauge, open_fds, INT, "Number of open file descriptors",                   \
       metrics_open_fds())                                                                          \
+    X(process_max_fds, gauge, max_fds, INT, "Maximum number of open file descriptors",             \
+      sc->fds.limit)                                                                               \
     X(process_start_time_seconds, gauge, start_time_seconds, INT,                                  \
       "Start time of the process since the Unix epoch in seconds", sc->started_wall_ms / 1000)
 

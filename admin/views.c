@@ -383,5 +383,12 @@ json_t *views_stats(const struct sidecar *sc)
     METRICS_OS(VIEWS_ROW)
 #undef VIEWS_OBJ
     json_object_set_new(o, "process", proc);
+    const struct fdlimit *fl = &sc->fds;
+    json_object_set_new(
+        o, "file_descriptors",
+        json_pack("{s:I, s:I, s:I, s:o, s:i, s:b}", "limit", (json_int_t)fl->limit, "hard",
+                  (json_int_t)fl->hard, "soft_at_start", (json_int_t)fl->soft_at_start, "needed",
+                  fl->needed == UINT64_MAX ? json_null() : json_integer((json_int_t)fl->needed),
+                  "reserved", FDLIMIT_RESERVE, "limit_too_low", fl->needed > fl->client_max));
     return o;
 }

@@ -17,6 +17,7 @@
 
 #include "proxy/call.h"
 #include "proxy/errors.h"
+#include "proxy/fdlimit.h"
 #include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/sidecar.h"
@@ -414,6 +415,21 @@ void client_accept(struct listener *l, uv_os_sock_t fd)
     const char *reject = NULL;
     /* No "shutting down" refusal: a connection accepted while draining
      * was queued to this process (see listener_stop) and gets served. */
+    uv_os_fd_t fd_now = -1;
+    if (uv_fileno(&cl->wire.h.handle, &fd_now) == 0 && fdlimit_client_refused(&sc->fds, fd_now)) {
+        sc->stats.clients_rejected_fds++;
+        l->rejected++;
+        uint64_t now = uv_now(sc->loop);
+        if (!sc->fd_refusal_logged || now - sc->fd_refusal_logged >= 1000) {
+            sc->fd_refusal_logged = now;
+            log_warn("listener %s: refusing clients: only the %d file descriptors kept for admin "
+                     "and upstreams are left (limit %llu; %llu refused so far)",
+                     l->lc->name, FDLIMIT_RESERVE, (unsigned long long)sc->fds.limit,
+                     (unsigned long long)sc->stats.clients_rejected_fds);
+        }
+        client_close(cl, "file descriptors reserved");
+        return;
+    }
     if (cfg->max_clients && sc->n_clients >= cfg->max_clients)
         reject = "max_clients reached";
     else if (l->lc->max_clients && l->n_clients >= l->lc->max_clients)

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "proxy/fdlimit.h"
 #include "proxy/log.h"
 #include "proxy/run.h"
 #include "proxy/sidecar.h"
@@ -110,6 +111,7 @@ int main(int argc, char **argv)
         return 1;
     }
     sc->verbose = verbose;
+    int fd_rc = fdlimit_raise(&sc->fds);
     if (verbose)
         cfg->log_level = CONFIG_LOG_DEBUG;
     /* Absolute but not resolved: a reload must follow a symlink that was
@@ -127,6 +129,10 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("drpc-sidecar %s started (pid %d)", SIDECAR_VERSION, (int)uv_os_getpid());
+    if (fd_rc != 0)
+        log_warn("cannot raise the file descriptor limit from %llu to %llu: %s",
+                 (unsigned long long)sc->fds.soft_at_start, (unsigned long long)sc->fds.hard,
+                 uv_strerror(fd_rc));
     sidecar_run(sc);
     int code = sc->exit_code;
     sidecar_free(sc);

@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "proxy/agent.h"
 #include "proxy/listener.h"
+#include "proxy/fdlimit.h"
 #include "proxy/log.h"
 #include "proxy/notify.h"
 #include "proxy/pool.h"
@@ -234,6 +235,7 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
     config_unref(sc->cfg);
     sc->cfg = cfg;
     log_set_level(sc->verbose ? CONFIG_LOG_DEBUG : cfg->log_level);
+    fdlimit_check(&sc->fds, cfg);
     sidecar_steer_connections_here(sc);
     free(kept_pool);
     free(fresh_listener);

@@ -20,6 +20,7 @@
 #include "proxy/call.h"
 #include "proxy/client.h"
 #include "proxy/listener.h"
+#include "proxy/fdlimit.h"
 #include "proxy/log.h"
 #include "proxy/notify.h"
 #include "proxy/pool.h"
@@ -294,6 +295,7 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
     sc->loop = loop;
     sc->cfg = cfg;
     sc->state = SIDECAR_RUNNING;
+    fdlimit_check(&sc->fds, cfg);
     list_init(&sc->clients);
     list_init(&sc->calls);
     list_init(&sc->flush_list);

@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "proxy/busy_poll.h"
+#include "proxy/fdlimit.h"
 #include "proxy/list.h"
 #include "proxy/reload.h"
 
@@ -31,6 +32,9 @@ enum sidecar_state {
 #define SIDECAR_COUNTERS(X)                                                                        \
     X(clients_accepted, "Client connections accepted")                                             \
     X(clients_rejected, "Client connections closed at accept (max_clients)")                       \
+    X(clients_rejected_fds,                                                                        \
+      "Client connections closed at accept: only the descriptors kept for admin and upstreams "    \
+      "were left")                                                                                 \
     X(clients_closed, "Client connections closed")                                                 \
     X(client_protocol_errors, "Client connections closed for a protocol error")                    \
     X(calls_no_route, "Calls that matched no route")                                               \
@@ -88,6 +92,8 @@ struct sidecar {
     uint64_t first_read_ns;     /* uv_hrtime of the first read that brought data since sidecar_run
                                  * looked; 0: none */
     struct busy_poll busy_poll; /* the adaptive spin window, owned by sidecar_run */
+    struct fdlimit fds;         /* descriptor budget, raised by main before start */
+    uint64_t fd_refusal_logged; /* uv_now ms of the last "descriptors reserved" warning */
     uv_timer_t janitor;
     uint64_t janitor_ticks;
     uv_timer_t shutdown_timer;
