@@ -362,13 +362,14 @@ class Sidecar(Proc):
     """drpc-sidecar -c FILE, ready once every listener (and the admin address,
     if configured) accepts connections. Its log is on stderr."""
 
-    def __init__(self, path, logdir, config, args=(), expect_exit=0):
+    def __init__(self, path, logdir, config, args=(), expect_exit=0, wrap=()):
         self.config_path = os.path.join(logdir, "sidecar-%d.json" % (id(self) % 100000))
         self.config = config
         self.write_config(config)
         argv = [path, "-c", self.config_path] + list(args)
         if VALGRIND:
             argv = VALGRIND_CMD + argv
+        argv = list(wrap) + argv  # e.g. prlimit, which execs the rest
         super().__init__("drpc-sidecar", argv, logdir, expect_exit=expect_exit)
 
     def write_config(self, config):
@@ -496,8 +497,9 @@ class Procs:
         return self._add(Agent(self._binary("drpc-testd"), self.logdir, connect, conns, ident,
                                header, redial, args))
 
-    def sidecar(self, config, args=(), wait=True, expect_exit=0):
-        p = self._add(Sidecar(self._binary("drpc-sidecar"), self.logdir, config, args, expect_exit))
+    def sidecar(self, config, args=(), wait=True, expect_exit=0, wrap=()):
+        p = self._add(Sidecar(self._binary("drpc-sidecar"), self.logdir, config, args, expect_exit,
+                              wrap))
         if wait:
             p.wait_ready()
         return p

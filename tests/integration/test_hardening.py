@@ -106,3 +106,64 @@ def test_metadata_keys_read_the_same_in_every_field(testd, sidecar):
     assert sorted(x["metadata_keys"]) == ["a\0b", "plain"], x
     assert x["metadata"] == {"a\0b": "v", "plain": "w"}, x
     held[0].close()
+
+
+# --- file descriptors -------------------------------------------------------------
+
+
+def _nofile(soft, hard):
+    """A wrapper that starts the sidecar with this RLIMIT_NOFILE (prlimit
+    execs it, so the pid stays the sidecar's)."""
+    return ("prlimit", "--nofile=%d:%d" % (soft, hard), "--")
+
+
+def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(testd, sidecar):
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 65536:
+        hard = 65536
+    if hard < 1024:
+        pytest.skip("hard descriptor limit %d" % hard)
+    up = testd()
+    sc = sidecar(basic_config(up.addr), wrap=_nofile(512, hard))
+    fds = get(sc, "/stats").json()["file_descriptors"]
+    assert fds["soft_at_start"] == 512, fds
+    assert fds["limit"] == fds["hard"] == hard, fds
+    with open("/proc/%d/limits" % sc.pid) as f:
+        line = [x for x in f if x.startswith("Max open files")][0]
+    assert int(line.split()[3]) == fds["limit"], line
+    assert "process_max_fds %d" % fds["limit"] in get(sc, "/metrics").text
+
+
+@pytest.mark.timeout_s(60)
+def test_clients_cannot_take_the_descriptors_admin_and_dials_need(testd, sidecar):
+    """With a hard limit of 256 and the default max_clients, the sidecar
+    warns at start and shows it in /stats. 400 idle clients then take what
+    they can; the rest are refused at accept and counted, with at most a
+    warning a second, while /healthz keeps answering and a call that needs
+    a new upstream connection still gets one."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr), wrap=_nofile(256, 256))
+    assert "below what the config can use" in sc.stderr()
+    fds = get(sc, "/stats").json()["file_descriptors"]
+    assert fds["limit"] <= 256 and fds["limit_too_low"] is True, fds  # valgrind keeps a few
+    good = sc.conn()
+    host, port = sc.addr.rsplit(":", 1)
+    idle = []
+    try:
+        for _ in range(400):
+            s = socket.create_connection((host, int(port)), timeout=5)
+            idle.append(s)
+        counters = wait_until(
+            lambda: (lambda c: c if c["clients_rejected_fds"] >= 400 - 256 + 64 - 40 else None)(
+                get(sc, "/stats").json()["counters"]), what="refusals")
+        assert counters["clients_rejected_fds"] < 400, counters
+        assert get(sc, "/healthz").status == 200
+        assert good.unary(ECHO + "Unary", b"still") == b"still"  # dials a new connection
+        warnings = sc.stderr().count("only the 64 file descriptors kept")
+        assert 1 <= warnings <= 3, warnings
+    finally:
+        for s in idle:
+            s.close()
+        good.close()
