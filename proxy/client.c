@@ -36,6 +36,8 @@ const char *client_state_name(enum client_state s)
         return "idle";
     case CLIENT_IN_CALL:
         return "in_call";
+    case CLIENT_LINGER:
+        return "linger";
     case CLIENT_DRAINING:
         return "draining";
     case CLIENT_CLOSING:
@@ -95,6 +97,24 @@ void client_drain_and_close(struct client_conn *cl, const char *reason)
         wire_schedule_flush(&cl->wire);
 }
 
+void client_close_after_reply(struct client_conn *cl, const char *reason)
+{
+    if (cl->state != CLIENT_IDLE || !cl->last_sid || cl->closed_sid >= cl->last_sid) {
+        client_drain_and_close(cl, reason);
+        return;
+    }
+    cl->state = CLIENT_LINGER;
+    cl->close_reason = reason;
+    cl->linger_until = uv_now(cl->wire.sc->loop) + CLIENT_LINGER_MS;
+    client_update_reading(cl);
+}
+
+void client_linger_check(struct client_conn *cl, uint64_t now)
+{
+    if (cl->state == CLIENT_LINGER && now >= cl->linger_until)
+        client_drain_and_close(cl, cl->close_reason);
+}
+
 void client_send_error(struct client_conn *cl, uint64_t sid, uint64_t msg, uint64_t code,
                        const char *text)
 {
@@ -130,7 +150,7 @@ void client_call_ended(struct client_conn *cl)
     if (cl->state == CLIENT_IN_CALL)
         cl->state = CLIENT_IDLE;
     if (cl->state == CLIENT_IDLE && cl->wire.sc->state != SIDECAR_RUNNING) {
-        client_drain_and_close(cl, "shutting down");
+        client_close_after_reply(cl, "shutting down");
         return;
     }
     client_update_reading(cl);
@@ -249,6 +269,15 @@ static void on_frame(struct client_conn *cl, const struct frame *f)
         return;
     }
     cl->read_sid = f->stream_id;
+    if (f->kind == FRAME_KIND_CLOSE || f->kind == FRAME_KIND_CANCEL)
+        cl->closed_sid = f->stream_id; /* soft (control) cancels included */
+    if (cl->state == CLIENT_LINGER) {
+        /* Its Close for the last stream, or the start of a call this
+         * process will not serve (never forwarded, so safe to retry): go. */
+        if (cl->closed_sid >= cl->last_sid || f->stream_id > cl->last_sid)
+            client_drain_and_close(cl, cl->close_reason);
+        return;
+    }
     if (cl->call && f->stream_id == cl->call->client_sid) {
         call_on_client_frame(cl->call, f);
         return;

@@ -20,9 +20,16 @@ enum client_state {
     CLIENT_PREFIX,   /* listener accepts DRPC!!!1: first bytes not seen yet */
     CLIENT_IDLE,     /* between calls */
     CLIENT_IN_CALL,  /* one call in progress (client->call) */
+    CLIENT_LINGER,   /* closing after its last reply: reads on, starts no call, and closes
+                      * once the client's Close for that stream or its EOF came (or after
+                      * CLIENT_LINGER_MS), so a reader that meets EOF before it took the
+                      * reply (Go's) does not lose it */
     CLIENT_DRAINING, /* no more reads; close once queued bytes are written */
     CLIENT_CLOSING,  /* handle closing; freed in its close callback */
 };
+
+/* The longest a closing client is waited for after its last reply. */
+#define CLIENT_LINGER_MS 1000
 
 struct client_conn {
     struct wire wire;
@@ -32,10 +39,12 @@ struct client_conn {
     struct list_node sc_node; /* sidecar.clients */
     struct call *call;
 
-    uint64_t last_sid; /* highest stream id started; older frames are late */
-    uint64_t read_sid; /* highest stream id of any frame read; lower ones are refused */
-    struct buf meta;   /* InvokeMetadata packet being assembled */
-    uint64_t meta_sid; /* its stream id (0 = none) */
+    uint64_t last_sid;     /* highest stream id started; older frames are late */
+    uint64_t read_sid;     /* highest stream id of any frame read; lower ones are refused */
+    uint64_t closed_sid;   /* last stream the client sent Close or Cancel for */
+    uint64_t linger_until; /* uv_now ms; CLIENT_LINGER ends by then */
+    struct buf meta;       /* InvokeMetadata packet being assembled */
+    uint64_t meta_sid;     /* its stream id (0 = none) */
     uint64_t meta_msg;
     bool meta_done;
     struct buf invoke; /* Invoke packet being assembled */
@@ -67,6 +76,14 @@ void client_send_error(struct client_conn *cl, uint64_t sid, uint64_t msg, uint6
 /* A protocol violation: counts it, fails the call in progress (or sends
  * an Error on stream sid) and closes the connection once that is written. */
 void client_protocol_error(struct client_conn *cl, uint64_t sid, const char *why);
+
+/* Closes a client between calls without racing its last reply: at once
+ * when the client already ended that stream, else after its Close or EOF
+ * (CLIENT_LINGER). */
+void client_close_after_reply(struct client_conn *cl, const char *reason);
+
+/* A lingering client past linger_until: drain and close. */
+void client_linger_check(struct client_conn *cl, uint64_t now);
 
 /* Stop reading, flush, then close (protocol errors, shutdown). */
 void client_drain_and_close(struct client_conn *cl, const char *reason);

@@ -60,6 +60,7 @@ static void close_idle_clients(struct sidecar *sc, uint64_t now)
     {
         struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
         uint64_t limit = cl->listener->lc->client_idle_timeout_ms;
+        client_linger_check(cl, now);
         if (cl->state != CLIENT_IDLE && cl->state != CLIENT_PREFIX)
             continue;
         /* A client still taking in a reply is not idle: each look that
@@ -238,7 +239,7 @@ void sidecar_shutdown(struct sidecar *sc, const char *why)
         struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
         bool partial = cl->wire.in.len || cl->invoke.len || cl->meta.len;
         if ((cl->state == CLIENT_IDLE || cl->state == CLIENT_PREFIX) && cl->calls > 0 && !partial)
-            client_drain_and_close(cl, "shutting down");
+            client_close_after_reply(cl, "shutting down");
     }
     /* Then stop the listeners: what they still had queued is accepted and
      * served one call (see listener_stop). Stopped listeners free
