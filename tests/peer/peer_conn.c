@@ -82,6 +82,14 @@ static void handle_close(struct peer_conn *c, const char *reason, bool reset)
 {
     if (c->state == PEER_CONN_CLOSING)
         return;
+    if (c->tls && !reset && c->queued == 0 && peer_tls_ready(c->tls) && !c->error[0]) {
+        /* close_notify, as Go's tls.Conn.Close sends: best effort, never queued */
+        peer_tls_close_notify(c->tls);
+        if (peer_tls_output(c->tls, &c->cout) == 0 && c->cout.len > 0) {
+            uv_buf_t b = uv_buf_init((char *)c->cout.data, (unsigned)c->cout.len);
+            (void)uv_try_write(&c->h.stream, &b, 1);
+        }
+    }
     c->state = PEER_CONN_CLOSING;
     c->close_reason = reason;
     uv_timer_stop(&c->timer);

@@ -316,6 +316,10 @@ void peer_tls_free(struct peer_tls *t)
 {
     if (!t)
         return;
+    /* A session whose connection ended without an error stays resumable
+     * (OpenSSL drops sessions of connections freed "unshut"). */
+    if (t->ready && !t->err[0])
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(t->ssl);
     free(t);
 }
