@@ -17,7 +17,7 @@ import time
 import pytest
 
 from . import drpc
-from .procs import SCALE, TRANSCRIPTS, binary, wait_connectable
+from .procs import INSTRUMENTED, SCALE, TRANSCRIPTS, binary, wait_connectable
 
 ECHO = "/test.Echo/"
 
@@ -448,3 +448,29 @@ def test_c_client_against_gnutls_serv(procs, pki, free_port):
                         ECHO + "Unary", "x")
     assert code == 3 and "tls: certificate verify failed: unable to get local issuer " \
         "certificate" in err, err
+
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def test_slow_tls_reader_holds_back_the_server(testd, pki):
+    """A 64 MiB server stream to a client that stops reading: drpc-testd's
+    TLS path keeps to the write back-pressure (its memory stays bounded),
+    and every byte arrives once the client reads again."""
+    srv = tls_testd(testd, pki.server)
+    base = _rss_kib(srv.pid)
+    with drpc.Conn(srv.addr, tls=drpc.tls_client_context(pki.ca.cert), timeout=10) as c:
+        st = c.new_stream(ECHO + "ServerStream")
+        st.send(b"64 1048576", flush=False)
+        st.close_send()
+        time.sleep(1.0 * SCALE)  # the server fills the socket buffers, then waits
+        grown = _rss_kib(srv.pid) - base
+        assert grown < (48 if INSTRUMENTED else 24) * 1024, "drpc-testd grew %d KiB" % grown
+        msgs = st.recv_all(timeout=60)
+        assert len(msgs) == 64 and all(len(m) == 1 << 20 for m in msgs)
+        assert msgs[63][:3] == bytes((63 + i) % 251 for i in range(3))
