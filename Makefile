@@ -16,6 +16,7 @@ PYTEST_ARGS ?=
 FUZZ_SECONDS ?= 20
 
 PKGS        := libuv jansson libprotobuf-c
+PEER_PKGS   := openssl
 LLHTTP_DIR  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
 WARN        := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -29,11 +30,16 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 CFLAGS     = -std=c11 $(OPT) $(SAN) $(WARN) $(DEFS) -I. -I$(B)/gen -I$(LLHTTP_INC) $(PKG_CFLAGS) -MMD -MP
 LDFLAGS   += $(SAN)
 LDLIBS     = $(PKG_LIBS) -lm
+# The test peers (and the benches built on them) speak TLS; the sidecar's
+# own link line does not take OpenSSL yet.
+PEER_CFLAGS = $(shell pkg-config --cflags $(PEER_PKGS))
+PEER_LIBS   = $(shell pkg-config --libs $(PEER_PKGS))
 
 # Debian packages: what building, testing and fuzzing need.
 DEB_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libprotobuf-c-dev \
             protobuf-c-compiler libcmocka-dev node-llhttp clang libclang-rt-14-dev \
-            python3 python3-pytest curl valgrind clang-format procps chromium haproxy python3-yaml groff-base
+            python3 python3-pytest curl valgrind clang-format procps chromium haproxy python3-yaml groff-base \
+            libssl-dev openssl gnutls-bin
 
 CORE_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c config/*.c admin/*.c))
 CORE_OBJ  := $(CORE_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/metadata.pb-c.o
@@ -112,14 +118,16 @@ $(B)/libsidecar.a: $(CORE_OBJ)
 $(B)/drpc-sidecar: $(B)/obj/proxy/main.o $(B)/libsidecar.a $(B)/libllhttp.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(PEER_LIB_OBJ) $(PEER_MAIN_SRC:%.c=$(B)/obj/%.o): CFLAGS += $(PEER_CFLAGS)
+
 $(B)/libpeer.a: $(PEER_LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(B)/drpc-%: $(B)/obj/tests/peer/drpc-%.o $(B)/libpeer.a $(B)/libsidecar.a $(B)/libllhttp.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PEER_LIBS)
 
 $(B)/bench-%: $(B)/obj/tests/bench/bench-%.o $(B)/libpeer.a $(B)/libsidecar.a $(B)/libllhttp.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(PEER_LIBS)
 
 # getaddrinfo for tests (LD_PRELOAD); built without sanitizers, as it is
 # preloaded into the sanitized sidecar too.

@@ -9,10 +9,13 @@
                   .conn()); requires `drpc-sidecar --version` to work, else skip
   agent           agent(connect, conns=1, ident=None, header=False, redial=True)
                   -> Agent (drpc-testd --connect)
-  pyserver        pyserver(addr="127.0.0.1:0", header=False, ident="") ->
+  pki             the session's test PKI (pki.py: CAs, server, client, expired,
+                  other-CA, wrong-host certificates), made with the openssl CLI
+  pyserver        pyserver(addr="127.0.0.1:0", header=False, ident="", tls=None) ->
                   pyserver.TestServer (.addr, .accepted, .calls, .open_conns(),
                   .kill_connections()): the Python upstream, closed at teardown
-  pyagent         pyagent(connect, n=1, ident="", header=False) ->
+  pyagent         pyagent(connect, n=1, ident="", header=False, tls=None,
+                  server_name=None) ->
                   pyserver.Agent: the Python reverse-pool agent
   fault_check     fault_check(sidecar, {pool: upstream_open_conns}, allowed=(),
                   ...) -> fault_checks.FaultCheck: RSS baseline, 32 clients
@@ -36,7 +39,7 @@ import tempfile
 
 import pytest
 
-from . import drpc, fault_checks, procs as procs_mod, pyserver as pyserver_mod
+from . import drpc, fault_checks, pki as pki_mod, procs as procs_mod, pyserver as pyserver_mod
 
 drpc.DEFAULT_TIMEOUT = 10.0 * procs_mod.SCALE
 
@@ -104,16 +107,16 @@ def agent(procs):
 
 @pytest.fixture
 def pyserver(procs):
-    def start(addr="127.0.0.1:0", header=False, ident=""):
-        return procs.peer(pyserver_mod.TestServer(addr, header, ident))
+    def start(addr="127.0.0.1:0", header=False, ident="", tls=None):
+        return procs.peer(pyserver_mod.TestServer(addr, header, ident, tls))
 
     return start
 
 
 @pytest.fixture
 def pyagent(procs):
-    def start(connect, n=1, ident="", header=False):
-        return procs.peer(pyserver_mod.Agent(connect, n, ident, header))
+    def start(connect, n=1, ident="", header=False, tls=None, server_name=None):
+        return procs.peer(pyserver_mod.Agent(connect, n, ident, header, tls, server_name))
 
     return start
 
@@ -142,6 +145,11 @@ def free_port():
 @pytest.fixture
 def free_addr():
     return procs_mod.free_addr
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return pki_mod.make(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")

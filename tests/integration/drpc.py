@@ -30,14 +30,24 @@ lower ones):
   encode_error / decode_error        8-byte big-endian code + text
   Conn, Stream                       the client
 
+TLS (Python's ssl module, so OpenSSL again): tls_client_context() and
+tls_server_context() build contexts with the C peer's knobs (CA, own
+certificate, client CA, versions, no verification); dial()/Conn(tls=ctx)
+run the handshake after the connect, verifying server_name or else the
+dialled host (an IP is checked against the IP SANs); tls_info(sock) is the
+"VERSION RESUMED PEER_CN" text of /test.Echo/TLSInfo.
+
 pyserver.py builds the Python test service (upstream and agent) on these
-layers. From a shell: `python3 tests/integration/drpc.py call ADDR RPC [DATA]`.
+layers. From a shell: `python3 tests/integration/drpc.py call [--tls-ca F]
+[--tls-cert F --tls-key F] [--tls-server-name N] ADDR RPC [DATA]`.
 """
 
 import collections
 import socket
+import ssl
 import struct
 import time
+import warnings
 
 KIND_INVOKE = 1
 KIND_MESSAGE = 2
@@ -414,8 +424,98 @@ def parse_addr(addr):
     return None, (host, int(port))
 
 
-def dial(addr, timeout=DEFAULT_TIMEOUT):
-    """A connected blocking socket with TCP_NODELAY (on TCP)."""
+# --- TLS ---------------------------------------------------------------------
+
+TLS_VERSIONS = {
+    "1.0": ssl.TLSVersion.TLSv1,
+    "1.1": ssl.TLSVersion.TLSv1_1,
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+def _tls_versions(ctx, min_version, max_version):
+    if max_version and TLS_VERSIONS[max_version] < ssl.TLSVersion.TLSv1_2:
+        # OpenSSL 3 offers TLS 1.0/1.1 only at security level 0; such a
+        # peer exists to be refused by the other side.
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        min_version = min_version or "1.0"
+    with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if min_version:
+            ctx.minimum_version = TLS_VERSIONS[min_version]
+        if max_version:
+            ctx.maximum_version = TLS_VERSIONS[max_version]
+
+
+def tls_client_context(ca=None, cert=None, key=None, min_version=None, max_version=None,
+                       verify=True):
+    """A client context: trusts ca (default: the system store) unless
+    verify=False, presents cert/key when given (mTLS)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if verify:
+        if ca:
+            ctx.load_verify_locations(ca)
+        else:
+            ctx.load_default_certs()
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    _tls_versions(ctx, min_version, max_version)
+    return ctx
+
+
+def tls_server_context(cert, key, client_ca=None, min_version=None, max_version=None):
+    """A server context; with client_ca, clients must present a certificate
+    that verifies against it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    if client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(client_ca)
+    _tls_versions(ctx, min_version, max_version)
+    return ctx
+
+
+def cert_identity(cert):
+    """The CN of a getpeercert() dict, else its first DNS SAN, else "-"."""
+    for rdn in (cert or {}).get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                return v
+    for k, v in (cert or {}).get("subjectAltName", ()):
+        if k == "DNS":
+            return v
+    return "-"
+
+
+def tls_info(sock):
+    """"VERSION RESUMED PEER_CN" of a TLS socket, or "plaintext"."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return "plaintext"
+    return "%s %d %s" % (sock.version(), 1 if sock.session_reused else 0,
+                         cert_identity(sock.getpeercert()))
+
+
+def dial(addr, timeout=DEFAULT_TIMEOUT, tls=None, server_name=None, session=None):
+    """A connected blocking socket with TCP_NODELAY (on TCP); with tls (a
+    client SSLContext) the handshake is done, verifying server_name or the
+    dialled host, offering session if given."""
+    s = _dial_plain(addr, timeout)
+    if tls is None:
+        return s
+    _, target = parse_addr(addr)
+    host = server_name or (target[0] if isinstance(target, tuple) else None)
+    try:
+        return tls.wrap_socket(s, server_hostname=host, session=session)
+    except BaseException:
+        s.close()
+        raise
+
+
+def _dial_plain(addr, timeout):
     family, target = parse_addr(addr)
     if family == socket.AF_UNIX:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -509,10 +609,12 @@ class Conn:
     Conn(sock=connected_socket). header=True sends DRPC!!!1 with the first
     write. timeout bounds every read (and the connect)."""
 
-    def __init__(self, addr=None, header=False, timeout=None, sock=None):
+    def __init__(self, addr=None, header=False, timeout=None, sock=None, tls=None,
+                 server_name=None, session=None):
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.addr = addr
-        self.sock = sock if sock is not None else dial(addr, self.timeout)
+        self.sock = sock if sock is not None else dial(addr, self.timeout, tls, server_name,
+                                                        session)
         self.decoder = FrameDecoder()
         self.assembler = PacketAssembler()
         self.out = bytearray(HEADER if header else b"")
@@ -547,7 +649,7 @@ class Conn:
             data, self.out = bytes(self.out), bytearray()
             try:
                 self.sock.sendall(data)
-            except (BrokenPipeError, ConnectionResetError) as e:
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError) as e:
                 raise ConnectionLost("write to %s: %s" % (self.addr, e)) from None
 
     def send_raw(self, data):
@@ -574,6 +676,9 @@ class Conn:
         except ConnectionResetError:
             self.eof = True
             raise ConnectionLost("%s: connection to %s reset" % (what, self.addr)) from None
+        except ssl.SSLError as e:  # an alert: the TLS peer refused us
+            self.eof = True
+            raise ConnectionLost("%s: connection to %s: %s" % (what, self.addr, e)) from None
         if not data:
             self.eof = True
             raise ConnectionLost("%s: connection to %s closed by the peer" % (what, self.addr))
@@ -739,14 +844,31 @@ class Conn:
 def main(argv):
     """`drpc.py call ADDR RPC [DATA]`: one unary call, the reply on stdout
     (`error code=N text=...` and status 1 for an Error), like drpc-call."""
+    import argparse
     import sys
 
-    if len(argv) not in (3, 4) or argv[0] != "call":
-        print("usage: drpc.py call ADDR RPC [DATA]", file=sys.stderr)
+    if not argv or argv[0] != "call":
+        print("usage: drpc.py call [TLS options] ADDR RPC [DATA]", file=sys.stderr)
         return 2
-    with Conn(argv[1]) as c:
+    p = argparse.ArgumentParser(prog="drpc.py call")
+    p.add_argument("--tls-ca")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--tls-server-name")
+    p.add_argument("--tls-min", choices=sorted(TLS_VERSIONS))
+    p.add_argument("--tls-max", choices=sorted(TLS_VERSIONS))
+    p.add_argument("--tls-no-verify", action="store_true")
+    p.add_argument("addr")
+    p.add_argument("rpc")
+    p.add_argument("data", nargs="?", default="")
+    a = p.parse_args(argv[1:])
+    tls = None
+    if a.tls_ca or a.tls_cert or a.tls_no_verify or a.tls_server_name or a.tls_min or a.tls_max:
+        tls = tls_client_context(a.tls_ca, a.tls_cert, a.tls_key, a.tls_min, a.tls_max,
+                                 verify=not a.tls_no_verify)
+    with Conn(a.addr, tls=tls, server_name=a.tls_server_name) as c:
         try:
-            out = c.unary(argv[2], (argv[3] if len(argv) > 3 else "").encode())
+            out = c.unary(a.rpc, a.data.encode())
         except DrpcError as e:
             print("error code=%d text=%s" % (e.code, e.message))
             return 1

@@ -10,12 +10,19 @@ stream ends the current one without a reply. Beyond drpc-testd it records
 what the sidecar did to it (`accepted`, `calls`, `open_conns()`) and can
 drop every connection at once (`kill_connections()`).
 
-  python3 tests/integration/pyserver.py serve ADDR    runs it on ADDR
+TLS: TestServer(tls=drpc.tls_server_context(...)) runs each handshake in
+its connection's thread (a refused one lands in `tls_errors`, as "SSL
+reason" text); Agent(tls=drpc.tls_client_context(...)) dials over TLS.
+/test.Echo/TLSInfo answers drpc.tls_info() of the connection.
+
+  python3 tests/integration/pyserver.py serve [--tls-cert F --tls-key F
+      [--tls-client-ca F] [--tls-min V]] ADDR    runs it on ADDR
 """
 
 import collections
 import select
 import socket
+import ssl
 import threading
 import time
 
@@ -77,6 +84,12 @@ class _ServerConn(threading.Thread):
 
     def run(self):
         try:
+            if self.server.tls is not None:
+                try:
+                    self.sock = self.server.tls.wrap_socket(self.sock, server_side=True)
+                except (ssl.SSLError, OSError) as e:
+                    self.server.tls_errors.append(str(e))
+                    raise drpc.ConnectionLost("tls: %s" % e)
             self._serve()
         except (drpc.ConnectionLost, drpc.ProtocolError, OSError):
             pass
@@ -194,6 +207,8 @@ class _ServerConn(threading.Thread):
             put(drpc.KIND_MESSAGE, b"%d %d" % (self.conn_id, self.rpcs))
         elif name == "Identify":
             put(drpc.KIND_MESSAGE, self.server.ident.encode())
+        elif name == "TLSInfo":
+            put(drpc.KIND_MESSAGE, drpc.tls_info(self.sock).encode())
         elif name == "Abort":
             for i in range(int(req)):
                 put(drpc.KIND_MESSAGE, b"abort-%d" % i)
@@ -209,9 +224,11 @@ class _ServerConn(threading.Thread):
 class _Service:
     """What TestServer and Agent share: the connections and the records."""
 
-    def __init__(self, header, ident):
+    def __init__(self, header, ident, tls=None):
         self.header = header
         self.ident = ident
+        self.tls = tls  # server SSLContext for accepted connections, or None
+        self.tls_errors = []  # refused handshakes, as text
         self.lock = threading.Lock()
         self.conns = set()
         self.accepted = 0  # connections served so far
@@ -252,8 +269,8 @@ class TestServer(_Service):
 
     __test__ = False
 
-    def __init__(self, addr="127.0.0.1:0", header=False, ident=""):
-        super().__init__(header, ident)
+    def __init__(self, addr="127.0.0.1:0", header=False, ident="", tls=None):
+        super().__init__(header, ident, tls)
         family, target = drpc.parse_addr(addr)
         family = family or (socket.AF_INET6 if ":" in target[0] else socket.AF_INET)
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -287,12 +304,13 @@ class TestServer(_Service):
 
 class Agent(_Service):
     """A reverse-pool agent: dials ADDR n times at once (no redial) and
-    serves the test service on those connections."""
+    serves the test service on those connections; with tls (a client
+    SSLContext) over TLS, verifying server_name or the dialled host."""
 
-    def __init__(self, addr, n=1, ident="", header=False):
+    def __init__(self, addr, n=1, ident="", header=False, tls=None, server_name=None):
         super().__init__(False, ident)
         for _ in range(n):
-            s = drpc.dial(addr)
+            s = drpc.dial(addr, tls=tls, server_name=server_name)
             s.settimeout(None)
             if header:
                 s.sendall(drpc.HEADER)
@@ -306,8 +324,20 @@ class Agent(_Service):
 def main(argv):
     import sys
 
-    if len(argv) == 2 and argv[0] == "serve":
-        srv = TestServer(argv[1])
+    if argv and argv[0] == "serve":
+        import argparse
+
+        p = argparse.ArgumentParser(prog="pyserver.py serve")
+        p.add_argument("--tls-cert")
+        p.add_argument("--tls-key")
+        p.add_argument("--tls-client-ca")
+        p.add_argument("--tls-min", choices=sorted(drpc.TLS_VERSIONS))
+        p.add_argument("addr")
+        a = p.parse_args(argv[1:])
+        tls = None
+        if a.tls_cert:
+            tls = drpc.tls_server_context(a.tls_cert, a.tls_key, a.tls_client_ca, a.tls_min)
+        srv = TestServer(a.addr, tls=tls)
         print("drpc test server listening on %s" % srv.addr, flush=True)
         try:
             while True:
@@ -315,7 +345,7 @@ def main(argv):
         except KeyboardInterrupt:
             srv.close()
         return 0
-    print("usage: pyserver.py serve ADDR", file=sys.stderr)
+    print("usage: pyserver.py serve [TLS options] ADDR", file=sys.stderr)
     return 2
 
 

@@ -5,7 +5,7 @@
  *   drpc-bench --addr ADDR [--conns N] [--duration SECS] [--warmup SECS]
  *              [--size BYTES] [--rpc NAME] [--mode unary|stream]
  *              [--stream-count C] [--stream-size S] [--max-calls N]
- *              [--header] [--no-verify]
+ *              [--header] [--no-verify] [--reconnect] [TLS options]
  *
  * unary:  calls RPC (default /test.Echo/Unary) with SIZE bytes; each request
  *         is unique (connection and call number in its first 12 bytes) and
@@ -19,7 +19,11 @@
  *
  *   rps=R p50_us=A p99_us=B p999_us=C errors=E calls=N mbps=M
  *
- * (mbps: reply payload in 10^6 bytes per second). Exit status 0 when
+ * (mbps: reply payload in 10^6 bytes per second). --reconnect makes each
+ * call on a new connection (dial, one call, close). With TLS options
+ * (tests/peer/README.md) the connections speak TLS and reuse the newest
+ * session unless --tls-no-resume; the line then ends with
+ * "tls_handshakes=H tls_resumed=R". Exit status 0 when
  * errors=0, 1 otherwise, 2 for bad arguments.
  */
 #include <getopt.h>
@@ -53,6 +57,7 @@ enum bconn_state {
     BCONN_CALLING,    /* one call in flight */
     BCONN_PACING,     /* --rate: waiting for the next call's start time */
     BCONN_BACKOFF,    /* connection lost; waiting to dial again */
+    BCONN_RECONNECT,  /* --reconnect: call done, client closing, then dial again */
     BCONN_CLOSING,    /* client closing; then the retry timer */
     BCONN_FINISHED,   /* every handle closed */
 };
@@ -83,7 +88,9 @@ static struct {
     uint64_t max_calls;
     double rate; /* calls/s per connection; 0 = back to back */
     const char *rpc;
-    bool header, verify;
+    bool header, verify, reconnect;
+    struct peer_tls_opts tls_opts;
+    struct peer_tls_ctx *tls;
 } opt = {.conns = 1,
          .duration = 5,
          .size = 64,
@@ -243,6 +250,11 @@ static void on_done(struct peer_client *cl, const struct peer_call_result *r)
     }
     if (r->status == PEER_CALL_LOST)
         return; /* on_closed follows and dials again */
+    if (opt.reconnect && run.state == BENCH_RUNNING) {
+        b->state = BCONN_RECONNECT; /* on_closed dials again */
+        peer_client_close(cl);
+        return;
+    }
     if (opt.rate > 0 && run.state == BENCH_RUNNING) {
         /* A fixed schedule, not "a period after the last start": libuv
          * timers tick in whole ms and fire late, and a call that starts
@@ -278,7 +290,12 @@ static void on_retry(uv_timer_t *t)
 static void on_closed(struct peer_client *cl)
 {
     struct bconn *b = bconn_of(cl);
-    if (b->state != BCONN_CLOSING && run.state == BENCH_RUNNING) {
+    if (b->state == BCONN_RECONNECT && run.state == BENCH_RUNNING) {
+        b->state = BCONN_BACKOFF;
+        uv_timer_start(&b->retry, on_retry, 0, 0); /* from the loop, not this callback */
+        return;
+    }
+    if (b->state != BCONN_CLOSING && b->state != BCONN_RECONNECT && run.state == BENCH_RUNNING) {
         /* lost: dial again after a pause, like a client would */
         b->state = BCONN_BACKOFF;
         uv_timer_start(&b->retry, on_retry, REDIAL_MS, 0);
@@ -292,7 +309,7 @@ static void on_connect(struct peer_client *cl, int status)
 {
     struct bconn *b = bconn_of(cl);
     if (status < 0) {
-        conn_error(b, "connect", uv_strerror(status));
+        conn_error(b, "connect", peer_conn_strerror(&cl->conn, status));
         b->state = BCONN_BACKOFF; /* on_closed schedules the retry */
         peer_client_close(cl);
         return;
@@ -310,6 +327,7 @@ static void dial(struct bconn *b)
         return;
     }
     b->cl.on_message = on_message;
+    peer_conn_set_tls(&b->cl.conn, opt.tls);
     b->state = BCONN_CONNECTING;
     rc = peer_client_connect(&b->cl, &opt.addr, on_connect);
     if (rc) {
@@ -388,7 +406,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: " NAME " --addr ADDR [--conns N] [--duration SECS] [--warmup SECS]\n"
                "                  [--size BYTES] [--rpc NAME] [--mode unary|stream]\n"
                "                  [--stream-count C] [--stream-size S] [--max-calls N]\n"
-               "                  [--rate CALLS_PER_SEC_PER_CONN] [--header] [--no-verify]\n");
+               "                  [--rate CALLS_PER_SEC_PER_CONN] [--header] [--no-verify]\n"
+               "                  [--reconnect]\n" PEER_TLS_USAGE);
 }
 
 static bool parse_args(int argc, char **argv)
@@ -407,11 +426,13 @@ static bool parse_args(int argc, char **argv)
         {"rate", required_argument, NULL, 'R'},
         {"header", no_argument, NULL, 'H'},
         {"no-verify", no_argument, NULL, 'V'},
+        {"reconnect", no_argument, NULL, 'N'},
+        PEER_TLS_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     int o;
     char *end = NULL;
-    while ((o = getopt_long(argc, argv, "a:c:d:w:s:r:m:C:S:n:R:HV", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "a:c:d:w:s:r:m:C:S:n:R:HVN", opts, NULL)) != -1) {
         switch (o) {
         case 'a':
             opt.addr_text = optarg;
@@ -469,8 +490,12 @@ static bool parse_args(int argc, char **argv)
         case 'V':
             opt.verify = false;
             break;
+        case 'N':
+            opt.reconnect = true;
+            break;
         default:
-            return false;
+            if (peer_tls_opt_parse(&opt.tls_opts, o, optarg) != 1)
+                return false;
         }
         if (end && *end != '\0')
             return false;
@@ -484,6 +509,14 @@ int main(int argc, char **argv)
     if (!parse_args(argc, argv)) {
         usage(stderr);
         return 2;
+    }
+    if (peer_tls_opts_wanted(&opt.tls_opts, false)) {
+        char err[PEER_TLS_ERROR_MAX];
+        opt.tls = peer_tls_ctx_new(&opt.tls_opts, false, err, sizeof(err));
+        if (!opt.tls) {
+            fprintf(stderr, NAME ": %s\n", err);
+            return 2;
+        }
     }
     signal(SIGPIPE, SIG_IGN);
     run.loop = uv_default_loop();
@@ -522,13 +555,20 @@ int main(int argc, char **argv)
     uint64_t end = run.max_reached ? run.t_last : run.t_end;
     double secs = end > run.t_measure ? (double)(end - run.t_measure) / 1e9 : 0;
     printf("rps=%.1f p50_us=%.0f p99_us=%.0f p999_us=%.0f errors=%" PRIu64 " calls=%" PRIu64
-           " mbps=%.1f\n",
+           " mbps=%.1f",
            secs > 0 ? (double)run.calls / secs : 0.0,
            (double)peer_histo_quantile(&run.histo, 0.50) / 1e3,
            (double)peer_histo_quantile(&run.histo, 0.99) / 1e3,
            (double)peer_histo_quantile(&run.histo, 0.999) / 1e3, run.errors, run.calls,
            secs > 0 ? (double)run.bytes / secs / 1e6 : 0.0);
+    if (opt.tls) {
+        uint64_t hs, resumed;
+        peer_tls_ctx_counts(opt.tls, &hs, &resumed);
+        printf(" tls_handshakes=%" PRIu64 " tls_resumed=%" PRIu64, hs, resumed);
+    }
+    printf("\n");
     fflush(stdout);
+    peer_tls_ctx_free(opt.tls);
     if (uv_loop_close(run.loop) != 0)
         fprintf(stderr, NAME ": loop not closed cleanly\n");
     free(run.conns);

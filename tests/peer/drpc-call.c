@@ -15,6 +15,12 @@
  * Output: each reply message on its own line (raw, or hex with --hex); a
  * cancelled call prints "cancelled"; a DRPC error prints
  * "error code=N text=TEXT".
+ * With TLS options (tests/peer/README.md) the call goes over TLS; stderr
+ * then gets "drpc-call: tls VERSION RESUMED PEER_CN" once connected, and a
+ * failed handshake is a connection failure with OpenSSL's reason.
+ * --tls-session FILE offers the session saved there by an earlier run and
+ * saves the newest one at the end.
+ *
  * Exit status: 0 ok (or cancelled), 1 DRPC error, 2 usage, 3 connection
  * failed, lost or timed out (the reason goes to stderr).
  */
@@ -50,6 +56,7 @@ static struct {
     uint64_t hard_cancel_ms, timeout_ms;
     bool hex;
     int status;
+    struct peer_tls_ctx *tls;
 } cli;
 
 static void usage(FILE *f)
@@ -57,7 +64,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: " NAME " [--header] [--meta K=V]... [--stream unary|client|server|bidi]\n"
                "                 [--repeat N] [--hex] [--soft-cancel-after MS]\n"
                "                 [--hard-cancel-after MS] [--timeout MS] [--msg-file FILE]...\n"
-               "                 ADDR RPC [MESSAGE...]\n");
+               "                 ADDR RPC [MESSAGE...]\n" PEER_TLS_USAGE);
 }
 
 static void print_line(const uint8_t *p, size_t n)
@@ -148,11 +155,16 @@ static void on_closed(struct peer_client *cl)
 
 static void on_connect(struct peer_client *cl, int status)
 {
-    (void)cl;
     if (status < 0) {
-        fprintf(stderr, NAME ": connect %s: %s\n", cli.addr_text, uv_strerror(status));
+        fprintf(stderr, NAME ": connect %s: %s\n", cli.addr_text,
+                peer_conn_strerror(&cl->conn, status));
         finish_all(EXIT_TRANSPORT);
         return;
+    }
+    if (cli.tls) {
+        char info[256];
+        peer_conn_tls_describe(&cl->conn, info, sizeof(info));
+        fprintf(stderr, NAME ": tls %s\n", info);
     }
     start_call();
 }
@@ -221,6 +233,7 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},
         {"msg-file", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
+        PEER_TLS_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     struct metadata md = {0};
@@ -228,6 +241,7 @@ int main(int argc, char **argv)
     size_t n_files = 0;
     struct peer_msg *msgs = NULL;
     bool header = false, shape_given = false;
+    struct peer_tls_opts tls = {0};
     int o;
     cli.repeat = 1;
     cli.timeout_ms = 60000;
@@ -281,7 +295,7 @@ int main(int argc, char **argv)
             usage(stdout);
             goto out;
         default:
-            ok = false;
+            ok = peer_tls_opt_parse(&tls, o, optarg) == 1;
         }
         if (!ok) {
             usage(stderr);
@@ -310,6 +324,15 @@ int main(int argc, char **argv)
         cli.status = EXIT_USAGE;
         goto out;
     }
+    if (peer_tls_opts_wanted(&tls, false)) {
+        char err[PEER_TLS_ERROR_MAX];
+        cli.tls = peer_tls_ctx_new(&tls, false, err, sizeof(err));
+        if (!cli.tls) {
+            fprintf(stderr, NAME ": %s\n", err);
+            cli.status = EXIT_USAGE;
+            goto out;
+        }
+    }
     msgs = calloc(n_msgs ? n_msgs : 1, sizeof(*msgs));
     if (!msgs) {
         cli.status = EXIT_TRANSPORT;
@@ -331,6 +354,7 @@ int main(int argc, char **argv)
     int rc = peer_client_init(&cli.client, loop, cli.addr.kind, header, on_done, on_closed);
     if (rc == 0) {
         cli.client.on_message = on_message;
+        peer_conn_set_tls(&cli.client.conn, cli.tls);
         rc = peer_client_connect(&cli.client, &cli.addr, on_connect);
         if (rc) {
             fprintf(stderr, NAME ": connect %s: %s\n", cli.addr_text, uv_strerror(rc));
@@ -346,6 +370,8 @@ int main(int argc, char **argv)
     if (uv_loop_close(loop) != 0)
         fprintf(stderr, NAME ": loop not closed cleanly\n");
 out:
+    peer_tls_ctx_save_session(cli.tls);
+    peer_tls_ctx_free(cli.tls);
     free(msgs);
     free_files(files, n_files);
     metadata_free(&md);

@@ -11,6 +11,12 @@
  * run in one process. Connections are logged on stderr. SIGTERM or SIGINT
  * closes everything and exits 0 once the loop is empty.
  *
+ * TLS (tests/peer/README.md): with --tls-cert/--tls-key the listeners speak
+ * TLS (--tls-client-ca: client certificates required); agent connections
+ * are TLS clients when any client-side TLS option is given. Each
+ * connection's handshake failure is its close reason on stderr, and
+ * /test.Echo/TLSInfo answers "VERSION RESUMED PEER_CN".
+ *
  * Exit status: 0 after a signal, 1 if the loop could not be closed cleanly,
  * 2 for bad arguments or a listener that cannot be opened.
  */
@@ -29,6 +35,7 @@
 
 static struct peer_server server;
 static struct peer_agent agent;
+static struct peer_tls_ctx *tls_accept, *tls_dial;
 static bool agent_started;
 static uv_signal_t sig_term, sig_int;
 
@@ -37,7 +44,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: " NAME " --listen ADDR [--listen ADDR]... [--header] [--id NAME]\n"
                "       " NAME " [--agent] --connect ADDR [--conns N] [--redial] [--header] "
                "[--id NAME]\n"
-               "ADDR: HOST:PORT, [V6]:PORT or unix:/path (port 0: any free port)\n");
+               "ADDR: HOST:PORT, [V6]:PORT or unix:/path (port 0: any free port)\n" PEER_TLS_USAGE);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -62,12 +69,14 @@ int main(int argc, char **argv)
         {"header", no_argument, NULL, 'H'},
         {"id", required_argument, NULL, 'i'},
         {"help", no_argument, NULL, 'h'},
+        PEER_TLS_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     const char *listen_addrs[MAX_LISTENERS];
     int n_listen = 0, conns = 1, opt;
     const char *connect_to = NULL, *ident = NULL;
     bool header = false, redial = false, agent_mode = false;
+    struct peer_tls_opts tls = {0};
     char *end;
 
     while ((opt = getopt_long(argc, argv, "l:c:n:raHi:h", opts, NULL)) != -1) {
@@ -105,6 +114,8 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
+            if (peer_tls_opt_parse(&tls, opt, optarg) == 1)
+                break;
             usage(stderr);
             return 2;
         }
@@ -119,9 +130,23 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    char err[PEER_TLS_ERROR_MAX];
+    if (n_listen > 0 && peer_tls_opts_wanted(&tls, true) &&
+        !(tls_accept = peer_tls_ctx_new(&tls, true, err, sizeof(err)))) {
+        fprintf(stderr, NAME ": %s\n", err);
+        return 2;
+    }
+    if (connect_to && peer_tls_opts_wanted(&tls, false) &&
+        !(tls_dial = peer_tls_ctx_new(&tls, false, err, sizeof(err)))) {
+        fprintf(stderr, NAME ": %s\n", err);
+        peer_tls_ctx_free(tls_accept);
+        return 2;
+    }
+
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
     peer_server_init(&server, loop, NAME, header, ident);
+    peer_server_set_tls(&server, tls_accept, tls_dial);
     /* Signals first: a test may stop us the moment it sees the first line. */
     uv_signal_init(loop, &sig_term);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
@@ -154,6 +179,8 @@ int main(int argc, char **argv)
     }
 
     uv_run(loop, UV_RUN_DEFAULT);
+    peer_tls_ctx_free(tls_accept);
+    peer_tls_ctx_free(tls_dial);
     int rc = uv_loop_close(loop);
     if (rc != 0) {
         fprintf(stderr, NAME ": loop not closed cleanly: %s\n", uv_strerror(rc));

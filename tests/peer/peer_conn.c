@@ -5,11 +5,14 @@
  *     \--connect--> CONNECTING --ok--------^  \--queued>HIGH--^
  *   any --close/reset/error--> CLOSING --both handles closed--> on_closed
  *   OPEN --shutdown--> SHUTDOWN --peer EOF--> CLOSING
+ *   with TLS: accept/connect --> HANDSHAKE --done--> PREFIX or OPEN
  *
  * Writes: peer_conn_flush() first tries a synchronous uv_try_write() (no
  * allocation on the fast path) when nothing is queued, and queues the rest
  * as one uv_write that owns its bytes: small remainders are copied behind
- * the request, large ones take over the staging buffer.
+ * the request, large ones take over the staging buffer. With TLS the
+ * staged plaintext is encrypted into `cout` first, which is then written
+ * the same way; handshake messages and alerts leave through `cout` too.
  */
 #include "tests/peer/peer_conn.h"
 
@@ -38,6 +41,10 @@ static void closed_one(struct peer_conn *c)
     peer_reader_free(&c->rd);
     buf_free(&c->in);
     buf_free(&c->out);
+    buf_free(&c->cin);
+    buf_free(&c->cout);
+    peer_tls_free(c->tls);
+    c->tls = NULL;
     c->on_closed(c); /* the owner frees c here */
 }
 
@@ -75,6 +82,14 @@ static void handle_close(struct peer_conn *c, const char *reason, bool reset)
 {
     if (c->state == PEER_CONN_CLOSING)
         return;
+    if (c->tls && !reset && c->queued == 0 && peer_tls_ready(c->tls) && !c->error[0]) {
+        /* close_notify, as Go's tls.Conn.Close sends: best effort, never queued */
+        peer_tls_close_notify(c->tls);
+        if (peer_tls_output(c->tls, &c->cout) == 0 && c->cout.len > 0) {
+            uv_buf_t b = uv_buf_init((char *)c->cout.data, (unsigned)c->cout.len);
+            (void)uv_try_write(&c->h.stream, &b, 1);
+        }
+    }
     c->state = PEER_CONN_CLOSING;
     c->close_reason = reason;
     uv_timer_stop(&c->timer);
@@ -127,20 +142,13 @@ static void stop_reading_if_flooded(struct peer_conn *c)
     }
 }
 
-void peer_conn_flush_now(struct peer_conn *c)
+/* Writes src (the staging buffer or the ciphertext) to the socket: at once
+ * if possible, the rest in one queued write that owns its bytes. */
+static void send_buf(struct peer_conn *c, struct buf *src)
 {
-    if (c->out.len == 0)
-        return;
-    if (c->state != PEER_CONN_PREFIX && c->state != PEER_CONN_OPEN &&
-        c->state != PEER_CONN_BLOCKED) {
-        if (c->state != PEER_CONN_CONNECTING && c->state != PEER_CONN_IDLE)
-            buf_reset(&c->out); /* shut down or closing: nobody will read it */
-        return;
-    }
-
     size_t off = 0;
     if (c->queued == 0) {
-        uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+        uv_buf_t b = uv_buf_init((char *)src->data, (unsigned)src->len);
         int n = uv_try_write(&c->h.stream, &b, 1);
         if (n >= 0) {
             off = (size_t)n;
@@ -149,12 +157,11 @@ void peer_conn_flush_now(struct peer_conn *c)
             return;
         }
     }
-    c->bytes_out += c->out.len;
-    size_t rest = c->out.len - off;
+    size_t rest = src->len - off;
     if (rest == 0) {
-        buf_reset(&c->out);
-        if (c->out.cap > KEEP_BUF_BYTES)
-            buf_free(&c->out);
+        buf_reset(src);
+        if (src->cap > KEEP_BUF_BYTES)
+            buf_free(src);
         return;
     }
 
@@ -163,16 +170,16 @@ void peer_conn_flush_now(struct peer_conn *c)
     if (rest > READ_CHUNK) {
         w = calloc(1, sizeof(*w));
         if (w) {
-            w->owned = c->out; /* take the buffer instead of copying it */
-            c->out = (struct buf){0};
+            w->owned = *src; /* take the buffer instead of copying it */
+            *src = (struct buf){0};
             base = w->owned.data + off;
         }
     } else {
         w = malloc(sizeof(*w) + rest);
         if (w) {
             w->owned = (struct buf){0};
-            memcpy(w->copy, c->out.data + off, rest);
-            buf_reset(&c->out);
+            memcpy(w->copy, src->data + off, rest);
+            buf_reset(src);
             base = w->copy;
         }
     }
@@ -192,6 +199,44 @@ void peer_conn_flush_now(struct peer_conn *c)
     }
     c->queued += rest;
     stop_reading_if_flooded(c);
+}
+
+/* Sends whatever ciphertext TLS produced (records, handshake, alerts). */
+static void tls_send(struct peer_conn *c)
+{
+    if (peer_tls_output(c->tls, &c->cout) != 0) {
+        peer_conn_close(c, "out of memory");
+        return;
+    }
+    if (c->cout.len > 0)
+        send_buf(c, &c->cout);
+}
+
+void peer_conn_flush_now(struct peer_conn *c)
+{
+    if (c->out.len == 0)
+        return;
+    if (c->state != PEER_CONN_PREFIX && c->state != PEER_CONN_OPEN &&
+        c->state != PEER_CONN_BLOCKED) {
+        if (c->state != PEER_CONN_CONNECTING && c->state != PEER_CONN_IDLE &&
+            c->state != PEER_CONN_HANDSHAKE)
+            buf_reset(&c->out); /* shut down or closing: nobody will read it */
+        return;
+    }
+    c->bytes_out += c->out.len;
+    if (!c->tls) {
+        send_buf(c, &c->out);
+        return;
+    }
+    if (peer_tls_write(c->tls, c->out.data, c->out.len) != 0) {
+        snprintf(c->error, sizeof(c->error), "%s", peer_tls_error(c->tls));
+        peer_conn_close(c, c->error);
+        return;
+    }
+    buf_reset(&c->out);
+    if (c->out.cap > KEEP_BUF_BYTES)
+        buf_free(&c->out);
+    tls_send(c);
 }
 
 void peer_conn_flush(struct peer_conn *c)
@@ -248,6 +293,16 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     (void)suggested;
     struct peer_conn *c = h->data;
+    if (c->tls) {
+        if (buf_reserve(&c->cin, READ_CHUNK) != 0) {
+            b->base = NULL;
+            b->len = 0;
+            return;
+        }
+        b->base = (char *)c->cin.data + c->cin.len;
+        b->len = c->cin.cap - c->cin.len;
+        return;
+    }
     if (c->state == PEER_CONN_SHUTDOWN)
         buf_reset(&c->in); /* input is read and dropped */
     /* Room for the whole partial frame at once when its size is known. */
@@ -288,12 +343,76 @@ static void process_input(struct peer_conn *c)
     peer_conn_uncork(c);
 }
 
+/* A dialled TLS conn learns how its dial ended. */
+static void connect_finished(struct peer_conn *c, int status)
+{
+    c->connect_pending = false;
+    if (status != 0) {
+        uv_read_stop(&c->h.stream);
+        c->state = PEER_CONN_IDLE;
+    }
+    c->on_connect(c, status);
+}
+
+/* The handshake failed: the alert goes out, then the conn ends. */
+static void tls_failed(struct peer_conn *c)
+{
+    snprintf(c->error, sizeof(c->error), "%s", peer_tls_error(c->tls));
+    tls_send(c);
+    if (c->state == PEER_CONN_CLOSING)
+        return;
+    if (c->connect_pending)
+        connect_finished(c, UV_EPROTO);
+    else
+        peer_conn_close(c, c->error);
+}
+
+/*
+ * Decrypts the nread ciphertext bytes just read into `cin`, appending the
+ * plaintext to `in`. Returns true when the caller goes on with `in`, false
+ * when c is still in its handshake, closed or handed back to its owner.
+ */
+static bool tls_input(struct peer_conn *c, size_t nread)
+{
+    c->cin.len += nread;
+    enum peer_tls_result r = peer_tls_feed(c->tls, c->cin.data, c->cin.len, &c->in);
+    buf_reset(&c->cin);
+    if (c->cin.cap > KEEP_BUF_BYTES)
+        buf_free(&c->cin);
+    if (r == PEER_TLS_ERROR) {
+        tls_failed(c);
+        return false;
+    }
+    tls_send(c); /* handshake replies, tickets */
+    if (c->state == PEER_CONN_CLOSING)
+        return false;
+    if (c->state == PEER_CONN_HANDSHAKE) {
+        if (!peer_tls_ready(c->tls))
+            return false;
+        c->state = c->prefix_after_handshake ? PEER_CONN_PREFIX : PEER_CONN_OPEN;
+        if (c->connect_pending) {
+            connect_finished(c, 0);
+            if (!peer_conn_usable(c))
+                return false;
+        }
+        peer_conn_flush(c); /* what was staged during the handshake */
+        if (!peer_conn_usable(c))
+            return false;
+    }
+    return c->in.len > 0;
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     (void)b;
     struct peer_conn *c = s->data;
     if (c->state == PEER_CONN_CLOSING || nread == 0)
         return;
+    if (nread < 0 && c->connect_pending) {
+        snprintf(c->error, sizeof(c->error), "tls: connection closed during the handshake");
+        connect_finished(c, UV_EPROTO);
+        return;
+    }
     if (nread < 0) {
         const char *why = nread == UV_EOF          ? "eof"
                           : nread == UV_ECONNRESET ? "connection reset"
@@ -302,9 +421,14 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     }
     c->bytes_in += (uint64_t)nread;
-    if (c->state == PEER_CONN_SHUTDOWN)
+    if (c->state == PEER_CONN_SHUTDOWN) {
+        buf_reset(&c->cin);
         return;
-    c->in.len += (size_t)nread;
+    }
+    if (!c->tls)
+        c->in.len += (size_t)nread;
+    else if (!tls_input(c, (size_t)nread))
+        return;
 
     if (c->state == PEER_CONN_PREFIX) {
         /* drpcmigrate: the prefix or nothing; reject at the first wrong byte */
@@ -339,12 +463,36 @@ static int start_reading(struct peer_conn *c, enum peer_conn_state state)
     return uv_read_start(&c->h.stream, alloc_cb, read_cb);
 }
 
+void peer_conn_set_tls(struct peer_conn *c, struct peer_tls_ctx *ctx)
+{
+    c->tls_ctx = ctx;
+}
+
+void peer_conn_tls_describe(const struct peer_conn *c, char *out, size_t len)
+{
+    if (c->tls)
+        peer_tls_describe(c->tls, out, len);
+    else
+        snprintf(out, len, "plaintext");
+}
+
+const char *peer_conn_strerror(const struct peer_conn *c, int status)
+{
+    return status == UV_EPROTO && c->error[0] ? c->error : uv_strerror(status);
+}
+
 int peer_conn_accept(struct peer_conn *c, uv_stream_t *listener, bool expect_prefix)
 {
     int rc = uv_accept(listener, &c->h.stream);
     if (rc)
         return rc;
-    return start_reading(c, expect_prefix ? PEER_CONN_PREFIX : PEER_CONN_OPEN);
+    if (!c->tls_ctx)
+        return start_reading(c, expect_prefix ? PEER_CONN_PREFIX : PEER_CONN_OPEN);
+    c->tls = peer_tls_new(c->tls_ctx, NULL);
+    if (!c->tls)
+        return UV_ENOMEM;
+    c->prefix_after_handshake = expect_prefix;
+    return start_reading(c, PEER_CONN_HANDSHAKE);
 }
 
 static void connect_done(uv_connect_t *req, int status)
@@ -353,7 +501,16 @@ static void connect_done(uv_connect_t *req, int status)
     if (c->state == PEER_CONN_CLOSING)
         return;
     if (status == 0)
-        status = start_reading(c, PEER_CONN_OPEN);
+        status = start_reading(c, c->tls ? PEER_CONN_HANDSHAKE : PEER_CONN_OPEN);
+    if (status == 0 && c->tls) {
+        /* on_connect waits for the handshake (tls_input) */
+        c->connect_pending = true;
+        if (peer_tls_start(c->tls) == PEER_TLS_ERROR)
+            tls_failed(c);
+        else
+            tls_send(c); /* the ClientHello */
+        return;
+    }
     if (status != 0)
         c->state = PEER_CONN_IDLE;
     c->on_connect(c, status);
@@ -364,6 +521,12 @@ int peer_conn_connect(struct peer_conn *c, const struct peer_addr *addr,
 {
     c->on_connect = on_connect;
     c->connect_req.data = c;
+    if (c->tls_ctx) {
+        c->tls = peer_tls_new(
+            c->tls_ctx, addr->kind == PEER_ADDR_TCP ? (const struct sockaddr *)&addr->sa : NULL);
+        if (!c->tls)
+            return UV_ENOMEM;
+    }
     if (addr->kind == PEER_ADDR_UNIX) {
         uv_pipe_connect(&c->connect_req, &c->h.pipe, addr->path, connect_done);
     } else {
@@ -401,11 +564,16 @@ static void shutdown_done(uv_shutdown_t *req, int status)
 
 void peer_conn_shutdown(struct peer_conn *c, const char *reason)
 {
-    if (!peer_conn_usable(c) || c->state == PEER_CONN_CONNECTING) {
+    if (!peer_conn_usable(c) || c->state == PEER_CONN_CONNECTING ||
+        c->state == PEER_CONN_HANDSHAKE) {
         peer_conn_close(c, reason);
         return;
     }
     peer_conn_flush_now(c);
+    if (c->tls && peer_conn_usable(c)) {
+        peer_tls_close_notify(c->tls);
+        tls_send(c);
+    }
     if (!peer_conn_usable(c))
         return; /* the flush failed and closed c */
     if (c->state == PEER_CONN_BLOCKED && uv_read_start(&c->h.stream, alloc_cb, read_cb) != 0) {

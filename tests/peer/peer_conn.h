@@ -20,6 +20,14 @@
  * peer are counted: above PEER_CONN_HIGH_WATER reading stops until they
  * drain below PEER_CONN_LOW_WATER, and on_drain tells a producer (a server
  * stream) when to write more.
+ *
+ * TLS (peer_conn_set_tls before accepting or dialling) sits under all of
+ * this: ciphertext is read into `cin` and written from `cout`, the owner
+ * still sees plaintext packets and stages plaintext frames, which wait in
+ * `out` until the handshake is done. An accepted conn is the TLS server, a
+ * dialled one the client; a dialled conn's on_connect follows the
+ * handshake, and a failed handshake is UV_EPROTO with its reason in
+ * peer_conn_strerror().
  */
 #ifndef SIDECAR_PEER_CONN_H
 #define SIDECAR_PEER_CONN_H
@@ -33,6 +41,7 @@
 #include "proxy/handle.h"
 #include "tests/peer/peer_addr.h"
 #include "tests/peer/peer_reader.h"
+#include "tests/peer/peer_tls.h"
 
 /* Frame payloads are split like the Go writer does. */
 #define PEER_CONN_SPLIT      (64 * 1024)
@@ -43,6 +52,7 @@
 enum peer_conn_state {
     PEER_CONN_IDLE,       /* handles initialised; neither accepted nor connected */
     PEER_CONN_CONNECTING, /* peer_conn_connect() in flight; writes stay staged */
+    PEER_CONN_HANDSHAKE,  /* TLS handshake in flight; frames stay staged */
     PEER_CONN_PREFIX,     /* accepted; waiting for the 8-byte DRPC!!!1 prefix */
     PEER_CONN_OPEN,       /* reading and writing frames */
     PEER_CONN_BLOCKED,    /* open, but reading paused: too many bytes queued */
@@ -75,7 +85,14 @@ struct peer_conn {
     peer_conn_cb on_closed;
     peer_conn_connect_cb on_connect;
 
-    const char *close_reason; /* static text, for the owner's log line */
+    struct peer_tls_ctx *tls_ctx;   /* borrowed; NULL for plaintext */
+    struct peer_tls *tls;           /* owned, from accept or dial until the close */
+    struct buf cin, cout;           /* TLS: ciphertext read / to write */
+    bool prefix_after_handshake;    /* TLS server: then wait for DRPC!!!1 */
+    bool connect_pending;           /* TLS client: on_connect follows the handshake */
+    char error[PEER_TLS_ERROR_MAX]; /* a TLS failure's reason */
+
+    const char *close_reason; /* static text (or error), for the owner's log line */
     uint64_t bytes_in, bytes_out;
     uint64_t opened_ms; /* uv_now() at init */
 };
@@ -89,6 +106,15 @@ __attribute__((warn_unused_result)) int peer_conn_init(struct peer_conn *c, uv_l
                                                        enum peer_addr_kind kind,
                                                        peer_conn_packet_cb on_packet,
                                                        peer_conn_cb on_closed);
+
+/* Makes the next accept or dial of c use TLS with ctx (which outlives c). */
+void peer_conn_set_tls(struct peer_conn *c, struct peer_tls_ctx *ctx);
+
+/* "plaintext", or peer_tls_describe() of the conn's session. */
+void peer_conn_tls_describe(const struct peer_conn *c, char *out, size_t len);
+
+/* The text for a status from on_connect: the TLS reason for UV_EPROTO. */
+const char *peer_conn_strerror(const struct peer_conn *c, int status);
 
 /* Accepts a pending connection of listener into c and starts reading. */
 __attribute__((warn_unused_result)) int peer_conn_accept(struct peer_conn *c, uv_stream_t *listener,
@@ -128,8 +154,9 @@ static inline size_t peer_conn_pending(const struct peer_conn *c)
 /* True while frames can still be written (connecting, open or blocked). */
 static inline bool peer_conn_usable(const struct peer_conn *c)
 {
-    return c->state == PEER_CONN_CONNECTING || c->state == PEER_CONN_PREFIX ||
-           c->state == PEER_CONN_OPEN || c->state == PEER_CONN_BLOCKED;
+    return c->state == PEER_CONN_CONNECTING || c->state == PEER_CONN_HANDSHAKE ||
+           c->state == PEER_CONN_PREFIX || c->state == PEER_CONN_OPEN ||
+           c->state == PEER_CONN_BLOCKED;
 }
 
 /* Closes c; idempotent. reason is a static string kept for the log. */

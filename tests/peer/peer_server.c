@@ -71,6 +71,13 @@ void peer_server_init(struct peer_server *srv, uv_loop_t *loop, const char *name
     list_init(&srv->conns);
 }
 
+void peer_server_set_tls(struct peer_server *srv, struct peer_tls_ctx *accept,
+                         struct peer_tls_ctx *dial)
+{
+    srv->tls_accept = accept;
+    srv->tls_dial = dial;
+}
+
 /* --- the stream rules ----------------------------------------------------- */
 
 static struct peer_service_info info_of(const struct srv_conn *sc)
@@ -201,6 +208,7 @@ static struct srv_conn *conn_new(struct peer_server *srv, enum peer_addr_kind ki
         return NULL;
     }
     sc->conn.on_drain = on_drain;
+    peer_conn_set_tls(&sc->conn, role == SRV_CONN_ACCEPTED ? srv->tls_accept : srv->tls_dial);
     sc->srv = srv;
     sc->role = role;
     peer_service_init(&sc->stream, &sc->conn);
@@ -241,7 +249,7 @@ static void on_connected(struct peer_conn *c, int status)
 {
     struct srv_conn *sc = srv_conn_of(c);
     if (status < 0) {
-        fprintf(stderr, "%s: dial: %s\n", sc->srv->name, uv_strerror(status));
+        fprintf(stderr, "%s: dial: %s\n", sc->srv->name, peer_conn_strerror(c, status));
         peer_conn_close(c, "dial failed");
         return;
     }

@@ -26,6 +26,7 @@
 
 #include "proxy/list.h"
 #include "tests/peer/peer_addr.h"
+#include "tests/peer/peer_tls.h"
 
 enum peer_server_state {
     PEER_SERVER_RUNNING,  /* accepting and serving */
@@ -40,6 +41,8 @@ struct peer_server {
     const char *name;  /* log prefix, e.g. "drpc-testd" */
     bool header;       /* accepted conns must start with DRPC!!!1; dialled ones send it */
     const char *ident; /* the /test.Echo/Identify answer, or NULL */
+    struct peer_tls_ctx *tls_accept; /* TLS server side of accepted conns, or NULL */
+    struct peer_tls_ctx *tls_dial;   /* TLS client side of dialled conns, or NULL */
     enum peer_server_state state;
     uint64_t next_conn_id;
     struct list_node listeners; /* struct peer_listener */
@@ -48,6 +51,11 @@ struct peer_server {
 
 void peer_server_init(struct peer_server *srv, uv_loop_t *loop, const char *name, bool header,
                       const char *ident);
+
+/* TLS for the conns accepted from now on and for those dialled (either may
+ * be NULL: plaintext). The contexts outlive the server. */
+void peer_server_set_tls(struct peer_server *srv, struct peer_tls_ctx *accept,
+                         struct peer_tls_ctx *dial);
 
 /*
  * Listens on addr ("HOST:PORT", "[V6]:PORT", "unix:/path"); port 0 picks a

@@ -42,6 +42,7 @@ static const struct {
     {"Conn", PEER_RPC_CONN},
     {"Abort", PEER_RPC_ABORT},
     {"Identify", PEER_RPC_IDENTIFY},
+    {"TLSInfo", PEER_RPC_TLS_INFO},
 };
 
 static enum peer_rpc rpc_lookup(const uint8_t *name, size_t len)
@@ -343,7 +344,7 @@ static void on_request(struct peer_stream *st, const uint8_t *data, size_t len,
     const uint8_t *rest;
     size_t rest_len;
     int n = parse_numbers(data, len, &a, &b, &rest, &rest_len);
-    char text[64];
+    char text[192];
 
     switch (st->rpc) {
     case PEER_RPC_UNARY:
@@ -375,6 +376,10 @@ static void on_request(struct peer_stream *st, const uint8_t *data, size_t len,
     }
     case PEER_RPC_IDENTIFY:
         finish_ok(st, info->ident ? info->ident : "", info->ident ? strlen(info->ident) : 0);
+        return;
+    case PEER_RPC_TLS_INFO:
+        peer_conn_tls_describe(st->conn, text, sizeof(text));
+        finish_ok(st, text, strlen(text));
         return;
     case PEER_RPC_SERVER_STREAM:
         if (n != 2 || b > MAX_MESSAGE) {

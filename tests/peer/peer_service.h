@@ -37,6 +37,7 @@ enum peer_rpc {
     PEER_RPC_CONN,          /* "CONNID RPCS" */
     PEER_RPC_ABORT,         /* "N": abort-0..abort-(N-1), then the connection drops */
     PEER_RPC_IDENTIFY,      /* the server's --id */
+    PEER_RPC_TLS_INFO,      /* "VERSION RESUMED PEER_CN" of the conn, or "plaintext" */
 };
 
 enum peer_stream_state {
