@@ -22,7 +22,10 @@ LLHTTP_INC  ?= /usr/share/include/llhttp
 WARN        := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                -Wmissing-declarations -Werror
 VERSION     := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
-DEFS        := -D_GNU_SOURCE -DSIDECAR_VERSION=\"$(VERSION)\"
+# SIDECAR_STRICT_STATES: an illegal state change aborts (asan and fuzz
+# builds) instead of being logged and closing the connection.
+STRICT      ?=
+DEFS        := -D_GNU_SOURCE -DSIDECAR_VERSION=\"$(VERSION)\" $(STRICT)
 
 # Recursive (=) on purpose: pkg-config runs only inside recipes, after deps.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -62,7 +65,7 @@ UNIT_LIB_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(filter-out $(UNIT_SRC),$(wildcard 
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_CFLAGS = -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-              $(DEFS) -DFUZZING -I. -I$(B)/fuzz-gen -I$(LLHTTP_INC) $(PKG_CFLAGS)
+              $(DEFS) -DFUZZING -DSIDECAR_STRICT_STATES -I. -I$(B)/fuzz-gen -I$(LLHTTP_INC) $(PKG_CFLAGS)
 
 FORMAT_SRC := $(wildcard proxy/*.[ch] config/*.[ch] admin/*.[ch] tests/*/*.[ch])
 
@@ -155,7 +158,7 @@ unit-tests:
 # thousands of failing calls had filled the quarantine).
 asan: deps
 	@$(MAKE) --no-print-directory B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
-	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" binaries
+	  STRICT=-DSIDECAR_STRICT_STATES SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" binaries
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:quarantine_size_mb=16 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) --no-print-directory B=build-asan unit-tests
 

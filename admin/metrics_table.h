@@ -30,10 +30,11 @@
 #define METRICS_POOL_CONNS(X)                                                                      \
     X(pool_connections_open, gauge, total, INT,                                                    \
       "Open upstream connections (idle + busy + connecting)", pool_total(p))                       \
-    X(pool_connections_idle, gauge, idle, INT, "Idle upstream connections", p->n_idle)             \
-    X(pool_connections_busy, gauge, busy, INT, "Upstream connections carrying a call", p->n_busy)  \
+    X(pool_connections_idle, gauge, idle, INT, "Idle upstream connections", pool_n_idle(p))        \
+    X(pool_connections_busy, gauge, busy, INT, "Upstream connections carrying a call",             \
+      pool_n_busy(p))                                                                              \
     X(pool_connections_connecting, gauge, connecting, INT,                                         \
-      "Upstream connections being dialled or handshaking", p->n_connecting)                        \
+      "Upstream connections being dialled or handshaking", pool_n_connecting(p))                   \
     X(pool_connections_max, gauge, max, INT, "Configured max_conns", p->pc->max_conns)
 
 /* Per pool, labels {pool}; subject `p`. JSON: top level of each pool. */

@@ -188,10 +188,10 @@ static void h_readyz(const struct route_req *rq, struct admin_response *resp)
          * that must not take the whole process out of service. */
         if (p->draining)
             continue;
-        if (p->pc->min_idle && p->n_idle + p->n_busy < p->pc->min_idle) {
+        if (p->pc->min_idle && pool_n_ready(p) < p->pc->min_idle) {
             char reason[192];
             snprintf(reason, sizeof(reason), "pool %s has %u of min_idle %u connections",
-                     p->pc->name, p->n_idle + p->n_busy, p->pc->min_idle);
+                     p->pc->name, pool_n_ready(p), p->pc->min_idle);
             not_ready(resp, reason);
             return;
         }

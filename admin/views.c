@@ -120,7 +120,7 @@ static json_t *endpoint_json(const struct sidecar *sc, const struct endpoint *e,
 static json_t *agents_json(const struct sidecar *sc, const struct pool *p)
 {
     json_t *by_id = json_object();
-    const struct list_node *lists[] = {&p->idle, &p->busy, &p->connecting};
+    const struct list_node *lists[] = {&p->idle.head, &p->busy.head, &p->connecting.head};
     for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
         for (const struct list_node *n = lists[l]->next; n != lists[l]; n = n->next) {
             const struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);

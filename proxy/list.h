@@ -2,12 +2,15 @@
  * list: intrusive circular doubly linked lists (the kernel/libuv idea).
  * A node embedded in an object puts it on exactly one list at a time;
  * the list an object sits on mirrors its state (PgBouncer's SocketState).
+ * A counted_list keeps its length beside its head and changes both in the
+ * same step, so a gauge read from it cannot drift from the list.
  */
 #ifndef SIDECAR_LIST_H
 #define SIDECAR_LIST_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct list_node {
     struct list_node *prev;
@@ -64,12 +67,45 @@ static inline struct list_node *list_first(const struct list_node *head)
     return list_empty(head) ? NULL : head->next;
 }
 
-static inline size_t list_count(const struct list_node *head)
+/* A list that knows its length. Insert and remove only through these. */
+struct counted_list {
+    struct list_node head;
+    uint32_t n;
+};
+
+static inline void counted_list_init(struct counted_list *l)
 {
-    size_t n = 0;
-    for (const struct list_node *p = head->next; p != head; p = p->next)
-        n++;
-    return n;
+    list_init(&l->head);
+    l->n = 0;
+}
+
+static inline void counted_list_push_back(struct counted_list *l, struct list_node *n)
+{
+    list_push_back(&l->head, n);
+    l->n++;
+}
+
+static inline void counted_list_push_front(struct counted_list *l, struct list_node *n)
+{
+    list_push_front(&l->head, n);
+    l->n++;
+}
+
+/* n must sit on l. */
+static inline void counted_list_remove(struct counted_list *l, struct list_node *n)
+{
+    list_remove(n);
+    l->n--;
+}
+
+static inline struct list_node *counted_list_first(const struct counted_list *l)
+{
+    return list_first(&l->head);
+}
+
+static inline struct list_node *counted_list_last(const struct counted_list *l)
+{
+    return l->n ? l->head.prev : NULL;
 }
 
 #endif

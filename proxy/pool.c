@@ -69,9 +69,10 @@ int pool_create(struct sidecar *sc, struct config *cfg, size_t index, struct poo
     p->cfg = config_ref(cfg);
     p->pc = &cfg->pools[index];
     p->index = index;
-    list_init(&p->connecting);
-    list_init(&p->idle);
-    list_init(&p->busy);
+    counted_list_init(&p->connecting);
+    counted_list_init(&p->idle);
+    counted_list_init(&p->busy);
+    counted_list_init(&p->released);
     list_init(&p->waiters);
     list_init(&p->retired_node);
     p->n_endpoints = p->pc->n_endpoints;
@@ -182,11 +183,11 @@ void pool_fail_waiters(struct pool *p, enum call_cause cause, const char *detail
 static uint32_t promising_dials(const struct pool *p)
 {
     if (p->n_endpoints < 2)
-        return p->n_connecting;
+        return p->connecting.n;
     uint64_t now = uv_now(p->sc->loop), stalled = p->pc->dial_timeout_ms / 4;
     stalled = stalled < 50 ? 50 : stalled > 1000 ? 1000 : stalled;
     uint32_t n = 0;
-    for (const struct list_node *i = p->connecting.next; i != &p->connecting; i = i->next)
+    for (const struct list_node *i = p->connecting.head.next; i != &p->connecting.head; i = i->next)
         if (now - list_entry(i, struct upstream_conn, pool_node)->created_at < stalled)
             n++;
     return n;
@@ -212,14 +213,89 @@ static void serve_waiters(struct pool *p)
     }
 }
 
-static void checkout(struct pool *p, struct upstream_conn *up)
+/* The pool list an upstream connection in state s sits on (NULL: none). */
+static struct counted_list *list_of(struct pool *p, enum upstream_state s)
 {
-    up->after_cancel = false;
-    list_push_back(&p->busy, &up->pool_node);
-    p->n_busy++;
-    if (up->ep)
-        up->ep->n_busy++;
-    upstream_set_state(up, UPSTREAM_BUSY);
+    switch (s) {
+    case UPSTREAM_RESOLVING:
+    case UPSTREAM_CONNECTING:
+    case UPSTREAM_HANDSHAKE:
+        return &p->connecting;
+    case UPSTREAM_IDLE:
+        return &p->idle;
+    case UPSTREAM_BUSY:
+        return &p->busy;
+    case UPSTREAM_RELEASED:
+        return &p->released;
+    case UPSTREAM_NEW:
+    case UPSTREAM_CLOSING:
+        break;
+    }
+    return NULL;
+}
+
+bool pool_set_upstream_state(struct pool *p, struct upstream_conn *up, enum upstream_state to,
+                             const char *reason)
+{
+    enum upstream_state from = up->state;
+    if (!upstream_move_legal(from, to)) {
+        log_error("up#%llu pool=%s: illegal state change %s -> %s (%s)", (unsigned long long)up->id,
+                  p->pc->name, upstream_state_name(from), upstream_state_name(to),
+                  reason ? reason : "-");
+#ifdef SIDECAR_STRICT_STATES
+        abort();
+#endif
+        upstream_close(up, "internal error: illegal state change");
+        return false;
+    }
+    struct counted_list *old_list = list_of(p, from), *new_list = list_of(p, to);
+    if (old_list)
+        counted_list_remove(old_list, &up->pool_node);
+    up->state = to;
+    struct endpoint *e = up->ep;
+    if (from == UPSTREAM_BUSY && e)
+        e->n_busy--;
+    switch (to) {
+    case UPSTREAM_IDLE:
+        /* Most recently used first, except after a soft cancel: other idle
+         * connections go before it while its server may still be busy. */
+        if (up->after_cancel)
+            counted_list_push_back(new_list, &up->pool_node);
+        else
+            counted_list_push_front(new_list, &up->pool_node);
+        up->idle_since = uv_now(p->sc->loop);
+        break;
+    case UPSTREAM_BUSY:
+        up->after_cancel = false;
+        counted_list_push_back(new_list, &up->pool_node);
+        if (e)
+            e->n_busy++;
+        break;
+    case UPSTREAM_CLOSING:
+        up->close_reason = reason;
+        if (from != UPSTREAM_NEW) { /* NEW was never counted */
+            if (e)
+                e->n_conns--;
+            p->stats.conns_closed++;
+        }
+        break;
+    default:
+        if (from == UPSTREAM_NEW && e)
+            e->n_conns++;
+        counted_list_push_back(new_list, &up->pool_node);
+        break;
+    }
+    log_debug("up#%llu pool=%s: %s -> %s (%s)", (unsigned long long)up->id, p->pc->name,
+              upstream_state_name(from), upstream_state_name(to), reason ? reason : "-");
+    if (to == UPSTREAM_IDLE || to == UPSTREAM_BUSY)
+        upstream_update_reading(up);
+    return true;
+}
+
+/* Gives up to a call; false when the move failed (up is closed then). */
+static bool checkout(struct pool *p, struct upstream_conn *up)
+{
+    return pool_set_upstream_state(p, up, UPSTREAM_BUSY, "checkout");
 }
 
 /* Whether a connection may serve the call (reverse pools: the right agent). */
@@ -241,7 +317,7 @@ static uint32_t dial_slots(const struct pool *p)
         return 0;
     uint32_t total = pool_total(p);
     bool can_dial = total < p->pc->max_conns && pick_endpoint_peek(p, uv_now(p->sc->loop));
-    return p->n_connecting + (can_dial ? p->pc->max_conns - total : 0);
+    return p->connecting.n + (can_dial ? p->pc->max_conns - total : 0);
 }
 
 void pool_acquire(struct pool *p, struct call *c)
@@ -249,14 +325,11 @@ void pool_acquire(struct pool *p, struct call *c)
     p->stats.calls++;
     if (!p->draining) {
         struct list_node *n, *tmp;
-        list_for_each_safe(n, tmp, &p->idle)
+        list_for_each_safe(n, tmp, &p->idle.head)
         {
             struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
-            if (!fits(up, c))
+            if (!fits(up, c) || !checkout(p, up))
                 continue;
-            list_remove(&up->pool_node);
-            p->n_idle--;
-            checkout(p, up);
             call_attach(c, up, CHECKOUT_IDLE);
             return;
         }
@@ -279,7 +352,7 @@ void pool_acquire(struct pool *p, struct call *c)
     list_push_back(&p->waiters, &c->wait_node);
     p->n_waiters++;
     c->wait_until = p->pc->wait_timeout_ms ? now + p->pc->wait_timeout_ms : 0;
-    if (!p->pc->reverse && !p->draining && p->n_connecting < p->n_waiters &&
+    if (!p->pc->reverse && !p->draining && p->connecting.n < p->n_waiters &&
         pool_total(p) < p->pc->max_conns && dial_one(p))
         c->state = CALL_DIALING;
     call_wait_begin(c);
@@ -311,39 +384,33 @@ static void hand_over(struct pool *p, struct upstream_conn *up, int kind)
             break;
         if (!fits(up, c))
             continue;
+        if (!checkout(p, up))
+            return;
         pool_cancel_wait(p, c);
-        checkout(p, up);
         call_attach(c, up, kind);
         return;
     }
-    /* Most recently used first, except after a soft cancel: other idle
-     * connections go before it while its server may still be busy. */
-    if (up->after_cancel)
-        list_push_back(&p->idle, &up->pool_node);
-    else
-        list_push_front(&p->idle, &up->pool_node);
-    p->n_idle++;
-    up->idle_since = uv_now(p->sc->loop);
-    upstream_set_state(up, UPSTREAM_IDLE);
+    (void)pool_set_upstream_state(p, up, UPSTREAM_IDLE, "parked");
 }
 
 void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const char *reason)
 {
     uint64_t now = uv_now(p->sc->loop);
-    list_remove(&up->pool_node);
-    p->n_busy--;
-    if (up->ep)
-        up->ep->n_busy--;
     up->call = NULL;
     up->calls_served++;
+    if (!pool_set_upstream_state(p, up, UPSTREAM_RELEASED, "call ended")) {
+        serve_waiters(p);
+        return;
+    }
 
+    /* From RELEASED, in this same step: closed, or to a waiter or idle. */
     if (!clean)
         upstream_close(up, reason ? reason : "not clean after call");
     else if (p->draining || p->sc->state == SIDECAR_STOPPING)
         upstream_close(up, "pool draining");
     else if (p->retired && list_empty(&p->waiters))
         upstream_close(up, "pool replaced by a reload");
-    else if (pool_total(p) >= p->pc->max_conns) /* waiters or not: max_conns is a cap */
+    else if (pool_total(p) > p->pc->max_conns) /* itself included; waiters or not: a cap */
         upstream_close(up, "pool shrunk below its open connections");
     else if (p->pc->max_lifetime_ms && now - up->created_at >= p->pc->max_lifetime_ms)
         upstream_close(up, "max_lifetime reached");
@@ -358,8 +425,6 @@ void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const ch
 
 void pool_on_connected(struct pool *p, struct upstream_conn *up)
 {
-    list_remove(&up->pool_node);
-    p->n_connecting--;
     if (up->ep) {
         up->ep->consecutive_failures = 0;
         up->ep->failed_addrs = 0;
@@ -373,7 +438,7 @@ void pool_on_connected(struct pool *p, struct upstream_conn *up)
 static void close_idle_of(struct pool *p, const struct endpoint *e)
 {
     struct list_node *n, *tmp;
-    list_for_each_safe(n, tmp, &p->idle)
+    list_for_each_safe(n, tmp, &p->idle.head)
     {
         struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
         if (up->ep == e)
@@ -443,42 +508,6 @@ void pool_on_idle_lost(struct pool *p, struct upstream_conn *up)
     upstream_close(up, "closed by upstream while idle");
 }
 
-void pool_on_busy_lost(struct pool *p, struct upstream_conn *up)
-{
-    (void)p;
-    upstream_close(up, "closed by upstream mid-call");
-}
-
-void pool_forget(struct pool *p, struct upstream_conn *up)
-{
-    switch (up->state) {
-    case UPSTREAM_RESOLVING:
-    case UPSTREAM_CONNECTING:
-    case UPSTREAM_HANDSHAKE:
-        if (list_linked(&up->pool_node))
-            p->n_connecting--;
-        break;
-    case UPSTREAM_IDLE:
-        p->n_idle--;
-        break;
-    case UPSTREAM_BUSY:
-        /* pool_release already took it off busy when the call ended */
-        if (list_linked(&up->pool_node)) {
-            p->n_busy--;
-            if (up->ep)
-                up->ep->n_busy--;
-        }
-        break;
-    case UPSTREAM_CLOSING:
-        return;
-    }
-    if (list_linked(&up->pool_node))
-        list_remove(&up->pool_node);
-    if (up->ep)
-        up->ep->n_conns--;
-    p->stats.conns_closed++;
-}
-
 void pool_janitor(struct pool *p, uint64_t now)
 {
     const struct config_pool *pc = p->pc;
@@ -488,9 +517,10 @@ void pool_janitor(struct pool *p, uint64_t now)
         struct pool *live = p->n_waiters ? sidecar_find_pool(p->sc, p->pc->name) : NULL;
         if (live && live != p)
             pool_move_waiters(p, live);
-        while (list_empty(&p->waiters) && !list_empty(&p->idle))
-            upstream_close(list_entry(list_first(&p->idle), struct upstream_conn, pool_node),
-                           "pool replaced by a reload");
+        while (list_empty(&p->waiters) && p->idle.n)
+            upstream_close(
+                list_entry(counted_list_first(&p->idle), struct upstream_conn, pool_node),
+                "pool replaced by a reload");
         serve_waiters(p);
         return;
     }
@@ -500,7 +530,7 @@ void pool_janitor(struct pool *p, uint64_t now)
      * call grew. Closing an idle connection unlinks only its own node. */
     bool check_age = pc->max_lifetime_ms && !pc->reverse;
     struct list_node *n, *tmp;
-    list_for_each_safe(n, tmp, &p->idle)
+    list_for_each_safe(n, tmp, &p->idle.head)
     {
         struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
         if (check_age && now - up->created_at >= pc->max_lifetime_ms)
@@ -509,8 +539,8 @@ void pool_janitor(struct pool *p, uint64_t now)
             wire_trim(&up->wire);
     }
     /* A reload may have shrunk the pool: idle connections over the limit go first. */
-    while (pool_total(p) > pc->max_conns && !list_empty(&p->idle))
-        upstream_close(list_entry(p->idle.prev, struct upstream_conn, pool_node),
+    while (pool_total(p) > pc->max_conns && p->idle.n)
+        upstream_close(list_entry(counted_list_last(&p->idle), struct upstream_conn, pool_node),
                        "pool shrunk by a reload");
     if (pc->reverse)
         return; /* agents dial in: nothing to dial, and closing them idle would hurt */
@@ -520,8 +550,8 @@ void pool_janitor(struct pool *p, uint64_t now)
          * min_idle counts idle connections here as where they are dialled
          * below: counting busy ones too closed the warm ones under load,
          * then redialled. Closing one unlinks only its own node. */
-        for (struct list_node *i = p->idle.prev, *prev; i != &p->idle && p->n_idle > pc->min_idle;
-             i = prev) {
+        for (struct list_node *i = p->idle.head.prev, *prev;
+             i != &p->idle.head && p->idle.n > pc->min_idle; i = prev) {
             prev = i->prev;
             struct upstream_conn *up = list_entry(i, struct upstream_conn, pool_node);
             if (now - up->idle_since >= pc->idle_timeout_ms)
@@ -529,7 +559,7 @@ void pool_janitor(struct pool *p, uint64_t now)
         }
     }
     if (!p->draining && p->sc->state == SIDECAR_RUNNING) {
-        while (p->n_idle + p->n_connecting < pc->min_idle && pool_total(p) < pc->max_conns) {
+        while (p->idle.n + p->connecting.n < pc->min_idle && pool_total(p) < pc->max_conns) {
             if (!dial_one(p))
                 break;
         }
@@ -546,21 +576,18 @@ void pool_janitor(struct pool *p, uint64_t now)
 static void attach_idle_to_waiters(struct pool *p)
 {
     /* Rescan after each attach: attaching may finish calls and change lists. */
-    for (bool attached = true; attached && !list_empty(&p->idle);) {
+    for (bool attached = true; attached && p->idle.n;) {
         attached = false;
         struct list_node *n, *tmp, *i, *itmp;
         list_for_each_safe(n, tmp, &p->waiters)
         {
             struct call *c = list_entry(n, struct call, wait_node);
-            list_for_each_safe(i, itmp, &p->idle)
+            list_for_each_safe(i, itmp, &p->idle.head)
             {
                 struct upstream_conn *up = list_entry(i, struct upstream_conn, pool_node);
-                if (!fits(up, c))
+                if (!fits(up, c) || !checkout(p, up))
                     continue;
                 pool_cancel_wait(p, c);
-                list_remove(&up->pool_node);
-                p->n_idle--;
-                checkout(p, up);
                 call_attach(c, up, CHECKOUT_WAITED);
                 attached = true;
                 break;
@@ -575,9 +602,9 @@ void pool_set_draining(struct pool *p, bool draining)
 {
     p->draining = draining;
     if (draining) {
-        while (!list_empty(&p->idle)) {
+        while (p->idle.n) {
             struct upstream_conn *up =
-                list_entry(list_first(&p->idle), struct upstream_conn, pool_node);
+                list_entry(counted_list_first(&p->idle), struct upstream_conn, pool_node);
             upstream_close(up, "pool draining");
         }
         return;
@@ -594,7 +621,7 @@ static bool retired_pool_serves(const struct pool *p, const struct call *c)
 {
     if (p->draining || !p->pc->reverse)
         return false;
-    return c->agent ? pool_agent_conns(p, c->agent) > 0 : p->n_idle + p->n_busy > 0;
+    return c->agent ? pool_agent_conns(p, c->agent) > 0 : pool_n_ready(p) > 0;
 }
 
 void pool_move_waiters(struct pool *from, struct pool *to)
@@ -626,7 +653,7 @@ enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call 
      * agent yet, and their provisional id (the IP) is not the agent's. */
     if (c->agent && pool_agent_conns(p, c->agent) == 0)
         return CALL_CAUSE_AGENT_NOT_CONNECTED;
-    if (p->n_idle + p->n_busy == 0)
+    if (pool_n_ready(p) == 0)
         return CALL_CAUSE_NO_AGENT;
     return CALL_CAUSE_WAIT_TIMEOUT;
 }
@@ -634,8 +661,8 @@ enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call 
 uint32_t pool_agent_conns(const struct pool *p, const char *agent_id)
 {
     uint32_t n = 0;
-    const struct list_node *lists[] = {&p->idle, &p->busy};
-    for (size_t i = 0; i < 2; i++)
+    const struct list_node *lists[] = {&p->idle.head, &p->busy.head, &p->released.head};
+    for (size_t i = 0; i < 3; i++)
         for (const struct list_node *q = lists[i]->next; q != lists[i]; q = q->next) {
             const struct upstream_conn *up = list_entry(q, struct upstream_conn, pool_node);
             if (strcmp(up->agent_id, agent_id) == 0)
@@ -661,11 +688,11 @@ void pool_destroy(struct pool *p)
     }
     p->draining = true;
     pool_fail_waiters(p, CALL_CAUSE_SHUTTING_DOWN, NULL);
-    struct list_node *lists[] = {&p->idle, &p->connecting, &p->busy};
-    for (size_t i = 0; i < 3; i++) {
-        while (!list_empty(lists[i])) {
+    struct counted_list *lists[] = {&p->idle, &p->connecting, &p->busy, &p->released};
+    for (size_t i = 0; i < 4; i++) {
+        while (lists[i]->n) {
             struct upstream_conn *up =
-                list_entry(list_first(lists[i]), struct upstream_conn, pool_node);
+                list_entry(counted_list_first(lists[i]), struct upstream_conn, pool_node);
             upstream_close(up, "shutting down");
         }
     }

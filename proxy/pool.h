@@ -2,12 +2,19 @@
  * pool: a bounded set of upstream connections for one configured pool,
  * its endpoints' health, and the FIFO of calls waiting for a connection.
  *
- *                  +--------- pool_release(clean) ----------+
- *                  v                                        |
- *   dial --> [connecting] --ok--> [idle] --checkout--> [busy] --dirty--> closed
- *                  |                 |  ^                  |
- *                  +--fail--> closed |  +-- waiter? hand ---+
- *                                    +-- EOF / idle timeout --> closed
+ * Each open connection sits on the list of its state (upstream.h has the
+ * table of legal moves); pool_set_upstream_state() is the one place that
+ * changes the state, moves the node and keeps every count in that step.
+ *
+ *        dial / accept                                 pool_release
+ *   NEW -------------> [connecting] --ok--> [idle] --checkout--> [busy] ---+
+ *                       RESOLVING            ^   ^                 ^       |
+ *                       CONNECTING           |   |   waiter? hand  |       v
+ *                       HANDSHAKE            |   +---- clean -- [released] (same step)
+ *                            |               |                     |
+ *                            +- to a waiter -|--------> [busy]     +- dirty, lifetime,
+ *                                            |                     |  drain, shrink
+ *           any open state -- fail / EOF / timeout / drain ------> CLOSING (no list)
  *
  * An upstream connection carries exactly one call at a time and goes back
  * to idle (or straight to the first waiter) only when that call ended
@@ -24,6 +31,7 @@
 #include "proxy/errors.h"
 #include "proxy/histo.h"
 #include "proxy/list.h"
+#include "proxy/upstream.h"
 
 struct sidecar;
 struct call;
@@ -85,8 +93,8 @@ struct endpoint {
     uint32_t consecutive_failures;
     uint64_t backoff_until; /* uv_now ms */
     uint64_t ejected_until; /* uv_now ms */
-    uint32_t n_conns;       /* open (connecting, idle or busy) */
-    uint32_t n_busy;
+    uint32_t n_conns;       /* open (any state but NEW and CLOSING) */
+    uint32_t n_busy;        /* BUSY */
     uint64_t dials;
     uint64_t dial_failures;
     uint64_t ejections;
@@ -103,11 +111,12 @@ struct pool {
     size_t n_endpoints;
     size_t rr_next;
 
-    /* Each upstream connection sits on exactly one of these lists. */
-    struct list_node connecting;
-    struct list_node idle; /* most recently used first */
-    struct list_node busy;
-    uint32_t n_connecting, n_idle, n_busy;
+    /* Each open upstream connection sits on exactly one of these lists,
+     * the one of its state; only pool_set_upstream_state() changes them. */
+    struct counted_list connecting; /* RESOLVING, CONNECTING, HANDSHAKE */
+    struct counted_list idle;       /* IDLE, most recently used first */
+    struct counted_list busy;       /* BUSY */
+    struct counted_list released;   /* RELEASED (only inside pool_release) */
 
     struct list_node waiters; /* calls, FIFO */
     uint32_t n_waiters;
@@ -147,9 +156,22 @@ void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const ch
 void pool_on_connected(struct pool *p, struct upstream_conn *up);
 void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, const char *what);
 void pool_on_idle_lost(struct pool *p, struct upstream_conn *up);
-void pool_on_busy_lost(struct pool *p, struct upstream_conn *up);
-/* The connection is closing: take it off every list. */
-void pool_forget(struct pool *p, struct upstream_conn *up);
+
+/*
+ * The one writer of up->state: checks the move against the table
+ * (upstream_move_legal), takes the connection off the list of its old
+ * state and puts it on the list of the new one, and keeps the endpoint's
+ * counts and the pool's closed counter in the same step. Entering IDLE
+ * stamps idle_since (most recently used first, except after a soft
+ * cancel); entering BUSY clears after_cancel; entering IDLE or BUSY
+ * re-evaluates reading. Moving to CLOSING only does the bookkeeping:
+ * upstream_close() is the way to close. An illegal move aborts with
+ * SIDECAR_STRICT_STATES; otherwise it is logged, the connection is
+ * closed and false is returned (the caller must not use it further).
+ * reason says why, for logs.
+ */
+bool pool_set_upstream_state(struct pool *p, struct upstream_conn *up, enum upstream_state to,
+                             const char *reason);
 
 /* Periodic upkeep: idle timeouts, min_idle, readmission, retries. */
 void pool_janitor(struct pool *p, uint64_t now);
@@ -180,10 +202,32 @@ enum endpoint_health endpoint_health(const struct endpoint *e, uint64_t now);
 /* Index of address text (ip:port) among the first n of a resolved list, or -1. */
 int endpoint_find_address(char (*list)[64], size_t n, const char *text);
 
+/* Open upstream connections by list. */
+static inline uint32_t pool_n_connecting(const struct pool *p)
+{
+    return p->connecting.n;
+}
+
+static inline uint32_t pool_n_idle(const struct pool *p)
+{
+    return p->idle.n;
+}
+
+static inline uint32_t pool_n_busy(const struct pool *p)
+{
+    return p->busy.n;
+}
+
+/* Connections ready for calls (idle or busy; a released one is momentary). */
+static inline uint32_t pool_n_ready(const struct pool *p)
+{
+    return p->idle.n + p->busy.n + p->released.n;
+}
+
 /* Total open upstream connections. */
 static inline uint32_t pool_total(const struct pool *p)
 {
-    return p->n_connecting + p->n_idle + p->n_busy;
+    return p->connecting.n + pool_n_ready(p);
 }
 
 #endif

@@ -26,6 +26,8 @@
 const char *upstream_state_name(enum upstream_state s)
 {
     switch (s) {
+    case UPSTREAM_NEW:
+        return "new";
     case UPSTREAM_RESOLVING:
         return "resolving";
     case UPSTREAM_CONNECTING:
@@ -36,36 +38,35 @@ const char *upstream_state_name(enum upstream_state s)
         return "idle";
     case UPSTREAM_BUSY:
         return "busy";
+    case UPSTREAM_RELEASED:
+        return "released";
     case UPSTREAM_CLOSING:
         return "closing";
     }
     return "?";
 }
 
-void upstream_set_state(struct upstream_conn *up, enum upstream_state s)
+bool upstream_move_legal(enum upstream_state from, enum upstream_state to)
 {
-    /* Legal moves; anything else is a bug worth a loud log. */
-    bool ok;
-    switch (s) {
+    if (to == UPSTREAM_CLOSING)
+        return from != UPSTREAM_CLOSING;
+    switch (from) {
+    case UPSTREAM_NEW:
+        return to == UPSTREAM_RESOLVING || to == UPSTREAM_CONNECTING || to == UPSTREAM_HANDSHAKE;
+    case UPSTREAM_RESOLVING:
+        return to == UPSTREAM_CONNECTING;
     case UPSTREAM_CONNECTING:
-        ok = up->state == UPSTREAM_RESOLVING || up->state == UPSTREAM_CONNECTING;
-        break;
+    case UPSTREAM_HANDSHAKE:
+    case UPSTREAM_RELEASED:
+        return to == UPSTREAM_IDLE || to == UPSTREAM_BUSY;
     case UPSTREAM_IDLE:
-        ok = up->state == UPSTREAM_CONNECTING || up->state == UPSTREAM_HANDSHAKE ||
-             up->state == UPSTREAM_BUSY;
-        break;
+        return to == UPSTREAM_BUSY;
     case UPSTREAM_BUSY:
-        ok = up->state != UPSTREAM_CLOSING && up->state != UPSTREAM_RESOLVING;
-        break;
-    default:
-        ok = true;
+        return to == UPSTREAM_RELEASED;
+    case UPSTREAM_CLOSING:
+        return false;
     }
-    if (!ok)
-        log_error("up#%llu: bad state change %s -> %s", (unsigned long long)up->id,
-                  upstream_state_name(up->state), upstream_state_name(s));
-    up->state = s;
-    if (s == UPSTREAM_IDLE || s == UPSTREAM_BUSY)
-        upstream_update_reading(up);
+    return false;
 }
 
 static void maybe_free(struct upstream_conn *up)
@@ -94,17 +95,16 @@ void upstream_close(struct upstream_conn *up, const char *reason)
         return;
     struct pool *p = up->pool;
     struct call *c = up->call;
-    pool_forget(p, up);
     enum upstream_state was = up->state;
-    up->state = UPSTREAM_CLOSING;
-    up->close_reason = reason;
+    (void)pool_set_upstream_state(p, up, UPSTREAM_CLOSING, reason); /* legal from any other */
     up->call = NULL;
     uint64_t age = uv_now(p->sc->loop) - up->created_at;
-    if (!up->ep && (was == UPSTREAM_IDLE || was == UPSTREAM_BUSY || was == UPSTREAM_HANDSHAKE))
+    if (!up->ep && (was == UPSTREAM_IDLE || was == UPSTREAM_BUSY || was == UPSTREAM_RELEASED ||
+                    was == UPSTREAM_HANDSHAKE))
         log_info("up#%llu pool=%s agent=%s peer=%s: closed (%s) age=%llums calls=%llu",
                  (unsigned long long)up->id, p->pc->name, up->agent_id, up->peer, reason,
                  (unsigned long long)age, (unsigned long long)up->calls_served);
-    else if (was == UPSTREAM_IDLE || was == UPSTREAM_BUSY)
+    else if (was == UPSTREAM_IDLE || was == UPSTREAM_BUSY || was == UPSTREAM_RELEASED)
         log_info("up#%llu pool=%s endpoint=%s: closed (%s) age=%llums calls=%llu in=%llu out=%llu",
                  (unsigned long long)up->id, p->pc->name, up->ep ? up->ep->addr->text : "-", reason,
                  (unsigned long long)age, (unsigned long long)up->calls_served,
@@ -384,7 +384,6 @@ static void dial_timer_cb(uv_timer_t *t)
 
 static int start_connect(struct upstream_conn *up, const struct sockaddr *sa)
 {
-    upstream_set_state(up, UPSTREAM_CONNECTING);
     up->connect_req.data = up;
     return uv_tcp_connect(&up->connect_req, &up->wire.h.tcp, sa, connect_cb);
 }
@@ -467,6 +466,8 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (at >= 0)
         memcpy(up->dialled, up->ep->resolved_list[at], sizeof(up->dialled));
     uv_freeaddrinfo(res);
+    if (!pool_set_upstream_state(up->pool, up, UPSTREAM_CONNECTING, "resolved"))
+        return;
     int rc = start_connect(up, (struct sockaddr *)&ss);
     if (rc < 0)
         pool_on_dial_failed(up->pool, up, rc, "connect");
@@ -507,10 +508,9 @@ int upstream_dial(struct pool *p, struct endpoint *ep, struct upstream_conn **ou
     const struct config_addr *a = ep->addr;
     int rc = init_socket(up, a->kind == CONFIG_ADDR_UNIX);
 
-    up->state = ep->literal ? UPSTREAM_CONNECTING : UPSTREAM_RESOLVING;
-    list_push_back(&p->connecting, &up->pool_node);
-    p->n_connecting++;
-    ep->n_conns++;
+    /* NEW is always left legally: this cannot fail. */
+    (void)pool_set_upstream_state(p, up, ep->literal ? UPSTREAM_CONNECTING : UPSTREAM_RESOLVING,
+                                  "dial");
     ep->dials++;
     p->stats.dials++;
 
@@ -561,13 +561,9 @@ void upstream_accept(struct pool *p, uv_stream_t *server)
     int rc = init_socket(up, p->pc->accept.kind == CONFIG_ADDR_UNIX);
     if (rc == 0)
         rc = uv_accept(server, &up->wire.h.stream);
-    /* Not on any pool list yet: closing now touches no counters. */
-    up->state = UPSTREAM_HANDSHAKE;
+    /* Still NEW (on no pool list): closing now touches no counters. */
     if (rc != 0) {
-        up->state = UPSTREAM_CLOSING;
-        uv_close((uv_handle_t *)&up->dial_timer, handle_closed);
-        if (up->wire.handle_open)
-            wire_close(&up->wire, handle_closed);
+        upstream_close(up, "accept failed");
         return;
     }
     wire_peer_name(&up->wire, up->peer, sizeof(up->peer));
@@ -591,14 +587,11 @@ void upstream_accept(struct pool *p, uv_stream_t *server)
         p->stats.agents_rejected++;
         log_warn("pool %s: agent from %s rejected: max_conns %u reached", p->pc->name, up->peer,
                  p->pc->max_conns);
-        up->state = UPSTREAM_CLOSING;
-        uv_close((uv_handle_t *)&up->dial_timer, handle_closed);
-        wire_close(&up->wire, handle_closed);
+        upstream_close(up, "max_conns reached");
         return;
     }
     p->stats.agents_accepted++;
-    list_push_back(&p->connecting, &up->pool_node);
-    p->n_connecting++;
+    (void)pool_set_upstream_state(p, up, UPSTREAM_HANDSHAKE, "agent accepted");
     wire_tune(&up->wire);
     uv_timer_start(&up->dial_timer, dial_timer_cb, p->pc->dial_timeout_ms, 0);
     upstream_update_reading(up);

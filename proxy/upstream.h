@@ -18,14 +18,40 @@ struct pool;
 struct endpoint;
 struct call;
 
+/*
+ * The state of an upstream connection is also the pool list it sits on;
+ * pool_set_upstream_state() (pool.c) is the only writer of up->state and
+ * moves the node between the lists in the same step. Legal moves:
+ *
+ *   from        to
+ *   NEW         RESOLVING (dial a host name), CONNECTING (dial an IP literal
+ *               or unix path), HANDSHAKE (agent accepted), CLOSING (refused)
+ *   RESOLVING   CONNECTING, CLOSING
+ *   CONNECTING  IDLE or BUSY (connected: parked, or straight to a waiter), CLOSING
+ *   HANDSHAKE   IDLE or BUSY (agent identified), CLOSING
+ *   IDLE        BUSY (checkout), CLOSING
+ *   BUSY        RELEASED (its call ended), CLOSING (lost mid-call)
+ *   RELEASED    IDLE or BUSY (clean: parked, or to the next waiter),
+ *               CLOSING (dirty, past its lifetime, pool draining or shrunk)
+ *   CLOSING     nothing
+ *
+ * Any other move is a bug: pool_set_upstream_state() aborts when built
+ * with SIDECAR_STRICT_STATES (sanitizer, unit-test and fuzz builds) and
+ * otherwise logs it and closes the connection.
+ */
 enum upstream_state {
-    UPSTREAM_RESOLVING,  /* uv_getaddrinfo in flight */
-    UPSTREAM_CONNECTING, /* uv_connect in flight */
-    UPSTREAM_HANDSHAKE,  /* reverse pools: identify call pending (or not yet ready) */
+    UPSTREAM_NEW,        /* allocated; on no list and not counted yet */
+    UPSTREAM_RESOLVING,  /* on pool.connecting: uv_getaddrinfo in flight */
+    UPSTREAM_CONNECTING, /* on pool.connecting: uv_connect in flight */
+    UPSTREAM_HANDSHAKE,  /* on pool.connecting: reverse pools, identify call pending */
     UPSTREAM_IDLE,       /* on pool.idle; read for EOF and late packets */
-    UPSTREAM_BUSY,       /* carries exactly one call (up->call) */
-    UPSTREAM_CLOSING,    /* handles closing; freed when the last one is closed */
+    UPSTREAM_BUSY,       /* on pool.busy: carries exactly one call (up->call) */
+    UPSTREAM_RELEASED,   /* on pool.released: its call ended; within pool_release the
+                            pool hands it to a waiter, parks it idle or closes it */
+    UPSTREAM_CLOSING,    /* on no list, not counted: handles closing; freed when the
+                            last one is closed */
 };
+#define UPSTREAM_STATE_COUNT (UPSTREAM_CLOSING + 1)
 
 struct upstream_conn {
     struct wire wire;
@@ -33,14 +59,13 @@ struct upstream_conn {
     struct pool *pool;
     struct endpoint *ep;
     enum upstream_state state;
-    struct list_node pool_node; /* on pool connecting/idle/busy */
+    struct list_node pool_node; /* on the pool list of its state (see above) */
     struct call *call;          /* while BUSY */
 
     uint64_t last_stream_id; /* last stream id used; the next call gets +1 */
     uint64_t created_at;     /* uv_now ms */
     uint64_t idle_since;
     uint64_t calls_served;
-    bool dirty_reason_logged;
     /* Its last call was soft-cancelled: a server may still be running that
      * handler (Go runs one per connection), so the next call would wait. */
     bool after_cancel;
@@ -69,10 +94,12 @@ __attribute__((warn_unused_result)) int upstream_dial(struct pool *p, struct end
 /* Reverse pools: accepts an agent connection from the pool's agent listener. */
 void upstream_accept(struct pool *p, uv_stream_t *server);
 
-/* Moves the connection to a new state (checks the transition). */
-void upstream_set_state(struct upstream_conn *up, enum upstream_state s);
+/* Whether an upstream connection may move from one state to another (the
+ * table above; pure, for pool_set_upstream_state and the unit test). */
+bool upstream_move_legal(enum upstream_state from, enum upstream_state to);
 
-/* Closes the connection with a logged reason; idempotent. */
+/* Closes the connection with a logged reason (moves it to CLOSING, which
+ * fails its call if it has one); idempotent. */
 void upstream_close(struct upstream_conn *up, const char *reason);
 
 /* Re-evaluates whether to read (back-pressure from the call's client). */

@@ -443,17 +443,17 @@ struct pool *h_pool(struct h_env *e)
 
 uint32_t h_pool_idle(const struct pool *p)
 {
-    return p->n_idle;
+    return pool_n_idle(p);
 }
 
 uint32_t h_pool_busy(const struct pool *p)
 {
-    return p->n_busy;
+    return pool_n_busy(p);
 }
 
 uint32_t h_pool_connecting(const struct pool *p)
 {
-    return p->n_connecting;
+    return pool_n_connecting(p);
 }
 
 uint32_t h_pool_total(const struct pool *p)

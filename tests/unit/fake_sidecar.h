@@ -55,9 +55,10 @@ static inline struct sidecar *fake_sidecar_new(uv_loop_t *loop, const char *conf
         p->cfg = cfg;
         p->pc = &cfg->pools[i];
         p->index = i;
-        list_init(&p->connecting);
-        list_init(&p->idle);
-        list_init(&p->busy);
+        counted_list_init(&p->connecting);
+        counted_list_init(&p->idle);
+        counted_list_init(&p->busy);
+        counted_list_init(&p->released);
         list_init(&p->waiters);
         list_init(&p->retired_node);
         p->n_endpoints = p->pc->n_endpoints;
