@@ -3,7 +3,8 @@
  *
  *   call_start --route--> pool_acquire --+--> call_attach ----> ACTIVE
  *                                        +--> WAITING --timer--> call_fail
- *   ACTIVE/HALF_CLOSED --end of stream--> call_finish --> pool_release
+ *   ACTIVE, CLIENT_CLOSED, UPSTREAM_CLOSED --end of stream--> call_finish
+ *                                                 --> pool_release
  *
  * Message ids toward the upstream are renumbered per upstream stream
  * (1, 2, 3 ... per packet) so the sidecar can insert packets of its own
@@ -24,6 +25,7 @@
 #include "proxy/pool.h"
 #include "proxy/router.h"
 #include "proxy/sidecar.h"
+#include "proxy/state.h"
 #include "proxy/upstream.h"
 
 #define FRAME_SPLIT (64 * 1024) /* what the Go writer uses */
@@ -37,12 +39,53 @@ const char *call_state_name(enum call_state s)
         return "dialing";
     case CALL_ACTIVE:
         return "active";
-    case CALL_HALF_CLOSED:
+    case CALL_CLIENT_CLOSED:
+    case CALL_UPSTREAM_CLOSED:
         return "half_closed";
     case CALL_DONE:
         return "done";
     }
     return "?";
+}
+
+static bool call_move_legal(enum call_state from, enum call_state to)
+{
+    if (to == CALL_DONE)
+        return from != CALL_DONE;
+    switch (from) {
+    case CALL_WAITING:
+        return to == CALL_DIALING || to == CALL_ACTIVE;
+    case CALL_DIALING:
+        return to == CALL_WAITING || to == CALL_ACTIVE;
+    case CALL_ACTIVE:
+        return to == CALL_CLIENT_CLOSED || to == CALL_UPSTREAM_CLOSED;
+    case CALL_CLIENT_CLOSED:
+    case CALL_UPSTREAM_CLOSED:
+    case CALL_DONE:
+        return false;
+    }
+    return false;
+}
+
+/*
+ * The one writer of c->state (see call.h for the moves). An illegal move
+ * aborts with SIDECAR_STRICT_STATES; otherwise it is logged, the call is
+ * failed and false is returned: the caller must not touch c again.
+ */
+static bool call_set_state(struct call *c, enum call_state to)
+{
+    if (!call_move_legal(c->state, to)) {
+        state_illegal_move("call", c->id, call_state_name(c->state), call_state_name(to));
+        call_fail(c, CALL_CAUSE_INTERNAL, "illegal state change");
+        return false;
+    }
+    c->state = to;
+    return true;
+}
+
+static bool call_queued(const struct call *c)
+{
+    return c->state == CALL_WAITING || c->state == CALL_DIALING;
 }
 
 static void call_free(struct call *c)
@@ -67,8 +110,7 @@ static void call_timer_cb(uv_timer_t *t);
 static void arm_timer(struct call *c)
 {
     uint64_t next = c->deadline_at;
-    bool waiting = c->state == CALL_WAITING || c->state == CALL_DIALING;
-    if (waiting && c->wait_until && (!next || c->wait_until < next))
+    if (call_queued(c) && c->wait_until && (!next || c->wait_until < next))
         next = c->wait_until;
     if (!next) {
         if (c->timer_init)
@@ -84,9 +126,23 @@ static void arm_timer(struct call *c)
     uv_timer_start(&c->timer, call_timer_cb, next > now ? next - now : 0, 0);
 }
 
-void call_wait_begin(struct call *c)
+void call_on_queued(struct call *c, uint64_t wait_until, bool dial_started)
 {
+    c->wait_until = wait_until;
+    if (dial_started && !call_set_state(c, CALL_DIALING))
+        return;
     arm_timer(c);
+}
+
+void call_on_requeued(struct call *c, struct pool *to)
+{
+    if (!to->pc->reverse) {
+        free(c->agent);
+        c->agent = NULL;
+    }
+    c->pool = to;
+    if (c->state == CALL_DIALING)
+        (void)call_set_state(c, CALL_WAITING); /* legal: cannot fail */
 }
 
 static void record_result(struct call *c)
@@ -177,7 +233,7 @@ static void call_finish(struct call *c, bool up_clean, const char *reason)
     struct sidecar *sc = c->sc;
     if (c->pool)
         pool_cancel_wait(c->pool, c);
-    c->state = CALL_DONE;
+    (void)call_set_state(c, CALL_DONE); /* legal from every other state */
     if (c->timer_init)
         uv_timer_stop(&c->timer);
     record_result(c);
@@ -195,7 +251,6 @@ static void call_finish(struct call *c, bool up_clean, const char *reason)
     struct client_conn *cl = c->client;
     if (cl) {
         c->client = NULL;
-        cl->call = NULL;
         client_call_ended(cl);
     }
     list_remove(&c->sc_node);
@@ -255,8 +310,7 @@ static void call_timer_cb(uv_timer_t *t)
     if (c->state == CALL_DONE)
         return;
     uint64_t now = uv_now(c->sc->loop);
-    bool waiting = c->state == CALL_WAITING || c->state == CALL_DIALING;
-    if (waiting && c->wait_until && now >= c->wait_until) {
+    if (call_queued(c) && c->wait_until && now >= c->wait_until) {
         char detail[64];
         snprintf(detail, sizeof(detail), "waited %llu ms",
                  (unsigned long long)(now - c->started_at));
@@ -294,7 +348,7 @@ void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t
     c->client = cl;
     c->cfg = config_ref(sc->cfg);
     c->route_index = -1;
-    c->state = CALL_WAITING;
+    c->state = CALL_WAITING; /* its first state; only call_set_state changes it */
     c->rpc = name;
     c->rpc_len = rpc_len;
     c->client_sid = sid;
@@ -303,9 +357,7 @@ void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t
     list_init(&c->wait_node);
     list_push_back(&sc->calls, &c->sc_node);
     sc->n_calls++;
-    cl->call = c;
-    cl->state = CLIENT_IN_CALL;
-    cl->calls++;
+    client_call_started(cl, c);
 
     if (meta) {
         struct metadata_limits lim = {0, (size_t)c->cfg->max_metadata_size};
@@ -379,7 +431,8 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
     c->up = up;
     up->call = c;
     c->up_sid = ++up->last_stream_id;
-    c->state = c->client_closed_send ? CALL_HALF_CLOSED : CALL_ACTIVE;
+    if (!call_set_state(c, CALL_ACTIVE))
+        return;
     c->attached_hr = uv_hrtime();
     histo_record(&p->stats.wait_us, (c->attached_hr - c->started_hr) / 1000);
     switch (checkout_kind) {
@@ -421,6 +474,10 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
         pos += used;
         if (!forward_up(c, &f))
             return;
+        /* A CloseSend sent while the call waited takes effect now. */
+        if (!f.control && f.done && f.kind == FRAME_KIND_CLOSE_SEND && c->state == CALL_ACTIVE &&
+            !call_set_state(c, CALL_CLIENT_CLOSED))
+            return;
     }
     buf_free(&c->pending);
     if (c->client)
@@ -429,7 +486,6 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
 
 void call_on_client_frame(struct call *c, const struct frame *f)
 {
-    struct sidecar *sc = c->sc;
     if (!f->control && (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA)) {
         client_protocol_error(c->client, f->stream_id, "invoke on a stream that is already open");
         return;
@@ -483,14 +539,15 @@ void call_on_client_frame(struct call *c, const struct frame *f)
      * call at its last frame, not its first. */
     switch (f->done ? f->kind : FRAME_KIND_MESSAGE) {
     case FRAME_KIND_CLOSE_SEND:
-        c->client_closed_send = true;
-        if (c->up_closed_send) {
+        /* Waiting: it is in c->pending and acts on replay. Already closed:
+         * nothing more to do. */
+        if (c->state == CALL_UPSTREAM_CLOSED) {
             c->result = CALL_RESULT_OK;
             call_finish(c, true, NULL);
             return;
         }
-        if (c->up)
-            c->state = CALL_HALF_CLOSED;
+        if (c->state == CALL_ACTIVE && !call_set_state(c, CALL_CLIENT_CLOSED))
+            return;
         break;
     case FRAME_KIND_CLOSE:
         c->result = CALL_RESULT_OK;
@@ -506,7 +563,6 @@ void call_on_client_frame(struct call *c, const struct frame *f)
     }
     if (c->client)
         client_update_reading(c->client);
-    (void)sc;
 }
 
 void call_on_upstream_frame(struct call *c, const struct frame *f)
@@ -563,13 +619,13 @@ void call_on_upstream_frame(struct call *c, const struct frame *f)
 
     switch (f->done ? f->kind : FRAME_KIND_MESSAGE) { /* a packet acts once whole */
     case FRAME_KIND_CLOSE_SEND:
-        c->up_closed_send = true;
-        if (c->client_closed_send) {
+        if (c->state == CALL_CLIENT_CLOSED) {
             c->result = CALL_RESULT_OK;
             call_finish(c, !c->up_pkt_open, "client mid-packet");
             return;
         }
-        c->state = CALL_HALF_CLOSED;
+        if (c->state == CALL_ACTIVE && !call_set_state(c, CALL_UPSTREAM_CLOSED))
+            return;
         break;
     case FRAME_KIND_ERROR:
         c->result = CALL_RESULT_APP_ERROR;
@@ -588,13 +644,7 @@ void call_on_upstream_frame(struct call *c, const struct frame *f)
 
 void call_client_gone(struct call *c)
 {
-    struct client_conn *cl = c->client;
-    if (cl) {
-        c->client = NULL;
-        cl->call = NULL;
-        if (cl->state == CLIENT_IN_CALL)
-            cl->state = CLIENT_IDLE;
-    }
+    c->client = NULL;
     c->result = CALL_RESULT_CANCELLED;
     bool clean = cancel_upstream(c);
     call_finish(c, clean,

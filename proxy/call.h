@@ -11,6 +11,20 @@
  * from both. call_finish() then hands the upstream back to its pool (clean
  * or not) and returns the client to CLIENT_IDLE. Failures the sidecar
  * detects itself become an Error packet on the client's stream id.
+ *
+ * States (only call.c writes c->state, through call_set_state):
+ *
+ *   call_start --> WAITING --a dial started for it--> DIALING
+ *                     ^                                  |
+ *                     +------ moved by a reload ---------+
+ *   WAITING, DIALING --call_attach--> ACTIVE
+ *   ACTIVE --client CloseSend--> CLIENT_CLOSED --upstream CloseSend--> DONE
+ *   ACTIVE --upstream CloseSend--> UPSTREAM_CLOSED --client CloseSend--> DONE
+ *   every state but DONE --Close, Error, Cancel, failure, client gone--> DONE
+ *
+ * A CloseSend the client sends while the call waits is kept with its other
+ * early frames (c->pending) and takes effect when they are replayed at
+ * attach. The admin API shows both half-closed states as "half_closed".
  */
 #ifndef SIDECAR_CALL_H
 #define SIDECAR_CALL_H
@@ -33,11 +47,12 @@ struct config;
 struct config_route;
 
 enum call_state {
-    CALL_WAITING,     /* queued for an upstream connection */
-    CALL_DIALING,     /* queued, and a dial was started for it */
-    CALL_ACTIVE,      /* attached; frames flow both ways */
-    CALL_HALF_CLOSED, /* one side has sent CloseSend */
-    CALL_DONE,        /* finished; freed once its timer handle is closed */
+    CALL_WAITING,         /* routing, or queued for an upstream connection */
+    CALL_DIALING,         /* queued, and a dial was started for it */
+    CALL_ACTIVE,          /* attached; frames flow both ways */
+    CALL_CLIENT_CLOSED,   /* attached; the client sent CloseSend, replies still flow */
+    CALL_UPSTREAM_CLOSED, /* attached; the upstream sent CloseSend, requests still flow */
+    CALL_DONE,            /* finished; freed once its timer handle is closed */
 };
 
 enum call_result {
@@ -72,10 +87,8 @@ struct call {
     uint64_t up_msg;          /* last message id sent upstream (renumbered) */
     uint64_t up_src_msg;      /* client message id of the packet last forwarded */
     uint64_t down_msg;        /* last message id sent to the client */
-    bool client_closed_send;
-    bool up_closed_send;
-    bool up_pkt_open;   /* forwarded part of a packet upstream */
-    bool down_pkt_open; /* forwarded part of a packet to the client */
+    bool up_pkt_open;         /* forwarded part of a packet upstream */
+    bool down_pkt_open;       /* forwarded part of a packet to the client */
     uint64_t up_pkt_bytes;
     uint64_t down_pkt_bytes;
 
@@ -103,8 +116,14 @@ void call_start(struct client_conn *client, uint64_t sid, const uint8_t *rpc, si
 /* The pool gives the call an upstream connection. */
 void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind);
 
-/* The call was queued by its pool: arms the wait timeout. */
-void call_wait_begin(struct call *c);
+/* The pool queued the call (waiting until wait_until, uv_now ms, 0 =
+ * forever); dial_started: a dial was started for it. Arms the timer. */
+void call_on_queued(struct call *c, uint64_t wait_until, bool dial_started);
+
+/* A reload moved the waiting call to pool to (already queued there): a dial
+ * started for it belongs to the old pool, and a dialled pool has no agents
+ * to pick. */
+void call_on_requeued(struct call *c, struct pool *to);
 
 /* A frame from the client for this call's stream. */
 void call_on_client_frame(struct call *c, const struct frame *f);
@@ -112,7 +131,8 @@ void call_on_client_frame(struct call *c, const struct frame *f);
 /* A frame from the upstream for this call's stream. */
 void call_on_upstream_frame(struct call *c, const struct frame *f);
 
-/* The client disconnected or abandoned the stream (new Invoke). */
+/* The client disconnected or abandoned the stream (new Invoke); the
+ * client has already let go of the call. */
 void call_client_gone(struct call *c);
 
 /* The upstream connection is gone or broke the protocol. */

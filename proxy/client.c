@@ -21,6 +21,7 @@
 #include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/sidecar.h"
+#include "proxy/state.h"
 #include "proxy/upstream.h"
 
 #define MAX_RPC_NAME 4096
@@ -46,6 +47,60 @@ const char *client_state_name(enum client_state s)
     return "?";
 }
 
+static bool client_move_legal(enum client_state from, enum client_state to)
+{
+    switch (from) {
+    case CLIENT_PREFIX:
+        return to == CLIENT_IDLE || to == CLIENT_DRAINING || to == CLIENT_CLOSING;
+    case CLIENT_IDLE:
+        return to == CLIENT_IN_CALL || to == CLIENT_LINGER || to == CLIENT_DRAINING ||
+               to == CLIENT_CLOSING;
+    case CLIENT_IN_CALL:
+        return to == CLIENT_IDLE;
+    case CLIENT_LINGER:
+        return to == CLIENT_DRAINING || to == CLIENT_CLOSING;
+    case CLIENT_DRAINING:
+        return to == CLIENT_CLOSING;
+    case CLIENT_CLOSING:
+        return false;
+    }
+    return false;
+}
+
+/*
+ * The one writer of cl->state (see client.h for the moves). An illegal move
+ * aborts with SIDECAR_STRICT_STATES; otherwise it is logged, the client is
+ * closed and false is returned: the caller must stop using it.
+ */
+static bool client_set_state(struct client_conn *cl, enum client_state to)
+{
+    if (!client_move_legal(cl->state, to)) {
+        state_illegal_move("client", cl->id, client_state_name(cl->state), client_state_name(to));
+        if (cl->state != CLIENT_CLOSING)
+            client_close(cl, "internal error: illegal state change");
+        return false;
+    }
+    cl->state = to;
+    return true;
+}
+
+/* Still reading frames (a lingering client too): neither draining nor closing. */
+static bool client_open(const struct client_conn *cl)
+{
+    return cl->state != CLIENT_DRAINING && cl->state != CLIENT_CLOSING;
+}
+
+/* Lets go of the call in progress, if any, which then ends as abandoned. */
+static void client_detach_call(struct client_conn *cl)
+{
+    struct call *c = cl->call;
+    if (!c)
+        return;
+    cl->call = NULL;
+    (void)client_set_state(cl, CLIENT_IDLE); /* IN_CALL -> IDLE: legal */
+    call_client_gone(c);
+}
+
 static void client_closed_cb(uv_handle_t *h)
 {
     struct client_conn *cl = client_from_wire(h->data);
@@ -60,10 +115,11 @@ void client_close(struct client_conn *cl, const char *reason)
     if (cl->state == CLIENT_CLOSING)
         return;
     struct sidecar *sc = cl->wire.sc;
-    if (cl->call)
-        call_client_gone(cl->call);
+    client_detach_call(cl);
+    if (cl->state == CLIENT_CLOSING) /* the call's end closed it */
+        return;
     bool counted = list_linked(&cl->sc_node);
-    cl->state = CLIENT_CLOSING;
+    (void)client_set_state(cl, CLIENT_CLOSING); /* legal from every other state */
     if (counted) {
         list_remove(&cl->sc_node);
         sc->n_clients--;
@@ -83,11 +139,11 @@ void client_close(struct client_conn *cl, const char *reason)
 
 void client_drain_and_close(struct client_conn *cl, const char *reason)
 {
-    if (!cl || cl->state >= CLIENT_DRAINING)
+    if (!cl || !client_open(cl))
         return;
-    if (cl->call)
-        call_client_gone(cl->call);
-    cl->state = CLIENT_DRAINING;
+    client_detach_call(cl);
+    if (!client_open(cl) || !client_set_state(cl, CLIENT_DRAINING))
+        return;
     cl->close_reason = reason;
     wire_read_stop(&cl->wire);
     cl->wire.shutdown = true;
@@ -103,7 +159,8 @@ void client_close_after_reply(struct client_conn *cl, const char *reason)
         client_drain_and_close(cl, reason);
         return;
     }
-    cl->state = CLIENT_LINGER;
+    if (!client_set_state(cl, CLIENT_LINGER))
+        return;
     cl->close_reason = reason;
     cl->linger_until = uv_now(cl->wire.sc->loop) + CLIENT_LINGER_MS;
     client_update_reading(cl);
@@ -118,7 +175,7 @@ void client_linger_check(struct client_conn *cl, uint64_t now)
 void client_send_error(struct client_conn *cl, uint64_t sid, uint64_t msg, uint64_t code,
                        const char *text)
 {
-    if (cl->state >= CLIENT_CLOSING)
+    if (cl->state == CLIENT_CLOSING)
         return;
     cl->errors++;
     if (frame_append_error(&cl->wire.out, sid, msg, code, text, strlen(text)) != 0) {
@@ -144,12 +201,20 @@ void client_protocol_error(struct client_conn *cl, uint64_t sid, const char *why
     client_drain_and_close(cl, "protocol error");
 }
 
+void client_call_started(struct client_conn *cl, struct call *c)
+{
+    cl->calls++;
+    if (client_set_state(cl, CLIENT_IN_CALL))
+        cl->call = c;
+}
+
 void client_call_ended(struct client_conn *cl)
 {
     cl->last_active = uv_now(cl->wire.sc->loop);
-    if (cl->state == CLIENT_IN_CALL)
-        cl->state = CLIENT_IDLE;
-    if (cl->state == CLIENT_IDLE && cl->wire.sc->state != SIDECAR_RUNNING) {
+    cl->call = NULL;
+    if (!client_set_state(cl, CLIENT_IDLE))
+        return;
+    if (cl->wire.sc->state != SIDECAR_RUNNING) {
         client_close_after_reply(cl, "shutting down");
         return;
     }
@@ -198,11 +263,8 @@ static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
     struct sidecar *sc = cl->wire.sc;
     if (f->control)
         return; /* e.g. a Cancel for a stream that never started */
-    if (cl->call) {
-        /* The client moved on: like the upstream server, end the old stream. */
-        call_client_gone(cl->call);
-        cl->state = CLIENT_IDLE;
-    }
+    /* The client moved on: like the upstream server, end the old stream. */
+    client_detach_call(cl);
     switch (f->kind) {
     case FRAME_KIND_INVOKE_METADATA: {
         int rc = assemble(&cl->meta, &cl->meta_sid, &cl->meta_msg, &cl->meta_done, f,
@@ -297,26 +359,21 @@ static bool check_prefix(struct client_conn *cl, struct wire_frames *it)
     const uint8_t *p = it->data + it->pos;
     if (avail == 0)
         return false;
-    if (p[0] != (uint8_t)DRPC_HEADER[0]) {
-        cl->state = CLIENT_IDLE; /* no prefix: a frame starts right away */
-        return true;
-    }
+    /* No prefix, or not the prefix: a frame starts right away and the
+     * frame parser judges it. */
     size_t n = avail < DRPC_HEADER_LEN ? avail : DRPC_HEADER_LEN;
-    if (memcmp(p, DRPC_HEADER, n) != 0) {
-        cl->state = CLIENT_IDLE; /* not the prefix: let the frame parser judge it */
-        return true;
-    }
-    if (n < DRPC_HEADER_LEN)
+    bool prefix = p[0] == (uint8_t)DRPC_HEADER[0] && memcmp(p, DRPC_HEADER, n) == 0;
+    if (prefix && n < DRPC_HEADER_LEN)
         return false;
-    wire_frames_skip(it, DRPC_HEADER_LEN);
-    cl->state = CLIENT_IDLE;
-    return true;
+    if (prefix)
+        wire_frames_skip(it, DRPC_HEADER_LEN);
+    return client_set_state(cl, CLIENT_IDLE);
 }
 
 static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct client_conn *cl = client_from_wire(s->data);
-    if (cl->state >= CLIENT_DRAINING)
+    if (!client_open(cl))
         return;
     if (nread < 0) {
         client_close(cl, nread == UV_EOF ? "eof" : uv_strerror((int)nread));
@@ -335,7 +392,7 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         size_t max = (size_t)sc->cfg->max_message_size;
         while ((r = wire_frames_next(&it, max, &f)) == FRAME_OK) {
             on_frame(cl, &f);
-            if (cl->state >= CLIENT_DRAINING)
+            if (!client_open(cl))
                 break;
         }
     }
@@ -343,18 +400,18 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         client_close(cl, "out of memory");
         return;
     }
-    if (r < 0 && cl->state < CLIENT_DRAINING) {
+    if (r < 0 && client_open(cl)) {
         uint64_t sid = cl->call ? cl->call->client_sid : 0;
         client_protocol_error(cl, sid, frame_strerror(r));
         return;
     }
-    if (cl->state < CLIENT_DRAINING)
+    if (client_open(cl))
         client_update_reading(cl);
 }
 
 void client_update_reading(struct client_conn *cl)
 {
-    if (cl->state >= CLIENT_DRAINING)
+    if (!client_open(cl))
         return;
     struct call *c = cl->call;
     size_t high = (size_t)cl->wire.sc->cfg->call_buffer_bytes;
@@ -427,7 +484,8 @@ void client_accept(struct listener *l, uv_os_sock_t fd)
     cl->wire.h.handle.data = &cl->wire;
     cl->wire.handle_open = true;
     cl->listener = l;
-    cl->state = CLIENT_IDLE;
+    /* Its first state; only client_set_state changes it from here. */
+    cl->state = l->lc->accept_header ? CLIENT_PREFIX : CLIENT_IDLE;
     if (fd >= 0) {
         rc =
             cl->wire.is_tcp ? uv_tcp_open(&cl->wire.h.tcp, fd) : uv_pipe_open(&cl->wire.h.pipe, fd);
@@ -472,7 +530,6 @@ void client_accept(struct listener *l, uv_os_sock_t fd)
     }
     cl->id = ++sc->next_client_id;
     cl->connected_at = cl->last_active = uv_now(sc->loop);
-    cl->state = l->lc->accept_header ? CLIENT_PREFIX : CLIENT_IDLE;
     list_push_back(&sc->clients, &cl->sc_node);
     sc->n_clients++;
     sc->stats.clients_accepted++;

@@ -16,6 +16,20 @@
 struct listener;
 struct call;
 
+/*
+ * States (only client.c writes cl->state, through client_set_state):
+ *
+ *   accept --> PREFIX --first bytes--> IDLE <--call ended-- IN_CALL
+ *   accept (no DRPC!!!1 on this listener) --^  \--call started--^
+ *   IDLE --close after its last reply (shutdown)--> LINGER
+ *   PREFIX, IDLE, LINGER --drain (protocol error, shutdown, linger over)--> DRAINING
+ *   DRAINING --queued bytes written--> CLOSING
+ *   PREFIX, IDLE, LINGER, DRAINING --EOF, error, limit--> CLOSING
+ *
+ * IN_CALL holds exactly while client->call is set: a client that drains
+ * or closes lets go of its call first (back to IDLE), and the call ends.
+ * Half-closing is the call's business (call.h), not the client's.
+ */
 enum client_state {
     CLIENT_PREFIX,   /* listener accepts DRPC!!!1: first bytes not seen yet */
     CLIENT_IDLE,     /* between calls */
@@ -66,7 +80,10 @@ struct client_conn {
  * (the client owns fd from here on, even on failure). */
 void client_accept(struct listener *l, uv_os_sock_t fd);
 
-/* The call is over: back to IDLE (or close if draining). */
+/* The client's new call c started (call_start): IDLE -> IN_CALL. */
+void client_call_started(struct client_conn *cl, struct call *c);
+
+/* Its call is over: back to IDLE (and drain if the process is stopping). */
 void client_call_ended(struct client_conn *cl);
 
 /* Sends an Error packet on stream sid (message id msg). */

@@ -18,6 +18,7 @@
 #include "proxy/call.h"
 #include "proxy/log.h"
 #include "proxy/sidecar.h"
+#include "proxy/state.h"
 #include "proxy/upstream.h"
 #include "proxy/wire.h"
 
@@ -239,12 +240,7 @@ bool pool_set_upstream_state(struct pool *p, struct upstream_conn *up, enum upst
 {
     enum upstream_state from = up->state;
     if (!upstream_move_legal(from, to)) {
-        log_error("up#%llu pool=%s: illegal state change %s -> %s (%s)", (unsigned long long)up->id,
-                  p->pc->name, upstream_state_name(from), upstream_state_name(to),
-                  reason ? reason : "-");
-#ifdef SIDECAR_STRICT_STATES
-        abort();
-#endif
+        state_illegal_move("up", up->id, upstream_state_name(from), upstream_state_name(to));
         upstream_close(up, "internal error: illegal state change");
         return false;
     }
@@ -348,14 +344,11 @@ void pool_acquire(struct pool *p, struct call *c)
         call_fail(c, CALL_CAUSE_DIAL_FAILED, last_dial_error(p));
         return;
     }
-    c->state = CALL_WAITING;
     list_push_back(&p->waiters, &c->wait_node);
     p->n_waiters++;
-    c->wait_until = p->pc->wait_timeout_ms ? now + p->pc->wait_timeout_ms : 0;
-    if (!p->pc->reverse && !p->draining && p->connecting.n < p->n_waiters &&
-        pool_total(p) < p->pc->max_conns && dial_one(p))
-        c->state = CALL_DIALING;
-    call_wait_begin(c);
+    bool dialing = !p->pc->reverse && !p->draining && p->connecting.n < p->n_waiters &&
+                   pool_total(p) < p->pc->max_conns && dial_one(p);
+    call_on_queued(c, p->pc->wait_timeout_ms ? now + p->pc->wait_timeout_ms : 0, dialing);
 }
 
 void pool_cancel_wait(struct pool *p, struct call *c)
@@ -633,15 +626,10 @@ void pool_move_waiters(struct pool *from, struct pool *to)
         if (retired_pool_serves(from, c))
             continue;
         pool_cancel_wait(from, c);
-        if (!to->pc->reverse) { /* a dialled pool has no agents to pick */
-            free(c->agent);
-            c->agent = NULL;
-        }
-        c->pool = to;
-        c->state = CALL_WAITING; /* a dial started for it belongs to the old pool */
         list_push_back(&to->waiters, &c->wait_node);
         to->n_waiters++;
         to->stats.calls++;
+        call_on_requeued(c, to);
     }
 }
 

@@ -6,15 +6,24 @@
  * table of legal moves); pool_set_upstream_state() is the one place that
  * changes the state, moves the node and keeps every count in that step.
  *
- *        dial / accept                                 pool_release
- *   NEW -------------> [connecting] --ok--> [idle] --checkout--> [busy] ---+
- *                       RESOLVING            ^   ^                 ^       |
- *                       CONNECTING           |   |   waiter? hand  |       v
- *                       HANDSHAKE            |   +---- clean -- [released] (same step)
- *                            |               |                     |
- *                            +- to a waiter -|--------> [busy]     +- dirty, lifetime,
- *                                            |                     |  drain, shrink
- *           any open state -- fail / EOF / timeout / drain ------> CLOSING (no list)
+ *   NEW --dial, accept--> [connecting] --connected--+--> [idle] --checkout--+
+ *                                                   |      ^                |
+ *                                                   |      | clean,         |
+ *                                                   |      | no waiter      v
+ *                                                   +------|--a waiter--> [busy]
+ *                                                          |               |  ^
+ *                                                          |    call ended |  | clean,
+ *                                                          |               v  | a waiter
+ *                                                          +----------- [released]
+ *                                                                          |
+ *                    dirty, past max_lifetime, draining, over max_conns, ejected
+ *                                                                          v
+ *   any open state --dial failed, EOF, error, timeout, drain, reload--> CLOSING
+ *
+ * [connecting] holds RESOLVING, CONNECTING and HANDSHAKE (agents that are
+ * still identifying); CLOSING is on no list and no longer counted. A
+ * connection is RELEASED only inside pool_release(), which decides its
+ * next state in the same step.
  *
  * An upstream connection carries exactly one call at a time and goes back
  * to idle (or straight to the first waiter) only when that call ended

@@ -4,6 +4,10 @@
  *   upstream_dial --> RESOLVING (host names only, uv_getaddrinfo)
  *                 --> CONNECTING (uv_tcp_connect / uv_pipe_connect, dial timer)
  *                 --> pool_on_connected: IDLE or BUSY
+ *   upstream_accept --> HANDSHAKE (identify call) --> pool_on_connected
+ *
+ * Every state change goes through pool_set_upstream_state() (pool.c), and
+ * every close through upstream_close(); upstream_move_legal() is the table.
  *
  * Frames read while BUSY go to the call when they carry its stream id;
  * frames of older streams are late and dropped; anything else breaks the
