@@ -15,7 +15,7 @@ PYTHON   ?= /usr/bin/python3
 PYTEST_ARGS ?=
 FUZZ_SECONDS ?= 20
 
-PKGS        := libuv jansson libprotobuf-c
+PKGS        := libuv jansson libprotobuf-c openssl
 PEER_PKGS   := openssl
 LLHTTP_DIR  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
@@ -33,8 +33,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 CFLAGS     = -std=c11 $(OPT) $(SAN) $(WARN) $(DEFS) -I. -I$(B)/gen -I$(LLHTTP_INC) $(PKG_CFLAGS) -MMD -MP
 LDFLAGS   += $(SAN)
 LDLIBS     = $(PKG_LIBS) -lm
-# The test peers (and the benches built on them) speak TLS; the sidecar's
-# own link line does not take OpenSSL yet.
+# The test peers (and the benches built on them) speak TLS too.
 PEER_CFLAGS = $(shell pkg-config --cflags $(PEER_PKGS))
 PEER_LIBS   = $(shell pkg-config --libs $(PEER_PKGS))
 
