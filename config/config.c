@@ -18,7 +18,8 @@
  * access log sections, the struct config life cycle (refs) and the error
  * format. Beside it: config_read.c (typed values, positioned errors),
  * config_routes.c (routes), config_addr.c (addresses), config_pos.c
- * (positions), config_json.c (the effective config as JSON).
+ * (positions), config_json.c (the effective config as JSON), config_tls.c
+ * (tls objects and the files they name).
  */
 #include "config/config.h"
 
@@ -32,6 +33,7 @@
 #include "config/config_addr.h"
 #include "config/config_read.h"
 #include "config/config_routes.h"
+#include "config/config_tls.h"
 
 #define PATH_LEN     CONFIG_POS_PATH_MAX
 #define MAX_FILE     (16u << 20)
@@ -69,7 +71,7 @@ static int parse_listener(struct config_reader *rd, const json_t *v, const char 
 {
     static const char *const keys[] = {
         "name", "address", "header", "max_clients", "mode", "reuse_port", "client_idle_timeout_ms",
-        NULL};
+        "tls",  NULL};
     int rc;
     if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
         (rc = config_read_name(rd, v, path, false, &l->name)))
@@ -85,7 +87,8 @@ static int parse_listener(struct config_reader *rd, const json_t *v, const char 
         (rc = config_read_u32(rd, v, path, "max_clients", 0, 1000000, 0, &l->max_clients)) ||
         (rc = config_read_bool(rd, v, path, "reuse_port", true, &l->reuse_port)) ||
         (rc = config_read_u64(rd, v, path, "client_idle_timeout_ms", 0, CONFIG_READ_DAY_MS, 0,
-                              &l->client_idle_timeout_ms)))
+                              &l->client_idle_timeout_ms)) ||
+        (rc = config_tls_parse_server(rd, v, path, &l->tls)))
         return rc;
     l->unix_mode = 0660;
     const json_t *mode = json_object_get(v, "mode");
@@ -209,8 +212,8 @@ static int parse_pool(struct config_reader *rd, const json_t *v, const char *pat
                       struct config_pool *pl)
 {
 #define POOL_KEY_NAME(key, type, min, max, def, scope) #key,
-    static const char *const keys[] = {"name", "endpoints", "accept", "identify",
-                                       CONFIG_POOL_KEYS(POOL_KEY_NAME) NULL};
+    static const char *const keys[] = {
+        "name", "endpoints", "accept", "identify", CONFIG_POOL_KEYS(POOL_KEY_NAME) "tls", NULL};
 #undef POOL_KEY_NAME
     int rc;
     if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
@@ -238,6 +241,17 @@ static int parse_pool(struct config_reader *rd, const json_t *v, const char *pat
             config_read_join(p, path, "identify");
             return config_read_fail(rd, p, "only applies to reverse pools (with \"accept\")");
         }
+        if ((rc = config_tls_parse_client(rd, v, path, &pl->tls)))
+            return rc;
+        for (size_t i = 0;
+             pl->tls.enabled && pl->tls.verify && !pl->tls.server_name && i < pl->n_endpoints; i++)
+            if (pl->endpoints[i].kind == CONFIG_ADDR_UNIX) {
+                config_read_join(p, path, "tls");
+                return config_read_fail(rd, p,
+                                        "needs server_name: endpoints[%zu] is a unix: address, "
+                                        "with no host name to verify",
+                                        i);
+            }
     } else {
         pl->reverse = true;
         if ((rc = config_read_addr(rd, v, path, "accept", true, true, &pl->accept)))
@@ -250,6 +264,9 @@ static int parse_pool(struct config_reader *rd, const json_t *v, const char *pat
                 (rc = config_read_string(rd, id, p, "rpc", true, &pl->identify_rpc)))
                 return rc;
         }
+        /* The sidecar is the TLS server towards agents: the listener form. */
+        if ((rc = config_tls_parse_server(rd, v, path, &pl->accept_tls)))
+            return rc;
     }
 
 #define POOL_KEY_READ(key, type, min, max, def, scope)                                             \
@@ -463,9 +480,10 @@ static int parse_root(struct config_reader *rd, const json_t *root, struct confi
         return rc;
     cfg->log_level = (enum config_log_level)level;
     if ((rc = parse_listeners(rd, root, cfg)) || (rc = parse_pools(rd, root, cfg)) ||
-        (rc = config_routes_parse(rd, root, cfg)) || (rc = parse_admin(rd, root, &cfg->admin)) ||
+        (rc = config_tls_read_system_store(rd, cfg)) || (rc = config_routes_parse(rd, root, cfg)) ||
+        (rc = parse_admin(rd, root, &cfg->admin)) ||
         (rc = parse_access_log(rd, root, &cfg->access_log)) ||
-        (rc = check_listen_addresses(rd, cfg)))
+        (rc = check_listen_addresses(rd, cfg)) || (rc = config_tls_refuse_unwired(rd, cfg)))
         return rc;
     return 0;
 }
@@ -480,6 +498,7 @@ static void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         free(cfg->listeners[i].name);
         config_addr_free(&cfg->listeners[i].addr);
+        config_tls_server_free(&cfg->listeners[i].tls);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->n_pools; i++) {
@@ -490,6 +509,8 @@ static void config_free(struct config *cfg)
         free(p->endpoints);
         config_addr_free(&p->accept);
         free(p->identify_rpc);
+        config_tls_client_free(&p->tls);
+        config_tls_server_free(&p->accept_tls);
     }
     free(cfg->pools);
     for (size_t i = 0; i < cfg->n_routes; i++) {
@@ -511,6 +532,7 @@ static void config_free(struct config *cfg)
     config_addr_free(&cfg->admin.addr);
     free(cfg->admin.token);
     free(cfg->access_log.path);
+    config_tls_file_free(&cfg->system_ca);
     free(cfg->path);
     free(cfg);
 }
@@ -543,6 +565,12 @@ static int file_error(struct config_error *err, const char *file, int rc, const 
 int config_parse(const char *text, size_t len, const char *name, struct config **out,
                  struct config_error *err)
 {
+    return config_parse_flags(text, len, name, 0, out, err);
+}
+
+int config_parse_flags(const char *text, size_t len, const char *name, unsigned flags,
+                       struct config **out, struct config_error *err)
+{
     memset(err, 0, sizeof(*err));
     *out = NULL;
     /* Editors on some systems start files with a byte order mark; it is
@@ -561,7 +589,7 @@ int config_parse(const char *text, size_t len, const char *name, struct config *
         err->column = jerr.column > 0 ? jerr.column : 1;
         return UV_EINVAL;
     }
-    struct config_reader rd = {name, text, len, err, false};
+    struct config_reader rd = {name, text, len, err, false, flags};
     int rc = UV_ENOMEM;
     struct config *cfg = calloc(1, sizeof(*cfg));
     if (cfg) {
@@ -581,6 +609,12 @@ int config_parse(const char *text, size_t len, const char *name, struct config *
 }
 
 int config_load(const char *path, struct config **out, struct config_error *err)
+{
+    return config_load_flags(path, 0, out, err);
+}
+
+int config_load_flags(const char *path, unsigned flags, struct config **out,
+                      struct config_error *err)
 {
     memset(err, 0, sizeof(*err));
     *out = NULL;
@@ -619,7 +653,7 @@ int config_load(const char *path, struct config **out, struct config_error *err)
     }
     fclose(f);
     if (rc == 0)
-        rc = config_parse(text ? text : "", len, path, out, err);
+        rc = config_parse_flags(text ? text : "", len, path, flags, out, err);
     free(text);
     return rc;
 }

@@ -62,6 +62,45 @@ enum config_log_format {
     CONFIG_LOG_FORMAT_JSON,
 };
 
+/* TLS ("tls" objects; config_tls.c). Files are read, parsed and checked at
+ * load and their bytes kept in the snapshot: the contexts built from it
+ * (proxy/tls_ctx.h) never touch the file system, so they can be built
+ * anywhere, and a reload re-reads every file. */
+enum config_tls_version {
+    CONFIG_TLS_1_2,
+    CONFIG_TLS_1_3,
+};
+
+/* The names of enum config_tls_version, by value: "1.2", "1.3". */
+extern const char *const config_tls_version_names[];
+
+/* A PEM file named by a tls key, read at load. */
+struct config_tls_file {
+    char *path; /* as written; NULL when the key is absent */
+    char *data; /* its bytes, NUL-terminated (may hold a private key: never shown) */
+    size_t len;
+};
+
+/* A dialled pool's "tls": the sidecar is the TLS client. */
+struct config_tls_client {
+    bool enabled;                /* "tls": true or an object */
+    struct config_tls_file ca;   /* "ca_file"; absent: the system store */
+    struct config_tls_file cert; /* "cert_file": client certificate (chain), with key */
+    struct config_tls_file key;  /* "key_file" */
+    char *server_name;           /* SNI and the name verified; NULL: the endpoint's host */
+    bool verify;                 /* default true; false only when written */
+    enum config_tls_version min_version;
+};
+
+/* A listener's or reverse pool's "tls": the sidecar is the TLS server. */
+struct config_tls_server {
+    bool enabled;
+    struct config_tls_file cert;      /* "cert_file", required */
+    struct config_tls_file key;       /* "key_file", required */
+    struct config_tls_file client_ca; /* "client_ca_file": clients must present a certificate */
+    enum config_tls_version min_version;
+};
+
 struct config_listener {
     char *name;
     struct config_addr addr;
@@ -70,6 +109,7 @@ struct config_listener {
     uint32_t unix_mode;              /* "mode": file mode of a unix socket, default 0660 */
     bool reuse_port;                 /* "reuse_port": SO_REUSEPORT on TCP, default true */
     uint64_t client_idle_timeout_ms; /* close a client idle this long between calls; 0 = never */
+    struct config_tls_server tls;    /* "tls" */
 };
 
 /*
@@ -140,9 +180,11 @@ struct config_pool {
     /* Dialled pool: endpoints. Reverse pool: accept (exclusive with endpoints). */
     struct config_addr *endpoints;
     size_t n_endpoints;
-    bool reverse;              /* true when "accept" is given */
-    struct config_addr accept; /* reverse pools: where agents dial in */
-    char *identify_rpc;        /* reverse pools: "identify": {"rpc": ...}; NULL = off */
+    bool reverse;                        /* true when "accept" is given */
+    struct config_addr accept;           /* reverse pools: where agents dial in */
+    char *identify_rpc;                  /* reverse pools: "identify": {"rpc": ...}; NULL = off */
+    struct config_tls_client tls;        /* dialled pools: "tls" */
+    struct config_tls_server accept_tls; /* reverse pools: "tls" (the listener form) */
 
     CONFIG_POOL_KEYS(CONFIG_POOL_MEMBER)
 };
@@ -207,6 +249,10 @@ struct config {
     uint64_t max_metadata_size;      /* default 64 KiB */
     uint64_t call_buffer_bytes;      /* per-call buffered bytes high-water mark, default 1 MiB */
     uint32_t busy_poll_us; /* cap of the adaptive spin after traffic (proxy/busy_poll.h); 0 = off */
+
+    /* The system CA store, read at load when a dialled pool verifies
+     * without a ca_file (path: the file OpenSSL names); else all zero. */
+    struct config_tls_file system_ca;
 };
 
 struct config_error {
@@ -229,6 +275,32 @@ __attribute__((warn_unused_result)) int config_load(const char *path, struct con
 /* As config_load, from a string; name is used as the file name in errors. */
 __attribute__((warn_unused_result)) int config_parse(const char *text, size_t len, const char *name,
                                                      struct config **out, struct config_error *err);
+
+/*
+ * Flags of config_load_flags and config_parse_flags.
+ *
+ * CONFIG_ALLOW_TLS: accept "tls" objects. The data plane does not speak TLS
+ * yet, so config_load and config_parse validate every tls object in full
+ * (keys, files, key against certificate, expiry) and then refuse the first
+ * one as "not supported yet" rather than ignore it. Tests of the TLS
+ * material (and, later, the TLS transport) pass this flag.
+ */
+#define CONFIG_ALLOW_TLS 1u
+
+__attribute__((warn_unused_result)) int
+config_load_flags(const char *path, unsigned flags, struct config **out, struct config_error *err);
+__attribute__((warn_unused_result)) int config_parse_flags(const char *text, size_t len,
+                                                           const char *name, unsigned flags,
+                                                           struct config **out,
+                                                           struct config_error *err);
+
+/*
+ * Calls warn(text, arg) once for each setting that weakens security and is
+ * worth saying at every start and reload (today: a pool's "verify": false).
+ * Returns how many there were.
+ */
+size_t config_tls_warnings(const struct config *cfg, void (*warn)(const char *text, void *arg),
+                           void *arg);
 
 /* Formats an error as "file:line:col: path: text" into buf. */
 void config_error_format(const struct config_error *err, char *buf, size_t size);

@@ -13,7 +13,7 @@
 #include <uv.h>
 
 /* RFC 1123 names, plus "_" (seen in service names), one trailing dot allowed. */
-static bool valid_hostname(const char *h)
+bool config_addr_valid_hostname(const char *h)
 {
     size_t len = strlen(h);
     if (len > 0 && h[len - 1] == '.')
@@ -100,7 +100,7 @@ int config_addr_parse(const char *text, struct config_addr *out, const char **wh
         if (strspn(host, "0123456789.") == hlen) {
             if (inet_pton(AF_INET, host, buf) != 1)
                 return fail("not a valid IPv4 address", why);
-        } else if (!valid_hostname(host)) {
+        } else if (!config_addr_valid_hostname(host)) {
             return fail("host is not a valid name or address", why);
         }
     }

@@ -11,6 +11,9 @@
 
 #include "config/config.h"
 
+/* True for an RFC 1123 host name (plus "_"; one trailing dot allowed). */
+bool config_addr_valid_hostname(const char *h);
+
 /* True for an IPv4 or IPv6 literal host (TCP addresses only). */
 bool config_addr_is_ip(const struct config_addr *a);
 

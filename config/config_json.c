@@ -6,6 +6,8 @@
  */
 #include "config/config.h"
 
+#include "config/config_tls.h"
+
 #include <stdio.h>
 
 struct out {
@@ -48,6 +50,8 @@ static json_t *listener_json(struct out *o, const struct config_listener *l)
     }
     put(o, j, "reuse_port", json_boolean(l->reuse_port));
     put(o, j, "client_idle_timeout_ms", u64(l->client_idle_timeout_ms));
+    if (l->tls.enabled)
+        put(o, j, "tls", config_tls_server_json(&l->tls));
     return j;
 }
 
@@ -66,11 +70,15 @@ static json_t *pool_json(struct out *o, const struct config_pool *p)
         put(o, j, "accept", addr(&p->accept));
         if (p->identify_rpc)
             put(o, j, "identify", json_pack("{s:s}", "rpc", p->identify_rpc));
+        if (p->accept_tls.enabled)
+            put(o, j, "tls", config_tls_server_json(&p->accept_tls));
     } else {
         json_t *eps = json_array();
         for (size_t i = 0; i < p->n_endpoints; i++)
             push(o, eps, addr(&p->endpoints[i]));
         put(o, j, "endpoints", eps);
+        if (p->tls.enabled)
+            put(o, j, "tls", config_tls_client_json(&p->tls));
     }
     /* The keys of both kinds of pool, then (dialled pools only) the rest. */
     for (int dial = 0; dial <= !p->reverse; dial++) {

@@ -31,6 +31,7 @@ struct config_reader {
     size_t len;
     struct config_error *err;
     bool admin_default_addr; /* admin.address not given: say so if it clashes */
+    unsigned flags;          /* CONFIG_ALLOW_TLS, ... */
 };
 
 /* Fails at the value of path (or its nearest present ancestor). */
