@@ -50,3 +50,9 @@ void log_write(enum config_log_level level, const char *fmt, ...)
     /* One fputs per line keeps lines whole on a shared stderr. */
     fprintf(stderr, "%s\n", safe);
 }
+
+void log_warn_text(const char *text, void *arg)
+{
+    (void)arg;
+    log_warn("%s", text);
+}

@@ -50,6 +50,13 @@ static char *absolute_path(const char *path)
     return out;
 }
 
+/* --check-config says what start would log as a warning. */
+static void check_warning(const char *text, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "drpc-sidecar: warning: %s\n", text);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -97,6 +104,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check_only) {
+        config_tls_warnings(cfg, check_warning, NULL);
         printf("%s: ok (%zu listeners, %zu pools, %zu routes)\n", path, cfg->n_listeners,
                cfg->n_pools, cfg->n_routes);
         config_unref(cfg);
@@ -129,6 +137,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("drpc-sidecar %s started (pid %d)", SIDECAR_VERSION, (int)uv_os_getpid());
+    config_tls_warnings(sc->cfg, log_warn_text, NULL);
     if (fd_rc != 0)
         log_warn("cannot raise the file descriptor limit from %llu to %llu: %s",
                  (unsigned long long)sc->fds.soft_at_start, (unsigned long long)sc->fds.hard,

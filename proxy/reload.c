@@ -307,6 +307,7 @@ static void load_done(uv_work_t *w, int status)
         st->error[0] = '\0';
         log_info("reload: applied %s (%zu listeners, %zu pools, %zu routes)", job->path,
                  sc->cfg->n_listeners, sc->cfg->n_pools, sc->cfg->n_routes);
+        config_tls_warnings(sc->cfg, log_warn_text, NULL);
     } else {
         st->failures++;
         snprintf(st->error, sizeof(st->error), "%s", err);
