@@ -4,6 +4,9 @@
  * crash or leak, and a config it accepts must survive the round trip
  * config_to_json -> text -> config_parse -> config_to_json unchanged:
  * GET /config shows a document that would load to the same snapshot.
+ * tls objects are accepted (CONFIG_ALLOW_TLS), so their keys round-trip
+ * too; the files they name are read (only regular files, at most
+ * CONFIG_TLS_FILE_MAX bytes), so most paths fail as unreadable.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -23,7 +26,8 @@ static void round_trip(const struct config *cfg)
     char *text = json_dumps(j1, JSON_COMPACT);
     struct config *cfg2 = NULL;
     struct config_error err;
-    if (text && config_parse(text, strlen(text), "round-trip.json", &cfg2, &err) != 0) {
+    if (text && config_parse_flags(text, strlen(text), "round-trip.json", CONFIG_ALLOW_TLS, &cfg2,
+                                   &err) != 0) {
         char msg[1024];
         config_error_format(&err, msg, sizeof(msg));
         fprintf(stderr, "effective config does not load again: %s\n%s\n", msg, text);
@@ -48,7 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct config *cfg = NULL;
     struct config_error err;
     char msg[1024];
-    int rc = config_parse((const char *)data, size, "fuzz.json", &cfg, &err);
+    int rc =
+        config_parse_flags((const char *)data, size, "fuzz.json", CONFIG_ALLOW_TLS, &cfg, &err);
     if (rc == 0) {
         round_trip(cfg);
         json_decref(config_to_json(cfg, true));
