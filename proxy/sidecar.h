@@ -21,6 +21,7 @@ struct listener;
 struct pool;
 struct admin;
 struct accesslog;
+struct handoff;
 
 enum sidecar_state {
     SIDECAR_RUNNING,
@@ -74,6 +75,7 @@ struct sidecar {
     bool reload_again; /* a SIGHUP came during a reload: run one more after it */
     struct admin *admin;
     struct accesslog *accesslog; /* NULL when access_log is not configured */
+    struct handoff *handoff;     /* upgrade rendezvous (handoff.h); NULL if none */
 
     struct list_node clients; /* every client_conn */
     uint32_t n_clients;
