@@ -1,0 +1,276 @@
+"""Upgrades that hand client connections to the new process (proxy/handoff.h).
+
+The documented upgrade: start the new binary on the same config file, then
+SIGTERM the old one. The old process passes each client connection to the
+new one between two calls, so a client that reuses its connection (as the
+Go drpc pool does) never sees it closed. These clients count every call
+that raises as a failure: with close-after-reply, each busy connection
+loses one call per upgrade.
+
+A new process joins the old one's rendezvous only when started with the
+same -c path; the harness writes a config file per Sidecar, so the new
+one is given the old one's path with a second -c (the last one counts)."""
+
+import json
+import re
+import os
+import signal
+import socket
+import threading
+import time
+
+from . import drpc
+from .procs import SCALE, basic_config
+
+ECHO = "/test.Echo/"
+
+
+def _reusing_client(addr, stop, tally, failures, i):
+    """One connection for as long as it lasts: Echo and short Sleeps, so
+    that calls are in flight whenever the old process gets SIGTERM."""
+    c = None
+    n = 0
+    while not stop.is_set():
+        try:
+            if c is None:
+                c = drpc.Conn(addr, timeout=10 * SCALE)
+            n += 1
+            if n % 3 == 0:
+                assert c.unary(ECHO + "Sleep", b"30") == b"slept"
+            else:
+                data = b"c%d-%d" % (i, n)
+                assert c.unary(ECHO + "Unary", data) == data
+            tally[i] += 1
+        except Exception as e:  # noqa: BLE001 - the request was written: a failed call
+            failures.append("client %d call %d: %r" % (i, n, e))
+            if c is not None:
+                c.close()
+            c = None
+    if c is not None:
+        c.close()
+
+
+class Load:
+    def __init__(self, addr, n=16):
+        self.stop = threading.Event()
+        self.failures = []
+        self.tally = [0] * n
+        self.threads = [threading.Thread(target=_reusing_client,
+                                         args=(addr, self.stop, self.tally, self.failures, i))
+                        for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def calls(self):
+        return sum(self.tally)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(20 * SCALE)
+        assert not any(t.is_alive() for t in self.threads)
+
+
+def _successor(sidecar, old, cfg, **kw):
+    """A new process on old's config file."""
+    new = sidecar(cfg, args=("-c", old.config_path), **kw)
+    new.config_path = old.config_path
+    return new
+
+
+def _upgrade(sidecar, old, cfg, load):
+    """Starts a new process on old's config file, SIGTERMs old; returns the new one."""
+    new = _successor(sidecar, old, cfg)
+    new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
+    time.sleep(0.3)
+    before = load.calls()
+    old.send_signal(signal.SIGTERM)
+    assert old.wait(15 * SCALE) == 0
+    time.sleep(0.5)
+    assert load.calls() > before  # calls kept flowing
+    return new
+
+
+def test_two_upgrades_lose_no_call_of_reused_connections(testd, sidecar):
+    up = testd()
+    cfg = basic_config(up.addr, max_conns=8)
+    first = sidecar(cfg, expect_exit=None)
+    load = Load(first.addr)
+    try:
+        time.sleep(0.5)
+        second = _upgrade(sidecar, first, cfg, load)
+        third = _upgrade(sidecar, second, cfg, load)
+        time.sleep(0.3)
+    finally:
+        load.finish()
+    assert not load.failures, "%d failed calls of %d: %s" % (
+        len(load.failures), load.calls(), load.failures[:5])
+    assert all(n > 0 for n in load.tally)
+    assert "handed off to pid %d" % second.pid in first.stderr()
+    assert "handed off to pid %d" % third.pid in second.stderr()
+    assert third.running()
+    # Every connection moved: none was closed after its reply.
+    assert not re.search(r"client#\d+ \S+: closed \(shutting down\)", first.stderr() + second.stderr())
+
+
+def test_bytes_of_the_next_call_read_before_the_handoff_go_along(testd, sidecar):
+    """A call cut in two: the first part is read by the old process, which
+    then drains; the rest reaches the new one, which serves the call whole."""
+    up = testd()
+    cfg = basic_config(up.addr)
+    old = sidecar(cfg, expect_exit=None)
+    with drpc.Conn(old.addr, timeout=5 * SCALE) as c:  # before the new one takes new ones
+        assert c.unary(ECHO + "Unary", b"one") == b"one"
+        new = _successor(sidecar, old, cfg)
+        new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
+        st = c.new_stream(ECHO + "Unary", metadata=[(b"k", b"v")])
+        st.send(b"two", flush=False)
+        st.close_send(flush=False)
+        whole = bytes(c.out)
+        c.out.clear()
+        # The InvokeMetadata whole, the Invoke cut in its rpc name.
+        cut = whole.index(b"/test.Echo/Unary") + 5
+        c.sock.sendall(whole[:cut])
+        time.sleep(0.3)  # read by the old process
+        old.send_signal(signal.SIGTERM)
+        assert old.wait(10 * SCALE) == 0
+        c.sock.sendall(whole[cut:])
+        assert c.finish_unary() == b"two"
+        assert c.unary(ECHO + "Unary", b"three") == b"three"
+    assert "handed off to pid %d" % new.pid in old.stderr()
+
+
+def test_a_single_process_still_drains(testd, sidecar):
+    """No successor: SIGTERM drains as documented; a connection is closed
+    after its in-flight call's reply."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr), expect_exit=None)
+    with drpc.Conn(sc.addr, timeout=5 * SCALE) as c:
+        assert c.unary(ECHO + "Unary", b"x") == b"x"
+        c.start_unary(ECHO + "Sleep", b"300")
+        time.sleep(0.1)
+        sc.send_signal(signal.SIGTERM)
+        assert c.finish_unary() == b"slept"
+        assert not c.is_open(wait=2 * SCALE)
+    assert sc.wait(10 * SCALE) == 0
+    assert "handoff:" in sc.stderr()  # it held the name, nobody came
+
+
+def test_unrelated_sidecars_do_not_meet(testd, sidecar):
+    """Another config file: no handoff, each drains on its own."""
+    up = testd()
+    a = sidecar(basic_config(up.addr), expect_exit=None)
+    b = sidecar(basic_config(up.addr))
+    with drpc.Conn(a.addr, timeout=5 * SCALE) as c:
+        assert c.unary(ECHO + "Unary", b"x") == b"x"
+        a.send_signal(signal.SIGTERM)
+        assert not c.is_open(wait=3 * SCALE)
+    assert a.wait(10 * SCALE) == 0
+    assert "registered" not in a.stderr() + b.stderr()
+    assert b.running()
+
+
+def test_a_third_process_waits_its_turn(testd, sidecar):
+    """A -> B -> C: C is refused while B is A's successor, and registers
+    with B once A is gone; connections then move twice."""
+    up = testd()
+    cfg = basic_config(up.addr)
+    a = sidecar(cfg, expect_exit=None)
+    with drpc.Conn(a.addr, timeout=5 * SCALE) as c:
+        assert c.unary(ECHO + "Unary", b"1") == b"1"
+        b = _successor(sidecar, a, cfg, expect_exit=None)
+        b.wait_for_output("handoff: registered with pid %d" % a.pid, stream="stderr")
+        c3 = _successor(sidecar, a, cfg)
+        c3.wait_for_output("refused us", stream="stderr")
+        a.send_signal(signal.SIGTERM)
+        assert a.wait(10 * SCALE) == 0
+        assert c.unary(ECHO + "Unary", b"2") == b"2"
+        c3.wait_for_output("handoff: registered with pid %d" % b.pid, stream="stderr",
+                           timeout=5 * SCALE)
+        b.send_signal(signal.SIGTERM)
+        assert b.wait(10 * SCALE) == 0
+        assert c.unary(ECHO + "Unary", b"3") == b"3"
+    assert c3.running()
+
+
+def test_a_successor_that_dies_is_forgotten(testd, sidecar):
+    """The successor is killed: the old process falls back to closing after
+    the reply (no crash, the call in flight is answered)."""
+    up = testd()
+    cfg = basic_config(up.addr)
+    old = sidecar(cfg, expect_exit=None)
+    with drpc.Conn(old.addr, timeout=5 * SCALE) as c:
+        assert c.unary(ECHO + "Unary", b"x") == b"x"
+        new = _successor(sidecar, old, cfg, expect_exit=None)
+        new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
+        c.start_unary(ECHO + "Sleep", b"300")
+        time.sleep(0.1)
+        new.kill()
+        old.wait_for_output("successor pid %d gone" % new.pid, stream="stderr")
+        old.send_signal(signal.SIGTERM)
+        assert c.finish_unary() == b"slept"
+        assert not c.is_open(wait=3 * SCALE)
+    assert old.wait(10 * SCALE) == 0
+
+
+def test_garbage_on_the_rendezvous_is_refused(testd, sidecar):
+    """A malformed message from a same-user peer closes that peer only."""
+    up = testd()
+    cfg = basic_config(up.addr)
+    old = sidecar(cfg, expect_exit=None)
+    name = _rendezvous_name(old)
+    for junk in (b"GET / HTTP/1.0\r\n\r\n", b"DSHO\x01\x04\x00\x00\xff\xff\xff\xff",
+                 b"DSHO\x01\x01\x00\x00\x00\x00\x00\x03abc"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(name)
+        s.sendall(junk)
+        s.settimeout(5 * SCALE)
+        assert s.recv(100) == b""  # closed by the sidecar
+        s.close()
+    with drpc.Conn(old.addr, timeout=5 * SCALE) as c:
+        assert c.unary(ECHO + "Unary", b"ok") == b"ok"
+    assert old.running()
+    old.stop()
+
+
+def _rendezvous_name(sc):
+    """The abstract name, as the sidecar logs it."""
+    sc.wait_for_output("handoff: drpc-sidecar.handoff.", stream="stderr")
+    for line in sc.stderr().splitlines():
+        if "handoff: drpc-sidecar.handoff." in line:
+            name = line.split("handoff: ", 1)[1].split(" ", 1)[0]
+            return "\0" + name
+    raise AssertionError("no rendezvous name logged")
+
+
+def test_unix_listener_connections_move_too(testd, sidecar, short_tmp):
+    """A unix-socket listener cannot be shared, so the new process gets a
+    config with another path for it; its connections still move, provided
+    the new process is started on the same config file (rewritten)."""
+    up = testd()
+    path_a = os.path.join(short_tmp, "a.sock")
+    cfg = basic_config(up.addr, listen="unix:" + path_a)
+    old = sidecar(cfg, expect_exit=None)
+    load = Load(old.addr, n=8)
+    try:
+        time.sleep(0.5)
+        # The same file, now naming another path (what a reload would refuse).
+        path_b = os.path.join(short_tmp, "b.sock")
+        cfg_b = dict(cfg, listeners=[{"name": "local", "address": "unix:" + path_b}])
+        tmp = old.config_path + ".new"
+        with open(tmp, "w") as f:
+            json.dump(cfg_b, f)
+        os.replace(tmp, old.config_path)
+        new = _successor(sidecar, old, cfg_b)
+        new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
+        time.sleep(0.3)
+        before = load.calls()
+        old.send_signal(signal.SIGTERM)
+        assert old.wait(15 * SCALE) == 0
+        time.sleep(0.5)
+        assert load.calls() > before
+    finally:
+        load.finish()
+    assert not load.failures, "%d failed calls of %d: %s" % (
+        len(load.failures), load.calls(), load.failures[:5])
+    assert "handed off to pid %d" % new.pid in old.stderr()
