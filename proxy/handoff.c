@@ -702,16 +702,32 @@ int handoff_client(struct client_conn *cl)
     return 0;
 }
 
-void handoff_pass_idle_clients(struct sidecar *sc)
+static void pass_idle(struct sidecar *sc)
 {
-    if (!sc->handoff || !sc->handoff->succ)
-        return;
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &sc->clients)
     {
         struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
         client_hand_off(cl);
     }
+}
+
+static void pass_again_cb(uv_timer_t *t)
+{
+    struct handoff *ho = t->data;
+    if (ho->succ && !ho->stopped)
+        pass_idle(ho->sc);
+}
+
+void handoff_pass_idle_clients(struct sidecar *sc)
+{
+    struct handoff *ho = sc->handoff;
+    if (!ho || !ho->succ || ho->stopped)
+        return;
+    pass_idle(sc);
+    /* Once more on the next loop iteration, for the connections the
+     * listeners take from their backlog as they close (listener_stop). */
+    uv_timer_start(&ho->timer, pass_again_cb, 0, 0);
 }
 
 /* ---- stopping ------------------------------------------------------------ */
