@@ -17,6 +17,8 @@ const char *handoff_msg_type_name(enum handoff_msg_type t)
         return "refuse";
     case HANDOFF_CONN:
         return "conn";
+    case HANDOFF_LISTEN:
+        return "listen";
     }
     return "?";
 }
@@ -64,7 +66,7 @@ int handoff_msg_parse(const uint8_t *p, size_t len, struct handoff_msg *m, size_
             return UV_EPROTO;
     if (head > 4 && p[4] != HANDOFF_MSG_VERSION)
         return UV_EPROTO;
-    if (head > 5 && (p[5] < HANDOFF_HELLO || p[5] > HANDOFF_CONN))
+    if (head > 5 && (p[5] < HANDOFF_HELLO || p[5] > HANDOFF_LISTEN))
         return UV_EPROTO;
     if ((head > 6 && p[6] != 0) || (head > 7 && p[7] != 0))
         return UV_EPROTO;
@@ -91,6 +93,19 @@ int handoff_msg_parse(const uint8_t *p, size_t len, struct handoff_msg *m, size_
         break;
     case HANDOFF_WELCOME:
         m->pid = (uint32_t)get_be(&r, 4);
+        m->n_listen = (uint16_t)get_be(&r, 2);
+        break;
+    case HANDOFF_LISTEN:
+        n = (size_t)get_be(&r, 1);
+        if (n == 0)
+            return UV_EPROTO;
+        m->text = (const char *)get_bytes(&r, n);
+        m->text_len = n;
+        n = (size_t)get_be(&r, 2);
+        if (n == 0 || n > HANDOFF_MAX_PATH)
+            return UV_EPROTO;
+        m->path = (const char *)get_bytes(&r, n);
+        m->path_len = n;
         break;
     case HANDOFF_REFUSE:
         n = (size_t)get_be(&r, 2);
@@ -124,7 +139,8 @@ int handoff_msg_parse(const uint8_t *p, size_t len, struct handoff_msg *m, size_
     }
     if (r.bad || r.left != 0)
         return UV_EPROTO;
-    if (m->text && memchr(m->text, 0, m->text_len))
+    if ((m->text && memchr(m->text, 0, m->text_len)) ||
+        (m->path && memchr(m->path, 0, m->path_len)))
         return UV_EPROTO;
     *used = HANDOFF_MSG_HEADER + body;
     return 0;
@@ -154,7 +170,13 @@ int handoff_msg_encode(struct buf *out, const struct handoff_msg *m)
         body = 4 + 2 + m->text_len;
         break;
     case HANDOFF_WELCOME:
-        body = 4;
+        body = 4 + 2;
+        break;
+    case HANDOFF_LISTEN:
+        if (m->text_len == 0 || m->text_len > 255 || m->path_len == 0 ||
+            m->path_len > HANDOFF_MAX_PATH || memchr(m->path, 0, m->path_len))
+            return UV_EINVAL;
+        body = 1 + m->text_len + 2 + m->path_len;
         break;
     case HANDOFF_REFUSE:
         if (m->text_len > HANDOFF_MAX_REASON)
@@ -189,6 +211,13 @@ int handoff_msg_encode(struct buf *out, const struct handoff_msg *m)
         break;
     case HANDOFF_WELCOME:
         put_be(&w, m->pid, 4);
+        put_be(&w, m->n_listen, 2);
+        break;
+    case HANDOFF_LISTEN:
+        put_be(&w, m->text_len, 1);
+        put_bytes(&w, m->text, m->text_len);
+        put_be(&w, m->path_len, 2);
+        put_bytes(&w, m->path, m->path_len);
         break;
     case HANDOFF_REFUSE:
         put_be(&w, m->text_len, 2);

@@ -13,7 +13,8 @@
  *
  * Bodies (integers big-endian, strings length-prefixed, no NUL):
  *   HELLO   successor -> old:  u32 pid, u16 n, config path[n]
- *   WELCOME old -> successor:  u32 pid
+ *   WELCOME old -> successor:  u32 pid, u16 number of LISTEN messages
+ *           that follow at once
  *   REFUSE  old -> successor:  u16 n, reason[n]
  *   CONN    old -> successor:  u8 flags (bit 0: the DRPC!!!1 prefix may
  *           still come), u8 n, listener name[n], u64 last_sid,
@@ -21,6 +22,9 @@
  *           u32 n, bytes already read and not yet acted on[n].
  *           Exactly one file descriptor (the connection) travels with
  *           the first byte of a CONN message (SCM_RIGHTS).
+ *   LISTEN  old -> successor:  u8 n, listener name[n], u16 n, path[n]:
+ *           a listening unix socket, whose descriptor travels with the
+ *           first byte (a unix path cannot be bound twice).
  * The body length must match the fields exactly; anything else is
  * malformed, and a malformed message ends the exchange.
  */
@@ -47,6 +51,7 @@ enum handoff_msg_type {
     HANDOFF_WELCOME = 2,
     HANDOFF_REFUSE = 3,
     HANDOFF_CONN = 4,
+    HANDOFF_LISTEN = 5,
 };
 
 /* A parsed message. Strings and bytes point into the parsed input (not
@@ -54,8 +59,11 @@ enum handoff_msg_type {
 struct handoff_msg {
     enum handoff_msg_type type;
     uint32_t pid;     /* HELLO, WELCOME */
-    const char *text; /* HELLO: config path; REFUSE: reason; CONN: listener */
+    const char *text; /* HELLO: config path; REFUSE: reason; CONN, LISTEN: listener */
     size_t text_len;
+    const char *path; /* LISTEN: the socket's path */
+    size_t path_len;
+    uint16_t n_listen;      /* WELCOME: LISTEN messages that follow */
     uint8_t flags;          /* CONN */
     uint64_t last_sid;      /* CONN */
     uint64_t read_sid;      /* CONN */

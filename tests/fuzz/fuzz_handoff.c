@@ -37,9 +37,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc != 0)
             break; /* need more, or malformed: the peer is closed */
         CHECK(used >= HANDOFF_MSG_HEADER && used <= size - off);
-        CHECK(m.type >= HANDOFF_HELLO && m.type <= HANDOFF_CONN);
+        CHECK(m.type >= HANDOFF_HELLO && m.type <= HANDOFF_LISTEN);
         if (m.text)
             CHECK(memchr(m.text, 0, m.text_len) == NULL);
+        if (m.path)
+            CHECK(m.path_len > 0 && memchr(m.path, 0, m.path_len) == NULL);
         if (m.type == HANDOFF_CONN) {
             CHECK(m.last_sid <= m.read_sid);
             CHECK(m.pending_len <= HANDOFF_MAX_PENDING);

@@ -40,6 +40,10 @@ static void roundtrip(const struct handoff_msg *m, struct buf *out)
     assert_int_equal(got.text_len, m->text_len);
     if (m->text_len)
         assert_memory_equal(got.text, m->text, m->text_len);
+    assert_int_equal(got.path_len, m->path_len);
+    if (m->path_len)
+        assert_memory_equal(got.path, m->path, m->path_len);
+    assert_int_equal(got.n_listen, m->n_listen);
     assert_int_equal(got.flags, m->flags);
     assert_int_equal(got.last_sid, m->last_sid);
     assert_int_equal(got.read_sid, m->read_sid);
@@ -59,8 +63,14 @@ static void test_roundtrip(void **state)
     struct handoff_msg hello = {
         .type = HANDOFF_HELLO, .pid = 4242, .text = path, .text_len = strlen(path)};
     roundtrip(&hello, &b);
-    struct handoff_msg welcome = {.type = HANDOFF_WELCOME, .pid = 7};
+    struct handoff_msg welcome = {.type = HANDOFF_WELCOME, .pid = 7, .n_listen = 2};
     roundtrip(&welcome, &b);
+    struct handoff_msg listen = {.type = HANDOFF_LISTEN,
+                                 .text = "local",
+                                 .text_len = 5,
+                                 .path = "/run/s.sock",
+                                 .path_len = 11};
+    roundtrip(&listen, &b);
     struct handoff_msg refuse = {.type = HANDOFF_REFUSE, .text = "busy", .text_len = 4};
     roundtrip(&refuse, &b);
     struct handoff_msg refuse0 = {.type = HANDOFF_REFUSE};
