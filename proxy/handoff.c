@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@
 #define MAX_CANDIDATES   4
 #define MAX_FDS_PER_READ 16
 #define READ_CHUNK       (64 * 1024)
+#define JOIN_WAIT_MS     2000 /* a start waits this long for the old process's answer */
 
 enum peer_role {
     PEER_CANDIDATE,   /* connected to our name; no HELLO yet */
@@ -60,7 +62,9 @@ struct peer {
     bool closing;
     bool close_when_flushed;
     uint32_t pid;
-    uint64_t passed; /* connections sent to it */
+    uint64_t passed;          /* connections sent to it */
+    uint16_t listen_expected; /* LISTEN messages announced by WELCOME, not yet seen */
+    bool sent_listeners;      /* it shares our unix listening sockets */
     struct list_node node;
     struct buf in;
     int *in_fds; /* received, not yet used; in arrival order */
@@ -83,6 +87,13 @@ struct handoff {
     struct list_node peers;
     struct peer *succ;
     struct peer *pred;
+    bool ready;             /* started: listeners are open, connections can be adopted */
+    uv_timer_t ready_timer; /* fires on the first loop iteration */
+    struct taken {          /* listening unix sockets received from pred */
+        char *name, *path;
+        int fd; /* -1 once a listener took it */
+    } * taken;
+    size_t n_taken;
 };
 
 static void try_join(struct handoff *ho);
@@ -307,10 +318,33 @@ static void welcome(struct peer *p, const struct handoff_msg *m)
         send_refuse(p, why);
         return;
     }
+    /* Our listening unix sockets go along: the new process cannot bind
+     * their paths while we listen there. */
+    struct sidecar *sc = ho->sc;
     struct handoff_msg w = {.type = HANDOFF_WELCOME, .pid = (uint32_t)uv_os_getpid()};
+    for (size_t i = 0; i < sc->n_listeners; i++)
+        if (sc->listeners[i]->open && sc->listeners[i]->lc->addr.kind == CONFIG_ADDR_UNIX)
+            w.n_listen++;
     if (peer_send(p, &w, -1) != 0) {
         peer_close(p, "out of memory");
         return;
+    }
+    for (size_t i = 0; i < sc->n_listeners; i++) {
+        struct listener *l = sc->listeners[i];
+        uv_os_fd_t lfd;
+        if (!l->open || l->lc->addr.kind != CONFIG_ADDR_UNIX)
+            continue;
+        int dup_fd = uv_fileno(&l->h.handle, &lfd) == 0 ? fcntl(lfd, F_DUPFD_CLOEXEC, 0) : -1;
+        struct handoff_msg lm = {.type = HANDOFF_LISTEN,
+                                 .text = l->lc->name,
+                                 .text_len = strlen(l->lc->name),
+                                 .path = l->lc->addr.path,
+                                 .path_len = strlen(l->lc->addr.path)};
+        if (dup_fd < 0 || peer_send(p, &lm, dup_fd) != 0) {
+            peer_close(p, "cannot pass a listening socket");
+            return;
+        }
+        p->sent_listeners = true;
     }
     p->role = PEER_SUCCESSOR;
     ho->succ = p;
@@ -321,8 +355,36 @@ static void welcome(struct peer *p, const struct handoff_msg *m)
         handoff_pass_idle_clients(ho->sc);
 }
 
-/* Returns false when p was closed. */
-static bool on_message(struct peer *p, const struct handoff_msg *m)
+/* A listening unix socket from the head, for listener_start. */
+static void take_listener(struct peer *p, const struct handoff_msg *m)
+{
+    struct handoff *ho = p->ho;
+    int fd = p->in_fds[0];
+    memmove(p->in_fds, p->in_fds + 1, (p->n_in_fds - 1) * sizeof(int));
+    p->n_in_fds--;
+    p->listen_expected--;
+    struct taken *t = realloc(ho->taken, (ho->n_taken + 1) * sizeof(*t));
+    char *name = strndup(m->text, m->text_len);
+    char *path = strndup(m->path, m->path_len);
+    if (!t || !name || !path) {
+        if (t)
+            ho->taken = t;
+        free(name);
+        free(path);
+        close(fd);
+        return;
+    }
+    ho->taken = t;
+    t[ho->n_taken++] = (struct taken){name, path, fd};
+}
+
+enum msg_outcome {
+    MSG_CLOSED = -1, /* p was closed */
+    MSG_LATER = 0,   /* not before this process is started: keep it */
+    MSG_DONE = 1,
+};
+
+static enum msg_outcome on_message(struct peer *p, const struct handoff_msg *m)
 {
     struct handoff *ho = p->ho;
     switch (p->role) {
@@ -330,14 +392,15 @@ static bool on_message(struct peer *p, const struct handoff_msg *m)
         if (m->type != HANDOFF_HELLO)
             break;
         welcome(p, m);
-        return !p->closing;
+        return p->closing ? MSG_CLOSED : MSG_DONE;
     case PEER_JOINING:
         if (m->type == HANDOFF_WELCOME) {
             p->role = PEER_PREDECESSOR;
             p->pid = m->pid;
+            p->listen_expected = m->n_listen;
             log_info("handoff: registered with pid %u; its connections come here when it drains",
                      p->pid);
-            return true;
+            return MSG_DONE;
         }
         if (m->type != HANDOFF_REFUSE)
             break;
@@ -346,19 +409,25 @@ static bool on_message(struct peer *p, const struct handoff_msg *m)
         ho->pred = NULL; /* no immediate rejoin from peer_close */
         peer_close(p, "refused");
         uv_timer_start(&ho->timer, retry_cb, RETRY_MS, 0);
-        return false;
+        return MSG_CLOSED;
     case PEER_PREDECESSOR:
+        if (m->type == HANDOFF_LISTEN && p->listen_expected && !ho->ready && p->n_in_fds) {
+            take_listener(p, m);
+            return MSG_DONE;
+        }
         if (m->type != HANDOFF_CONN)
             break;
+        if (!ho->ready)
+            return MSG_LATER;
         adopt(p, m);
-        return !p->closing;
+        return p->closing ? MSG_CLOSED : MSG_DONE;
     case PEER_SUCCESSOR:
         break;
     }
     char why[64];
     snprintf(why, sizeof(why), "unexpected %s message", handoff_msg_type_name(m->type));
     peer_close(p, why);
-    return false;
+    return MSG_CLOSED;
 }
 
 /* Parses and acts on every complete message; false when p was closed. */
@@ -376,8 +445,11 @@ static bool process_input(struct peer *p)
             peer_close(p, "malformed message");
             return false;
         }
-        if (!on_message(p, &m))
+        enum msg_outcome o = on_message(p, &m);
+        if (o == MSG_CLOSED)
             return false;
+        if (o == MSG_LATER)
+            break;
         off += used;
     }
     buf_consume(&p->in, off);
@@ -590,6 +662,55 @@ static void retry_cb(uv_timer_t *t)
     try_join(t->data);
 }
 
+/*
+ * At start, before any listener binds: waits (blocking, the loop does not
+ * run yet) for the head's WELCOME and the listening unix sockets it
+ * announces, at most JOIN_WAIT_MS. Connections it sends meanwhile are
+ * kept until the process is started (MSG_LATER).
+ */
+static void join_wait(struct handoff *ho, struct peer *p)
+{
+    uint64_t deadline = uv_hrtime() + (uint64_t)JOIN_WAIT_MS * 1000000;
+    while (ho->pred == p && !p->closing && (p->role == PEER_JOINING || p->listen_expected)) {
+        uint64_t now = uv_hrtime();
+        if (now >= deadline) {
+            log_warn("handoff: no answer from the process on %s in %d ms; starting without it",
+                     ho->name, JOIN_WAIT_MS);
+            return;
+        }
+        struct pollfd pfd = {.fd = p->fd, .events = POLLIN | (p->out.len ? POLLOUT : 0)};
+        int n = poll(&pfd, 1, (int)((deadline - now) / 1000000) + 1);
+        if (n < 0 && errno != EINTR)
+            return;
+        if (n <= 0)
+            continue;
+        if ((pfd.revents & POLLOUT) && !peer_flush(p))
+            return;
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+            peer_read(p);
+    }
+}
+
+static void close_taken(struct handoff *ho)
+{
+    for (size_t i = 0; i < ho->n_taken; i++)
+        if (ho->taken[i].fd >= 0) {
+            close(ho->taken[i].fd); /* a listener this process no longer has */
+            ho->taken[i].fd = -1;
+        }
+}
+
+/* The process is started: connections kept so far can be adopted. */
+static void ready_cb(uv_timer_t *t)
+{
+    struct handoff *ho = t->data;
+    uv_close((uv_handle_t *)&ho->ready_timer, NULL);
+    ho->ready = true;
+    close_taken(ho);
+    if (ho->pred && !ho->pred->closing)
+        process_input(ho->pred);
+}
+
 void handoff_start(struct sidecar *sc)
 {
     const char *path = sc->config_path;
@@ -611,8 +732,42 @@ void handoff_start(struct sidecar *sc)
     ho->name = ho->addr.sun_path + 1;
     uv_timer_init(sc->loop, &ho->timer);
     ho->timer.data = ho;
+    uv_timer_init(sc->loop, &ho->ready_timer);
+    ho->ready_timer.data = ho;
+    uv_timer_start(&ho->ready_timer, ready_cb, 0, 0);
     sc->handoff = ho;
     try_join(ho);
+    if (ho->pred)
+        join_wait(ho, ho->pred);
+}
+
+int handoff_take_unix_listener(struct sidecar *sc, const char *name, const char *path)
+{
+    struct handoff *ho = sc->handoff;
+    for (size_t i = 0; ho && !ho->ready && i < ho->n_taken; i++) {
+        struct taken *t = &ho->taken[i];
+        if (t->fd >= 0 && strcmp(t->name, name) == 0 && strcmp(t->path, path) == 0) {
+            int fd = t->fd;
+            t->fd = -1;
+            log_info("handoff: listener %s: sharing %s with pid %u", name, path,
+                     ho->pred ? ho->pred->pid : 0);
+            return fd;
+        }
+    }
+    return -1;
+}
+
+bool handoff_unix_path_shared(struct sidecar *sc, const char *path)
+{
+    struct handoff *ho = sc->handoff;
+    if (!ho)
+        return false;
+    if (ho->succ && ho->succ->sent_listeners)
+        return true; /* the successor listens on it now */
+    for (size_t i = 0; ho->pred && i < ho->n_taken; i++)
+        if (ho->taken[i].fd < 0 && strcmp(ho->taken[i].path, path) == 0)
+            return true; /* the process we took it from still listens on it */
+    return false;
 }
 
 /* ---- passing connections ------------------------------------------------ */
@@ -746,6 +901,9 @@ void handoff_stop(struct sidecar *sc)
         return;
     ho->stopped = true;
     uv_timer_stop(&ho->timer);
+    if (!uv_is_closing((uv_handle_t *)&ho->ready_timer))
+        uv_close((uv_handle_t *)&ho->ready_timer, NULL);
+    close_taken(ho);
     if (ho->listening) {
         ho->listening = false;
         uv_poll_stop(&ho->listen_poll);
@@ -773,6 +931,14 @@ void handoff_stop(struct sidecar *sc)
 
 void handoff_free(struct sidecar *sc)
 {
+    struct handoff *ho = sc->handoff;
+    if (!ho)
+        return;
+    for (size_t i = 0; i < ho->n_taken; i++) {
+        free(ho->taken[i].name);
+        free(ho->taken[i].path);
+    }
+    free(ho->taken);
     free(sc->handoff);
     sc->handoff = NULL;
 }

@@ -18,11 +18,13 @@
  *   old (A)                                   new (B), same -c path
  *   bind(name) ok: A is the head
  *   listen                                    bind(name): EADDRINUSE
- *        <------------------ connect ------   (after its listeners are open)
- *   SO_PEERCRED: same uid?
+ *        <------------------ connect ------   (at start, before its listeners)
+ *   SO_PEERCRED: same uid?                    SO_PEERCRED: same uid?
  *        <------------------ HELLO pid,path
  *   same path, no successor yet?
- *        ----- WELCOME pid --------------->   B is A's successor
+ *        ----- WELCOME pid,n ------------->   B is A's successor
+ *        ----- LISTEN + fd (x n) --------->   B listens on A's unix sockets
+ *                                               (TCP ports: SO_REUSEPORT)
  *   ... SIGTERM ...
  *   each client between calls:
  *     stop reading, wait for its reply
@@ -34,6 +36,13 @@
  *   A exits: the name is free
  *        ----- EOF ----------------------->   bind(name): B is the head for
  *                                               the next upgrade
+ *
+ * A unix path cannot be bound twice, so the head passes its listening unix
+ * sockets along with WELCOME and both accept from them until it closes its
+ * copy; the path is unlinked only by the last process listening on it.
+ * The new process waits for that answer at start, at most JOIN_WAIT_MS
+ * (2 s), before its listeners bind; connections it is sent meanwhile are
+ * adopted once it is started.
  *
  * Only one successor registers at a time; a third process is refused and
  * retries every second, so it registers with the head's successor once
@@ -60,10 +69,19 @@ struct sidecar;
 struct client_conn;
 
 /* Joins the upgrade rendezvous for sc->config_path: becomes the head, or
- * registers as the successor of the running process. Called once the
- * process is started (listeners open). Failures are logged, never fatal:
- * an upgrade then closes connections after their reply as before. */
+ * registers as the successor of the running process, receiving its
+ * listening unix sockets (this waits, see above). Called at start before
+ * the listeners. Failures are logged, never fatal: an upgrade then closes
+ * connections after their reply as before. */
 void handoff_start(struct sidecar *sc);
+
+/* At start: the listening socket for unix listener name on path that the
+ * previous process passed, owned by the caller from here on; or -1. */
+int handoff_take_unix_listener(struct sidecar *sc, const char *name, const char *path);
+
+/* Whether another process still listens on this unix path (one we passed
+ * the socket to, or the one we took it from): then it is not unlinked. */
+bool handoff_unix_path_shared(struct sidecar *sc, const char *path);
 
 /* The process drains: hands every client that is between calls to the
  * successor, if one is registered (the others follow at their call's end,
