@@ -356,6 +356,7 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
                 return rc;
         }
     }
+    handoff_start(sc); /* before the listeners: it may bring unix sockets */
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         int rc = listener_start(sc, &cfg->listeners[i], &sc->listeners[i], err, err_size);
         if (rc)
@@ -368,7 +369,6 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
             return rc;
     }
     sidecar_steer_connections_here(sc);
-    handoff_start(sc);
     uv_timer_start(&sc->janitor, janitor_cb, 0, JANITOR_INTERVAL_MS);
     /* Listeners are open: tell systemd (Type=notify) we are ready. */
     notify_send("READY=1\nSTATUS=serving");
