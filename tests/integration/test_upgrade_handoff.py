@@ -274,3 +274,48 @@ def test_unix_listener_connections_move_too(testd, sidecar, short_tmp):
     assert not load.failures, "%d failed calls of %d: %s" % (
         len(load.failures), load.calls(), load.failures[:5])
     assert "handed off to pid %d" % new.pid in old.stderr()
+
+
+def test_unix_listener_shared_by_an_upgrade_on_the_same_config(testd, sidecar, short_tmp):
+    """The same config, unix listener included: the new process takes the
+    old one's listening socket (a path cannot be bound twice), then its
+    connections; the path survives the old process and goes with the last."""
+    up = testd()
+    path = os.path.join(short_tmp, "s.sock")
+    cfg = basic_config(up.addr, listen="unix:" + path)
+    cfg["admin"] = {"enabled": False}
+    first = sidecar(cfg, expect_exit=None)
+    load = Load(first.addr, n=8)
+    try:
+        time.sleep(0.5)
+        second = _upgrade(sidecar, first, cfg, load)
+        assert "sharing %s with pid %d" % (path, first.pid) in second.stderr()
+        third = _upgrade(sidecar, second, cfg, load)
+        time.sleep(0.3)
+    finally:
+        load.finish()
+    assert not load.failures, "%d failed calls of %d: %s" % (
+        len(load.failures), load.calls(), load.failures[:5])
+    assert os.path.exists(path)
+    with drpc.Conn(third.addr, timeout=5 * SCALE) as c:  # a fresh dial reaches the last one
+        assert c.unary(ECHO + "Unary", b"new") == b"new"
+    third.stop()
+    assert not os.path.exists(path)
+
+
+def test_a_successor_that_stops_first_leaves_the_unix_path(testd, sidecar, short_tmp):
+    """B took A's unix socket and is stopped before A: the path stays A's."""
+    up = testd()
+    path = os.path.join(short_tmp, "s.sock")
+    cfg = basic_config(up.addr, listen="unix:" + path)
+    cfg["admin"] = {"enabled": False}
+    a = sidecar(cfg, expect_exit=None)
+    b = _successor(sidecar, a, cfg, expect_exit=None)
+    b.wait_for_output("handoff: registered with pid %d" % a.pid, stream="stderr")
+    b.stop()
+    assert os.path.exists(path)
+    for _ in range(3):
+        with drpc.Conn(a.addr, timeout=5 * SCALE) as c:
+            assert c.unary(ECHO + "Unary", b"a") == b"a"
+    a.stop()
+    assert not os.path.exists(path)
