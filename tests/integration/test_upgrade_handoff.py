@@ -319,3 +319,53 @@ def test_a_successor_that_stops_first_leaves_the_unix_path(testd, sidecar, short
             assert c.unary(ECHO + "Unary", b"a") == b"a"
     a.stop()
     assert not os.path.exists(path)
+
+
+def test_a_successor_killed_mid_handoff(testd, sidecar):
+    """The successor stops reading, takes the idle connections into its
+    socket buffer, and is killed while the old process still has calls in
+    flight: the old one does not crash, answers those calls and closes
+    their connections after the reply, as without a successor."""
+    up = testd()
+    cfg = basic_config(up.addr, max_conns=8)
+    old = sidecar(cfg, expect_exit=None)
+    busy = [drpc.Conn(old.addr, timeout=5 * SCALE) for _ in range(4)]
+    idle = [drpc.Conn(old.addr, timeout=5 * SCALE) for _ in range(4)]
+    for c in busy + idle:
+        assert c.unary(ECHO + "Unary", b"x") == b"x"
+    new = _successor(sidecar, old, cfg, expect_exit=None)
+    new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
+    for c in busy:
+        c.start_unary(ECHO + "Sleep", b"600")
+    time.sleep(0.1)
+    new.send_signal(signal.SIGSTOP)
+    old.send_signal(signal.SIGTERM)
+    old.wait_for_output("handed off to pid %d" % new.pid, stream="stderr")
+    new.kill()
+    for c in busy:
+        assert c.finish_unary() == b"slept"
+        assert not c.is_open(wait=3 * SCALE)
+    assert old.wait(10 * SCALE) == 0
+    assert "successor pid %d gone" % new.pid in old.stderr()
+    for c in busy + idle:
+        c.close()
+
+
+def test_a_connection_the_successor_has_no_listener_for_is_closed(testd, sidecar):
+    """The new config names the listener differently: the new process
+    closes what it cannot place, between calls, like the fallback."""
+    up = testd()
+    cfg = basic_config(up.addr)
+    old = sidecar(cfg, expect_exit=None)
+    with drpc.Conn(old.addr, timeout=5 * SCALE) as c:
+        assert c.unary(ECHO + "Unary", b"1") == b"1"
+        renamed = dict(cfg, listeners=[dict(cfg["listeners"][0], name="other")])
+        with open(old.config_path, "w") as f:
+            json.dump(renamed, f)
+        new = _successor(sidecar, old, renamed)
+        new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
+        old.send_signal(signal.SIGTERM)
+        assert old.wait(10 * SCALE) == 0
+        new.wait_for_output("no listener of that name", stream="stderr")
+        assert not c.is_open(wait=3 * SCALE)
+    assert new.running()
