@@ -64,11 +64,22 @@ class Load:
     def calls(self):
         return sum(self.tally)
 
+    def assert_no_failure(self):
+        assert not self.failures, "%d failed calls of %d: %s" % (
+            len(self.failures), self.calls(), self.failures[:5])
+
     def finish(self):
         self.stop.set()
         for t in self.threads:
             t.join(20 * SCALE)
         assert not any(t.is_alive() for t in self.threads)
+
+
+def _rewrite(path, cfg):
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        json.dump(cfg, f)
+    os.replace(tmp, path)
 
 
 def _successor(sidecar, old, cfg, **kw):
@@ -103,8 +114,7 @@ def test_two_upgrades_lose_no_call_of_reused_connections(testd, sidecar):
         time.sleep(0.3)
     finally:
         load.finish()
-    assert not load.failures, "%d failed calls of %d: %s" % (
-        len(load.failures), load.calls(), load.failures[:5])
+    load.assert_no_failure()
     assert all(n > 0 for n in load.tally)
     assert "handed off to pid %d" % second.pid in first.stderr()
     assert "handed off to pid %d" % third.pid in second.stderr()
@@ -257,22 +267,11 @@ def test_unix_listener_connections_move_too(testd, sidecar, short_tmp):
         # The same file, now naming another path (what a reload would refuse).
         path_b = os.path.join(short_tmp, "b.sock")
         cfg_b = dict(cfg, listeners=[{"name": "local", "address": "unix:" + path_b}])
-        tmp = old.config_path + ".new"
-        with open(tmp, "w") as f:
-            json.dump(cfg_b, f)
-        os.replace(tmp, old.config_path)
-        new = _successor(sidecar, old, cfg_b)
-        new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
-        time.sleep(0.3)
-        before = load.calls()
-        old.send_signal(signal.SIGTERM)
-        assert old.wait(15 * SCALE) == 0
-        time.sleep(0.5)
-        assert load.calls() > before
+        _rewrite(old.config_path, cfg_b)
+        new = _upgrade(sidecar, old, cfg_b, load)
     finally:
         load.finish()
-    assert not load.failures, "%d failed calls of %d: %s" % (
-        len(load.failures), load.calls(), load.failures[:5])
+    load.assert_no_failure()
     assert "handed off to pid %d" % new.pid in old.stderr()
 
 
@@ -294,8 +293,7 @@ def test_unix_listener_shared_by_an_upgrade_on_the_same_config(testd, sidecar, s
         time.sleep(0.3)
     finally:
         load.finish()
-    assert not load.failures, "%d failed calls of %d: %s" % (
-        len(load.failures), load.calls(), load.failures[:5])
+    load.assert_no_failure()
     assert os.path.exists(path)
     with drpc.Conn(third.addr, timeout=5 * SCALE) as c:  # a fresh dial reaches the last one
         assert c.unary(ECHO + "Unary", b"new") == b"new"
@@ -360,8 +358,7 @@ def test_a_connection_the_successor_has_no_listener_for_is_closed(testd, sidecar
     with drpc.Conn(old.addr, timeout=5 * SCALE) as c:
         assert c.unary(ECHO + "Unary", b"1") == b"1"
         renamed = dict(cfg, listeners=[dict(cfg["listeners"][0], name="other")])
-        with open(old.config_path, "w") as f:
-            json.dump(renamed, f)
+        _rewrite(old.config_path, renamed)
         new = _successor(sidecar, old, renamed)
         new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
         old.send_signal(signal.SIGTERM)
