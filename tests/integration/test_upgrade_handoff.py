@@ -82,17 +82,18 @@ def _rewrite(path, cfg):
     os.replace(tmp, path)
 
 
-def _successor(sidecar, old, cfg, **kw):
-    """A new process on old's config file."""
+def _successor(sidecar, old, cfg, registered=True, **kw):
+    """A new process on old's config file, by default once it registered with old."""
     new = sidecar(cfg, args=("-c", old.config_path), **kw)
     new.config_path = old.config_path
+    if registered:
+        new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
     return new
 
 
 def _upgrade(sidecar, old, cfg, load):
     """Starts a new process on old's config file, SIGTERMs old; returns the new one."""
     new = _successor(sidecar, old, cfg)
-    new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
     time.sleep(0.3)
     before = load.calls()
     old.send_signal(signal.SIGTERM)
@@ -132,7 +133,6 @@ def test_bytes_of_the_next_call_read_before_the_handoff_go_along(testd, sidecar)
     with drpc.Conn(old.addr, timeout=5 * SCALE) as c:  # before the new one takes new ones
         assert c.unary(ECHO + "Unary", b"one") == b"one"
         new = _successor(sidecar, old, cfg)
-        new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
         st = c.new_stream(ECHO + "Unary", metadata=[(b"k", b"v")])
         st.send(b"two", flush=False)
         st.close_send(flush=False)
@@ -189,8 +189,7 @@ def test_a_third_process_waits_its_turn(testd, sidecar):
     with drpc.Conn(a.addr, timeout=5 * SCALE) as c:
         assert c.unary(ECHO + "Unary", b"1") == b"1"
         b = _successor(sidecar, a, cfg, expect_exit=None)
-        b.wait_for_output("handoff: registered with pid %d" % a.pid, stream="stderr")
-        c3 = _successor(sidecar, a, cfg)
+        c3 = _successor(sidecar, a, cfg, registered=False)
         c3.wait_for_output("refused us", stream="stderr")
         a.send_signal(signal.SIGTERM)
         assert a.wait(10 * SCALE) == 0
@@ -212,7 +211,6 @@ def test_a_successor_that_dies_is_forgotten(testd, sidecar):
     with drpc.Conn(old.addr, timeout=5 * SCALE) as c:
         assert c.unary(ECHO + "Unary", b"x") == b"x"
         new = _successor(sidecar, old, cfg, expect_exit=None)
-        new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
         c.start_unary(ECHO + "Sleep", b"300")
         time.sleep(0.1)
         new.kill()
@@ -309,7 +307,6 @@ def test_a_successor_that_stops_first_leaves_the_unix_path(testd, sidecar, short
     cfg["admin"] = {"enabled": False}
     a = sidecar(cfg, expect_exit=None)
     b = _successor(sidecar, a, cfg, expect_exit=None)
-    b.wait_for_output("handoff: registered with pid %d" % a.pid, stream="stderr")
     b.stop()
     assert os.path.exists(path)
     for _ in range(3):
@@ -332,7 +329,6 @@ def test_a_successor_killed_mid_handoff(testd, sidecar):
     for c in busy + idle:
         assert c.unary(ECHO + "Unary", b"x") == b"x"
     new = _successor(sidecar, old, cfg, expect_exit=None)
-    new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
     for c in busy:
         c.start_unary(ECHO + "Sleep", b"600")
     time.sleep(0.1)
@@ -360,7 +356,6 @@ def test_a_connection_the_successor_has_no_listener_for_is_closed(testd, sidecar
         renamed = dict(cfg, listeners=[dict(cfg["listeners"][0], name="other")])
         _rewrite(old.config_path, renamed)
         new = _successor(sidecar, old, renamed)
-        new.wait_for_output("handoff: registered with pid %d" % old.pid, stream="stderr")
         old.send_signal(signal.SIGTERM)
         assert old.wait(10 * SCALE) == 0
         new.wait_for_output("no listener of that name", stream="stderr")
