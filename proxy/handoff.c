@@ -136,8 +136,10 @@ static void peer_close(struct peer *p, const char *why)
     } else {
         log_debug("handoff: peer closed (%s)", why);
     }
-    if (p->n_out_fds)
+    if (p->n_out_fds) {
+        ho->sc->stats.handoff_failures += p->n_out_fds;
         log_warn("handoff: %zu connections not passed (%s); they are closed", p->n_out_fds, why);
+    }
     uv_poll_stop(&p->poll);
     uv_close((uv_handle_t *)&p->poll, peer_closed_cb);
     if (ho->stopped && list_empty(&ho->peers) && !uv_is_closing((uv_handle_t *)&ho->timer))
@@ -286,6 +288,7 @@ static void adopt(struct peer *p, const struct handoff_msg *m)
              (ss.ss_family == AF_UNIX) != (l->lc->addr.kind == CONFIG_ADDR_UNIX))
         bad = "not a socket of the listener's kind";
     if (bad) {
+        sc->stats.handoff_failures++;
         log_warn("handoff: client#%llu of pid %u on listener %.*s closed: %s",
                  (unsigned long long)m->client_id, p->pid, (int)m->text_len, m->text, bad);
         close(fd);
@@ -295,6 +298,7 @@ static void adopt(struct peer *p, const struct handoff_msg *m)
         "handoff: adopting client#%llu of pid %u on listener %s (stream %llu, %zu bytes read)",
         (unsigned long long)m->client_id, p->pid, l->lc->name, (unsigned long long)m->last_sid,
         m->pending_len);
+    sc->stats.clients_adopted++;
     client_adopt(l, fd, (m->flags & HANDOFF_CONN_PREFIX) != 0, m->last_sid, m->read_sid, m->pending,
                  m->pending_len);
 }
@@ -843,11 +847,13 @@ int handoff_client(struct client_conn *cl)
     }
     buf_free(&pending);
     if (rc) {
+        sc->stats.handoff_failures++;
         log_warn("client#%llu %s: cannot hand off: %s", (unsigned long long)cl->id, cl->peer,
                  uv_strerror(rc));
         return rc;
     }
     p->passed++;
+    sc->stats.clients_handed_off++;
     char why[48];
     snprintf(why, sizeof(why), "handed off to pid %u", p->pid);
     /* The dup (then the message in flight) keeps the socket open: this
