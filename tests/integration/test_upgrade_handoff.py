@@ -120,6 +120,8 @@ def test_two_upgrades_lose_no_call_of_reused_connections(testd, sidecar):
     assert "handed off to pid %d" % second.pid in first.stderr()
     assert "handed off to pid %d" % third.pid in second.stderr()
     assert third.running()
+    counters = third.admin_get("/stats")["counters"]
+    assert counters["clients_adopted"] >= len(load.tally) and counters["handoff_failures"] == 0
     # Every connection moved: none was closed after its reply.
     assert not re.search(r"client#\d+ \S+: closed \(shutting down\)", first.stderr() + second.stderr())
 
