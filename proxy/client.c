@@ -556,7 +556,7 @@ static struct client_conn *accept_on(struct listener *l, uv_os_sock_t fd)
                      (unsigned long long)sc->stats.clients_rejected_fds);
         }
         client_close(cl, "file descriptors reserved");
-        return;
+        return NULL;
     }
     if (cfg->max_clients && sc->n_clients >= cfg->max_clients)
         reject = "max_clients reached";

@@ -84,7 +84,7 @@ struct handoff {
     bool listening;
     bool stopped;
     uv_timer_t timer; /* join retries; after stop, the flush deadline */
-    struct list_node peers;
+    struct counted_list peers;
     struct peer *succ;
     struct peer *pred;
     bool ready;             /* started: listeners are open, connections can be adopted */
@@ -123,7 +123,7 @@ static void peer_close(struct peer *p, const char *why)
         return;
     struct handoff *ho = p->ho;
     p->closing = true;
-    list_remove(&p->node);
+    counted_list_remove(&ho->peers, &p->node);
     if (ho->succ == p) {
         ho->succ = NULL;
         if (ho->sc->state != SIDECAR_RUNNING || p->passed)
@@ -142,7 +142,7 @@ static void peer_close(struct peer *p, const char *why)
     }
     uv_poll_stop(&p->poll);
     uv_close((uv_handle_t *)&p->poll, peer_closed_cb);
-    if (ho->stopped && list_empty(&ho->peers) && !uv_is_closing((uv_handle_t *)&ho->timer))
+    if (ho->stopped && ho->peers.n == 0 && !uv_is_closing((uv_handle_t *)&ho->timer))
         uv_close((uv_handle_t *)&ho->timer, NULL); /* the last one sent all it had */
     if (ho->pred == p) {
         ho->pred = NULL;
@@ -561,7 +561,7 @@ static struct peer *peer_new(struct handoff *ho, int fd, enum peer_role role)
     p->fd = fd;
     p->role = role;
     p->poll.data = p;
-    list_push_back(&ho->peers, &p->node);
+    counted_list_push_back(&ho->peers, &p->node);
     peer_watch(p);
     return p;
 }
@@ -588,7 +588,7 @@ static void listen_poll_cb(uv_poll_t *h, int status, int events)
                 continue;
             return;
         }
-        if (!same_user(fd) || list_count(&ho->peers) >= MAX_CANDIDATES + 2) {
+        if (!same_user(fd) || ho->peers.n >= MAX_CANDIDATES + 2) {
             close(fd);
             continue;
         }
@@ -725,7 +725,7 @@ void handoff_start(struct sidecar *sc)
         return;
     ho->sc = sc;
     ho->listen_fd = -1;
-    list_init(&ho->peers);
+    counted_list_init(&ho->peers);
     uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
     for (const char *c = path; *c; c++)
         h = (h ^ (uint8_t)*c) * 1099511628211ull;
@@ -896,8 +896,8 @@ void handoff_pass_idle_clients(struct sidecar *sc)
 static void stop_deadline_cb(uv_timer_t *t)
 {
     struct handoff *ho = t->data;
-    while (!list_empty(&ho->peers))
-        peer_close(list_entry(list_first(&ho->peers), struct peer, node), "exiting");
+    while (ho->peers.n)
+        peer_close(list_entry(counted_list_first(&ho->peers), struct peer, node), "exiting");
 }
 
 void handoff_stop(struct sidecar *sc)
@@ -916,7 +916,7 @@ void handoff_stop(struct sidecar *sc)
         uv_close((uv_handle_t *)&ho->listen_poll, listen_closed_cb);
     }
     struct list_node *n, *tmp;
-    list_for_each_safe(n, tmp, &ho->peers)
+    list_for_each_safe(n, tmp, &ho->peers.head)
     {
         struct peer *p = list_entry(n, struct peer, node);
         if (p->out.len) {
@@ -927,7 +927,7 @@ void handoff_stop(struct sidecar *sc)
             peer_close(p, "exiting");
         }
     }
-    if (list_empty(&ho->peers)) {
+    if (ho->peers.n == 0) {
         if (!uv_is_closing((uv_handle_t *)&ho->timer))
             uv_close((uv_handle_t *)&ho->timer, NULL);
     } else {
