@@ -18,6 +18,7 @@
 #include "proxy/call.h"
 #include "proxy/errors.h"
 #include "proxy/fdlimit.h"
+#include "proxy/handoff.h"
 #include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/sidecar.h"
@@ -41,6 +42,8 @@ const char *client_state_name(enum client_state s)
         return "linger";
     case CLIENT_DRAINING:
         return "draining";
+    case CLIENT_HANDOFF:
+        return "handoff";
     case CLIENT_CLOSING:
         return "closing";
     }
@@ -53,14 +56,16 @@ static bool client_move_legal(enum client_state from, enum client_state to)
     case CLIENT_PREFIX:
         return to == CLIENT_IDLE || to == CLIENT_DRAINING || to == CLIENT_CLOSING;
     case CLIENT_IDLE:
-        return to == CLIENT_IN_CALL || to == CLIENT_LINGER || to == CLIENT_DRAINING ||
-               to == CLIENT_CLOSING;
+        return to == CLIENT_IN_CALL || to == CLIENT_LINGER || to == CLIENT_HANDOFF ||
+               to == CLIENT_DRAINING || to == CLIENT_CLOSING;
     case CLIENT_IN_CALL:
         return to == CLIENT_IDLE;
     case CLIENT_LINGER:
         return to == CLIENT_DRAINING || to == CLIENT_CLOSING;
     case CLIENT_DRAINING:
         return to == CLIENT_CLOSING;
+    case CLIENT_HANDOFF:
+        return to == CLIENT_IDLE || to == CLIENT_CLOSING;
     case CLIENT_CLOSING:
         return false;
     }
@@ -84,10 +89,12 @@ static bool client_set_state(struct client_conn *cl, enum client_state to)
     return true;
 }
 
-/* Still reading frames (a lingering client too): neither draining nor closing. */
+/* Still reading frames (a lingering client too): neither draining, handed
+ * off nor closing. */
 static bool client_open(const struct client_conn *cl)
 {
-    return cl->state != CLIENT_DRAINING && cl->state != CLIENT_CLOSING;
+    return cl->state != CLIENT_DRAINING && cl->state != CLIENT_HANDOFF &&
+           cl->state != CLIENT_CLOSING;
 }
 
 /* Lets go of the call in progress, if any, which then ends as abandoned. */
@@ -215,10 +222,38 @@ void client_call_ended(struct client_conn *cl)
     if (!client_set_state(cl, CLIENT_IDLE))
         return;
     if (cl->wire.sc->state != SIDECAR_RUNNING) {
-        client_close_after_reply(cl, "shutting down");
+        if (!client_hand_off(cl))
+            client_close_after_reply(cl, "shutting down");
         return;
     }
     client_update_reading(cl);
+}
+
+bool client_hand_off(struct client_conn *cl)
+{
+    if ((cl->state != CLIENT_IDLE && cl->state != CLIENT_PREFIX) ||
+        !handoff_possible(cl->wire.sc, cl))
+        return false;
+    if (wire_queued(&cl->wire) == 0)
+        return handoff_client(cl) == 0;
+    /* A PREFIX client has had no reply: only IDLE ones wait here. */
+    if (!client_set_state(cl, CLIENT_HANDOFF))
+        return true; /* closed */
+    wire_read_stop(&cl->wire);
+    wire_schedule_flush(&cl->wire);
+    return true;
+}
+
+/* Its reply is written: pass it on, or fall back to closing it (after the
+ * call it may have begun to send, as a drain without a successor would). */
+static void hand_off_written(struct client_conn *cl)
+{
+    if (handoff_client(cl) == 0 || !client_set_state(cl, CLIENT_IDLE))
+        return;
+    if (cl->wire.in.len || cl->invoke.len || cl->meta.len)
+        client_update_reading(cl);
+    else
+        client_close_after_reply(cl, "shutting down");
 }
 
 /* Appends one frame of a small packet (Invoke, InvokeMetadata) being assembled. */
@@ -450,13 +485,19 @@ void client_on_wire_written(struct client_conn *cl, int status)
             client_close(cl, cl->close_reason ? cl->close_reason : "drained");
         return;
     }
+    if (cl->state == CLIENT_HANDOFF) {
+        if (wire_queued(&cl->wire) == 0)
+            hand_off_written(cl);
+        return;
+    }
     if (cl->call && cl->call->up)
         upstream_update_reading(cl->call->up);
     if (!cl->wire.reading)
         client_update_reading(cl);
 }
 
-void client_accept(struct listener *l, uv_os_sock_t fd)
+/* client_accept and client_adopt: the new client, reading, or NULL. */
+static struct client_conn *accept_on(struct listener *l, uv_os_sock_t fd)
 {
     struct sidecar *sc = l->sc;
     struct client_conn *cl = calloc(1, sizeof(*cl));
@@ -464,7 +505,7 @@ void client_accept(struct listener *l, uv_os_sock_t fd)
         log_error("listener %s: out of memory accepting a client", l->lc->name);
         if (fd >= 0)
             close(fd);
-        return;
+        return NULL;
     }
     wire_init(&cl->wire, sc, WIRE_CLIENT);
     list_init(&cl->sc_node);
@@ -479,7 +520,7 @@ void client_accept(struct listener *l, uv_os_sock_t fd)
         if (fd >= 0)
             close(fd);
         free(cl);
-        return;
+        return NULL;
     }
     cl->wire.h.handle.data = &cl->wire;
     cl->wire.handle_open = true;
@@ -496,7 +537,7 @@ void client_accept(struct listener *l, uv_os_sock_t fd)
     }
     if (rc != 0) {
         client_close(cl, "accept failed");
-        return;
+        return NULL;
     }
     const struct config *cfg = sc->cfg;
     const char *reject = NULL;
@@ -515,7 +556,7 @@ void client_accept(struct listener *l, uv_os_sock_t fd)
                      (unsigned long long)sc->stats.clients_rejected_fds);
         }
         client_close(cl, "file descriptors reserved");
-        return;
+        return NULL;
     }
     if (cfg->max_clients && sc->n_clients >= cfg->max_clients)
         reject = "max_clients reached";
@@ -526,7 +567,7 @@ void client_accept(struct listener *l, uv_os_sock_t fd)
         l->rejected++;
         log_debug("listener %s: rejected a client: %s", l->lc->name, reject);
         client_close(cl, reject);
-        return;
+        return NULL;
     }
     cl->id = ++sc->next_client_id;
     cl->connected_at = cl->last_active = uv_now(sc->loop);
@@ -539,4 +580,32 @@ void client_accept(struct listener *l, uv_os_sock_t fd)
     wire_peer_name(&cl->wire, cl->peer, sizeof(cl->peer));
     log_debug("client#%llu %s: accepted on %s", (unsigned long long)cl->id, cl->peer, l->lc->name);
     wire_read_start(&cl->wire, client_read_cb);
+    return cl;
+}
+
+void client_accept(struct listener *l, uv_os_sock_t fd)
+{
+    (void)accept_on(l, fd);
+}
+
+void client_adopt(struct listener *l, uv_os_sock_t fd, bool prefix, uint64_t last_sid,
+                  uint64_t read_sid, const uint8_t *pending, size_t pending_len)
+{
+    struct client_conn *cl = accept_on(l, fd);
+    if (!cl)
+        return;
+    cl->last_sid = last_sid;
+    cl->read_sid = read_sid;
+    if (!prefix && cl->state == CLIENT_PREFIX && !client_set_state(cl, CLIENT_IDLE))
+        return;
+    if (pending_len == 0)
+        return;
+    /* As if just read into the private buffer (see wire_frames_begin). */
+    if (buf_reserve(&cl->wire.in, pending_len) != 0) {
+        client_close(cl, "out of memory");
+        return;
+    }
+    memcpy(cl->wire.in.data + cl->wire.in.len, pending, pending_len);
+    uv_buf_t b = uv_buf_init((char *)cl->wire.in.data + cl->wire.in.len, (unsigned)pending_len);
+    client_read_cb(&cl->wire.h.stream, (ssize_t)pending_len, &b);
 }

@@ -22,6 +22,8 @@ struct call;
  *   accept --> PREFIX --first bytes--> IDLE <--call ended-- IN_CALL
  *   accept (no DRPC!!!1 on this listener) --^  \--call started--^
  *   IDLE --close after its last reply (shutdown)--> LINGER
+ *   IDLE --shutdown with a successor process, reply still queued--> HANDOFF
+ *   HANDOFF --reply written--> passed on (CLOSING here), or IDLE if it cannot be
  *   PREFIX, IDLE, LINGER --drain (protocol error, shutdown, linger over)--> DRAINING
  *   DRAINING --queued bytes written--> CLOSING
  *   PREFIX, IDLE, LINGER, DRAINING --EOF, error, limit--> CLOSING
@@ -39,6 +41,7 @@ enum client_state {
                       * CLIENT_LINGER_MS), so a reader that meets EOF before it took the
                       * reply (Go's) does not lose it */
     CLIENT_DRAINING, /* no more reads; close once queued bytes are written */
+    CLIENT_HANDOFF,  /* no more reads; to the successor once queued bytes are written */
     CLIENT_CLOSING,  /* handle closing; freed in its close callback */
 };
 
@@ -83,7 +86,21 @@ void client_accept(struct listener *l, uv_os_sock_t fd);
 /* The client's new call c started (call_start): IDLE -> IN_CALL. */
 void client_call_started(struct client_conn *cl, struct call *c);
 
-/* Its call is over: back to IDLE (and drain if the process is stopping). */
+/* Adopts fd, a connection another process served until now (handoff.c):
+ * it goes on after stream last_sid, having read frames up to read_sid;
+ * pending holds bytes read there and not acted on, taken as if just read;
+ * prefix: the listener's DRPC!!!1 prefix may still come. fd is owned from
+ * here on, even on failure. */
+void client_adopt(struct listener *l, uv_os_sock_t fd, bool prefix, uint64_t last_sid,
+                  uint64_t read_sid, const uint8_t *pending, size_t pending_len);
+
+/* The process drains and a successor takes connections: an IDLE or PREFIX
+ * client goes to it once what is queued is written (CLIENT_HANDOFF).
+ * Returns false when it cannot; the caller closes it as before. */
+bool client_hand_off(struct client_conn *cl);
+
+/* Its call is over: back to IDLE (and drain, or hand off, if the process
+ * is stopping). */
 void client_call_ended(struct client_conn *cl);
 
 /* Sends an Error packet on stream sid (message id msg). */

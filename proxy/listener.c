@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "proxy/client.h"
+#include "proxy/handoff.h"
 #include "proxy/log.h"
 #include "proxy/reuseport.h"
 #include "proxy/sidecar.h"
@@ -36,14 +37,18 @@ static void on_connection(uv_stream_t *server, int status)
 static int bind_unix(struct listener *l, uv_loop_t *loop, char *err, size_t err_size)
 {
     const char *path = l->lc->addr.path;
-    int rc = unix_path_claim(path, err, err_size);
+    int taken = handoff_take_unix_listener(l->sc, l->lc->name, path);
+    int rc = taken >= 0 ? 0 : unix_path_claim(path, err, err_size);
     if (rc)
         return rc;
     rc = uv_pipe_init(loop, &l->h.pipe, 0);
-    if (rc)
+    if (rc) {
+        if (taken >= 0)
+            close(taken);
         return rc;
+    }
     l->open = true;
-    rc = unix_path_bind(&l->h.pipe, path);
+    rc = taken >= 0 ? uv_pipe_open(&l->h.pipe, taken) : unix_path_bind(&l->h.pipe, path);
     if (rc) {
         snprintf(err, err_size, "bind %s: %s", path, uv_strerror(rc));
         return rc;
@@ -178,7 +183,15 @@ void listener_stop(struct listener *l, bool serve_queued)
     if (serve_queued)
         accept_backlog(l);
     l->open = false;
-    if (l->lc->addr.kind == CONFIG_ADDR_UNIX)
-        unlink(l->lc->addr.path);
+    if (l->lc->addr.kind == CONFIG_ADDR_UNIX) {
+        if (!handoff_unix_path_shared(l->sc, l->lc->addr.path)) {
+            unlink(l->lc->addr.path);
+        } else if (l->h.pipe.pipe_fname) {
+            /* Another process listens on the path now: keep libuv from
+             * unlinking the name it bound when the handle closes. */
+            free((char *)l->h.pipe.pipe_fname);
+            l->h.pipe.pipe_fname = NULL;
+        }
+    }
     uv_close(&l->h.handle, listener_closed);
 }

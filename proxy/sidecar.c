@@ -19,6 +19,7 @@
 #include "proxy/agent.h"
 #include "proxy/call.h"
 #include "proxy/client.h"
+#include "proxy/handoff.h"
 #include "proxy/listener.h"
 #include "proxy/fdlimit.h"
 #include "proxy/log.h"
@@ -155,6 +156,7 @@ static void stop_everything(struct sidecar *sc)
     log_info("shutdown: closing upstream connections");
     if (sc->admin)
         admin_stop(sc->admin);
+    handoff_stop(sc);
     for (size_t i = 0; i < sc->n_pools; i++)
         pool_destroy(sc->pools[i]);
     struct list_node *n, *tmp;
@@ -232,7 +234,8 @@ void sidecar_shutdown(struct sidecar *sc, const char *why)
      * connected: their first call is likely on its way and a close would
      * reset it) and those with part of a call read. They get
      * DRAIN_FIRST_CALL_MS to send it (see close_idle_clients) and are
-     * closed after it. */
+     * closed after it. With a successor process, all of them go to it. */
+    handoff_pass_idle_clients(sc);
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &sc->clients)
     {
@@ -353,6 +356,7 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
                 return rc;
         }
     }
+    handoff_start(sc); /* before the listeners: it may bring unix sockets */
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         int rc = listener_start(sc, &cfg->listeners[i], &sc->listeners[i], err, err_size);
         if (rc)
@@ -398,6 +402,7 @@ void sidecar_free(struct sidecar *sc)
     free(sc->listeners);
     if (sc->admin)
         admin_free(sc->admin);
+    handoff_free(sc);
     while (sc->route_counters) {
         struct route_counter *next = sc->route_counters->next;
         free(sc->route_counters);

@@ -21,6 +21,7 @@ struct listener;
 struct pool;
 struct admin;
 struct accesslog;
+struct handoff;
 
 enum sidecar_state {
     SIDECAR_RUNNING,
@@ -38,6 +39,9 @@ enum sidecar_state {
     X(clients_closed, "Client connections closed")                                                 \
     X(client_protocol_errors, "Client connections closed for a protocol error")                    \
     X(calls_no_route, "Calls that matched no route")                                               \
+    X(clients_handed_off, "Client connections passed to a newer process (upgrade)")                \
+    X(clients_adopted, "Client connections taken over from an older process (upgrade)")            \
+    X(handoff_failures, "Client connections an upgrade closed instead of passing them on")         \
     X(busy_poll_catches, "Idle stretches ended by a read while busy polling (a wake-up saved)")    \
     X(busy_poll_timeouts,                                                                          \
       "Busy-poll windows that ran out with nothing read (CPU spent for nothing)")
@@ -74,6 +78,7 @@ struct sidecar {
     bool reload_again; /* a SIGHUP came during a reload: run one more after it */
     struct admin *admin;
     struct accesslog *accesslog; /* NULL when access_log is not configured */
+    struct handoff *handoff;     /* upgrade rendezvous (handoff.h); NULL if none */
 
     struct list_node clients; /* every client_conn */
     uint32_t n_clients;
