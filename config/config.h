@@ -207,7 +207,13 @@ struct config {
     uint64_t max_metadata_size;      /* default 64 KiB */
     uint64_t call_buffer_bytes;      /* per-call buffered bytes high-water mark, default 1 MiB */
     uint32_t busy_poll_us; /* cap of the adaptive spin after traffic (proxy/busy_poll.h); 0 = off */
+    uint32_t metrics_max_rpcs; /* "metrics": {"max_rpcs"}: RPC names with their own series
+                                * per pool (proxy/rpc_stats.h), default 100; 0 = no per-RPC
+                                * accounting */
 };
+
+#define CONFIG_METRICS_MAX_RPCS       100
+#define CONFIG_METRICS_MAX_RPCS_LIMIT 10000
 
 struct config_error {
     char file[256];
