@@ -24,6 +24,7 @@
 #include "proxy/log.h"
 #include "proxy/notify.h"
 #include "proxy/pool.h"
+#include "proxy/rpc_stats.h"
 
 #define JANITOR_INTERVAL_MS 100
 #define DRAIN_FIRST_CALL_MS 1000
@@ -403,6 +404,7 @@ void sidecar_free(struct sidecar *sc)
         free(sc->route_counters);
         sc->route_counters = next;
     }
+    rpc_stats_free(sc->rpc_stats);
     config_unref(sc->cfg);
 }
 

@@ -21,6 +21,7 @@ struct listener;
 struct pool;
 struct admin;
 struct accesslog;
+struct rpc_stats;
 
 enum sidecar_state {
     SIDECAR_RUNNING,
@@ -106,6 +107,7 @@ struct sidecar {
 
     struct sidecar_stats stats;
     struct route_counter *route_counters;
+    struct rpc_stats *rpc_stats; /* per-RPC counters (rpc_stats.h); created on first use */
 
     uint8_t readbuf[64 * 1024]; /* loop-wide read buffer (see wire.h) */
 };
