@@ -16,6 +16,7 @@
 
 #include "admin/admin.h"
 #include "admin/metrics_table.h"
+#include "admin/rpcs.h"
 #include "proxy/accesslog.h"
 #include "proxy/call.h"
 #include "proxy/histo.h"
@@ -278,6 +279,8 @@ int metrics_render(const struct sidecar *sc, struct buf *out)
 
     pool_families(&x, sc, now);
     call_results(&x, sc);
+    if (!x.rc)
+        x.rc = rpcs_render_metrics(sc->rpc_stats, out);
 
 #define X(metric, type, json, jtype, help, value)                                                  \
     family(&x, METRICS_PREFIX, #metric, #type, help);                                              \

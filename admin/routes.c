@@ -24,6 +24,7 @@
 #include "admin/admin.h"
 #include "admin/dashboard.h"
 #include "admin/metrics.h"
+#include "admin/rpcs.h"
 #include "admin/views.h"
 #include "config/config_addr.h"
 #include "proxy/call.h"
@@ -300,6 +301,11 @@ static void h_metrics(const struct route_req *rq, struct admin_response *resp)
         admin_response_error(resp, 500, "out of memory");
 }
 
+static void h_rpcs(const struct route_req *rq, struct admin_response *resp)
+{
+    set_json(resp, 200, rpcs_view(rq->ctx->sc));
+}
+
 static void h_config(const struct route_req *rq, struct admin_response *resp)
 {
     set_json(resp, 200, views_config(rq->ctx->sc));
@@ -347,6 +353,7 @@ static const struct route routes[] = {
     {"POST", "/calls/*/cancel", h_call_cancel},
     {"GET", "/clients", h_clients},
     {"GET", "/metrics", h_metrics},
+    {"GET", "/rpcs", h_rpcs},
     {"GET", "/config", h_config},
     {"POST", "/drain", h_drain},
     {"POST", "/reload", h_reload},
