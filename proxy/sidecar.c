@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "admin/admin.h"
+#include "admin/history.h"
 #include "proxy/accesslog.h"
 #include "proxy/agent.h"
 #include "proxy/call.h"
@@ -90,6 +91,7 @@ static void janitor_cb(uv_timer_t *t)
     uint64_t now = uv_now(sc->loop);
     for (size_t i = 0; i < sc->n_pools; i++)
         pool_janitor(sc->pools[i], now);
+    history_tick(&sc->history, sc);
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &sc->retired_pools)
     {
@@ -405,6 +407,7 @@ void sidecar_free(struct sidecar *sc)
         sc->route_counters = next;
     }
     rpc_stats_free(sc->rpc_stats);
+    history_free(sc->history);
     config_unref(sc->cfg);
 }
 
