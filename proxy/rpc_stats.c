@@ -105,15 +105,17 @@ static int grow(struct rpc_stats_pool *p)
 static struct rpc_stats_entry *entry_for(struct rpc_stats_pool *p, uint32_t max_rpcs,
                                          const char *rpc, size_t len)
 {
-    if (!rpc_stats_name_ok(rpc, len))
+    if (len == 0 || len > RPC_STATS_NAME_MAX)
         return &p->other;
+    /* Stored names passed rpc_stats_name_ok, so a name equal to one needs
+     * no check: the common case (a known name) costs a hash and a compare. */
     uint32_t h = hash_name(rpc, len);
     if (p->n_slots) {
         struct rpc_stats_entry **slot = lookup(p, rpc, len, h);
         if (*slot)
             return *slot;
     }
-    if (p->n_entries >= max_rpcs || grow(p) != 0)
+    if (p->n_entries >= max_rpcs || !rpc_stats_name_ok(rpc, len) || grow(p) != 0)
         return &p->other;
     struct rpc_stats_entry *e = calloc(1, sizeof(*e));
     char *name = e ? malloc(len + 1) : NULL;
