@@ -36,13 +36,6 @@ static void put(struct out *o, const char *s)
         o->rc = buf_append(o->b, s, strlen(s));
 }
 
-static void put_u64(struct out *o, uint64_t v)
-{
-    char n[24];
-    snprintf(n, sizeof(n), "%llu", (unsigned long long)v);
-    put(o, n);
-}
-
 /* `drpc_sidecar_<name>{pool="P",rpc="R"` — the caller closes the brace. */
 static void series(struct out *o, const char *name, const struct rpc_stats_pool *p,
                    const struct rpc_stats_entry *e)
@@ -56,6 +49,30 @@ static void series(struct out *o, const char *name, const struct rpc_stats_pool 
     if (!o->rc)
         o->rc = metrics_escape_label(o->b, e->name);
     put(o, "\"");
+}
+
+/* One sample: series(), then `,label="value"` when label is set, then the value. */
+static void sample(struct out *o, const char *name, const struct rpc_stats_pool *p,
+                   const struct rpc_stats_entry *e, const char *label, const char *label_value,
+                   const char *value)
+{
+    series(o, name, p, e);
+    if (label) {
+        put(o, ",");
+        put(o, label);
+        put(o, "=\"");
+        put(o, label_value);
+        put(o, "\"");
+    }
+    put(o, "} ");
+    put(o, value);
+    put(o, "\n");
+}
+
+static const char *u64_text(uint64_t v, char *buf, size_t size)
+{
+    snprintf(buf, size, "%llu", (unsigned long long)v);
+    return buf;
 }
 
 /* Calls e (the pool's named entries, then "other" once it counted one) for each entry. */
@@ -73,34 +90,25 @@ static void series(struct out *o, const char *name, const struct rpc_stats_pool 
 int rpcs_render_metrics(const struct rpc_stats *rs, struct buf *out)
 {
     struct out o = {out, 0};
+    char n[24]; /* a counter's digits */
     if (!rs)
         return 0;
     put(&o, "# HELP " METRICS_PREFIX "rpc_calls_total Finished calls by pool, RPC name and result "
             "(names beyond metrics.max_rpcs count as rpc=\"other\")\n"
             "# TYPE " METRICS_PREFIX "rpc_calls_total counter\n");
     FOR_EACH_ENTRY(rs, p, e, {
-        for (size_t k = 0; k < 4; k++) {
-            series(&o, "rpc_calls_total", p, e);
-            put(&o, ",result=\"");
-            put(&o, result_names[k]);
-            put(&o, "\"} ");
-            put_u64(&o, e->results[k]);
-            put(&o, "\n");
-        }
+        for (size_t k = 0; k < 4; k++)
+            sample(&o, "rpc_calls_total", p, e, "result", result_names[k],
+                   u64_text(e->results[k], n, sizeof(n)));
     })
     put(&o, "# HELP " METRICS_PREFIX "rpc_errors_total Calls the sidecar failed, by pool, RPC "
             "name and cause (causes that occurred)\n"
             "# TYPE " METRICS_PREFIX "rpc_errors_total counter\n");
     FOR_EACH_ENTRY(rs, p, e, {
         for (int c = 0; c < CALL_CAUSE_COUNT; c++) {
-            if (!e->errors[c])
-                continue;
-            series(&o, "rpc_errors_total", p, e);
-            put(&o, ",cause=\"");
-            put(&o, call_cause_name(c));
-            put(&o, "\"} ");
-            put_u64(&o, e->errors[c]);
-            put(&o, "\n");
+            if (e->errors[c])
+                sample(&o, "rpc_errors_total", p, e, "cause", call_cause_name(c),
+                       u64_text(e->errors[c], n, sizeof(n)));
         }
     })
     put(&o, "# HELP " METRICS_PREFIX "rpc_call_duration_seconds Call duration from Invoke to the "
@@ -113,23 +121,14 @@ int rpcs_render_metrics(const struct rpc_stats *rs, struct buf *out)
             char le[32] = "+Inf";
             if (k < HISTO_BUCKETS - 1)
                 metrics_format_seconds(histo_bounds_us[k], le, sizeof(le));
-            series(&o, "rpc_call_duration_seconds_bucket", p, e);
-            put(&o, ",le=\"");
-            put(&o, le);
-            put(&o, "\"} ");
-            put_u64(&o, cumulative);
-            put(&o, "\n");
+            sample(&o, "rpc_call_duration_seconds_bucket", p, e, "le", le,
+                   u64_text(cumulative, n, sizeof(n)));
         }
         char sum[32];
         metrics_format_seconds(e->duration.sum_us, sum, sizeof(sum));
-        series(&o, "rpc_call_duration_seconds_sum", p, e);
-        put(&o, "} ");
-        put(&o, sum);
-        put(&o, "\n");
-        series(&o, "rpc_call_duration_seconds_count", p, e);
-        put(&o, "} ");
-        put_u64(&o, e->duration.count);
-        put(&o, "\n");
+        sample(&o, "rpc_call_duration_seconds_sum", p, e, NULL, NULL, sum);
+        sample(&o, "rpc_call_duration_seconds_count", p, e, NULL, NULL,
+               u64_text(e->duration.count, n, sizeof(n)));
     })
     return o.rc;
 }
