@@ -18,7 +18,6 @@
 #include "admin/metrics.h"
 #include "admin/rpcs.h"
 #include "proxy/call.h"
-#include "proxy/log.h"
 #include "proxy/rpc_stats.h"
 #include "proxy/utf8.h"
 #include "tests/unit/fake_sidecar.h"
@@ -30,21 +29,6 @@ static const char CONFIG[] = "{\"listeners\":[{\"address\":\"127.0.0.1:1\"}],"
                              "\"pools\":[{\"name\":\"p\",\"endpoints\":[\"127.0.0.1:3\"]},"
                              "{\"name\":\"q r\",\"endpoints\":[\"127.0.0.1:4\"]}],"
                              "\"routes\":[{\"pool\":\"p\"}]}";
-
-static struct sidecar *fuzz_sidecar(void)
-{
-    static uv_loop_t loop;
-    static struct sidecar *sc;
-    if (!sc) {
-        log_set_level(CONFIG_LOG_ERROR);
-        if (uv_loop_init(&loop) != 0)
-            abort();
-        sc = fake_sidecar_new(&loop, CONFIG);
-        if (!sc)
-            abort();
-    }
-    return sc;
-}
 
 static int name_start(char c)
 {
@@ -180,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
-    struct sidecar *sc = fuzz_sidecar();
+    struct sidecar *sc = fake_sidecar_once(CONFIG);
     uint32_t max_rpcs = data[0] % 8;
     size_t pos = 1;
     while (pos < size) {
