@@ -79,13 +79,18 @@ def check_page(sc, up):
         assert "(3)" in main  # the count next to the heading
         assert '<span id="err"></span>' in html  # no fetch failed
 
-        shot = os.path.join(build_dir() or tempfile.gettempdir(), "dashboard.png")
-        if os.path.exists(shot):
-            os.unlink(shot)
-        r = chromium(profile, "--virtual-time-budget=3000", "--window-size=1280,800",
-                     "--hide-scrollbars", "--screenshot=" + shot, url)
-        assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
-        assert os.path.getsize(shot) > 10000
+        screenshot(profile, url, "dashboard.png", "1280,800")
+
+
+def screenshot(profile, url, name, size):
+    """Leaves the rendered page at $SIDECAR_BUILD/name for people to look at."""
+    shot = os.path.join(build_dir() or tempfile.gettempdir(), name)
+    if os.path.exists(shot):
+        os.unlink(shot)
+    r = chromium(profile, "--virtual-time-budget=3000", "--window-size=" + size,
+                 "--hide-scrollbars", "--screenshot=" + shot, url)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
+    assert os.path.getsize(shot) > 10000
 
 
 def test_dashboard_is_self_contained(testd, sidecar):
@@ -168,10 +173,4 @@ def test_dashboard_charts_show_an_error_burst(testd, sidecar):
         rows = re.findall(r'<tr class="rpc" data-rpc="([^"]*)">', main)
         assert set(rows) == {"/test.Echo/Unary", "/test.Echo/Error"}, rows
 
-        shot = os.path.join(build_dir() or tempfile.gettempdir(), "dashboard-history.png")
-        if os.path.exists(shot):
-            os.unlink(shot)
-        r = chromium(profile, "--virtual-time-budget=3000", "--window-size=1280,1100",
-                     "--hide-scrollbars", "--screenshot=" + shot, url)
-        assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
-        assert os.path.getsize(shot) > 10000
+        screenshot(profile, url, "dashboard-history.png", "1280,1100")
