@@ -9,8 +9,9 @@
  * the sampling moment; for the process: clients and calls in flight.
  *
  * Memory is fixed: sizeof(struct history), allocated once on the first
- * tick, about 460 KiB (HISTORY_SECONDS x HISTORY_MAX_POOLS pool samples of
- * 96 bytes, plus 16 bytes per second for the process). Pools beyond
+ * tick: 475,224 bytes (464 KiB) on x86-64, i.e. HISTORY_SECONDS samples of
+ * 784 bytes (HISTORY_MAX_POOLS pool samples of 96 bytes plus 16 for the
+ * process) and the pool slots; /history reports it as memory_bytes. Pools beyond
  * HISTORY_MAX_POOLS are not recorded (the view says how many); a pool that
  * left the config gives its slot up once it has aged out of the ring.
  *
