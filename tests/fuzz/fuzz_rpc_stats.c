@@ -3,7 +3,7 @@
  * values in /metrics and strings in /rpcs. The input is a run of calls,
  * each [name length][name bytes][result byte], recorded into a fake
  * sidecar's table (first byte: max_rpcs 0..7, so "other" fills up fast);
- * then the whole /metrics exposition is rendered and checked line by line
+ * then its /metrics families are rendered and checked line by line
  * against the text format (names, label syntax, escapes, UTF-8 values,
  * sample values), and /rpcs is rendered, parsed back and its names must be
  * exactly the stored ones. Must never crash, leak, trip a sanitizer, keep
@@ -15,7 +15,6 @@
 #include <string.h>
 #include <uv.h>
 
-#include "admin/metrics.h"
 #include "admin/rpcs.h"
 #include "proxy/call.h"
 #include "proxy/rpc_stats.h"
@@ -182,9 +181,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rs->pools[i]->n_entries > max_rpcs)
             abort();
     struct buf b = {0};
-    if (metrics_render(sc, &b) != 0)
+    /* The families the names reach (all of /metrics would spend most of
+     * each run reading /proc for the process gauges). */
+    if (rpcs_render_metrics(sc->rpc_stats, &b) != 0)
         abort();
-    check_exposition(&b);
+    if (b.len)
+        check_exposition(&b);
     buf_free(&b);
     check_rpcs_view(sc);
     rpc_stats_free(sc->rpc_stats);
