@@ -62,6 +62,7 @@ struct rpc_stats {
     size_t n_pools;
     uint32_t sec;   /* ring index of the second in progress */
     uint64_t ticks; /* seconds started so far (bounds the rate windows) */
+    uint64_t seed;  /* of the name hash */
 };
 
 /*
