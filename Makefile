@@ -41,7 +41,8 @@ PEER_LIBS   = $(shell pkg-config --libs $(PEER_PKGS))
 DEB_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libprotobuf-c-dev \
             protobuf-c-compiler libcmocka-dev node-llhttp clang libclang-rt-14-dev \
             python3 python3-pytest curl valgrind clang-format procps chromium haproxy python3-yaml groff-base \
-            libssl-dev openssl gnutls-bin
+            libssl-dev openssl gnutls-bin \
+            prometheus
 
 CORE_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c config/*.c admin/*.c))
 CORE_OBJ  := $(CORE_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/metadata.pb-c.o

@@ -16,6 +16,7 @@
 
 #include "admin/admin.h"
 #include "admin/metrics_table.h"
+#include "admin/rpcs.h"
 #include "proxy/accesslog.h"
 #include "proxy/call.h"
 #include "proxy/histo.h"
@@ -162,6 +163,38 @@ static void pool_sample(struct expo *x, const char *name, const struct pool *p, 
     put(x, "} %llu\n", (unsigned long long)value);
 }
 
+/* The Prometheus name of a POOL_COUNTERS field: pool_<field>_total unless renamed. */
+static const char *pool_counter_metric(const char *field, char *buf, size_t size)
+{
+#define X(f, metric)                                                                               \
+    if (strcmp(field, #f) == 0)                                                                    \
+        return #metric;
+    METRICS_POOL_COUNTER_NAMES(X)
+#undef X
+    snprintf(buf, size, "pool_%s_total", field);
+    return buf;
+}
+
+/* build_info and the config reload state, named as Prometheus names its own. */
+static void process_info(struct expo *x, const struct sidecar *sc)
+{
+    family(x, METRICS_PREFIX, "build_info", "gauge",
+           "Always 1; the version label says which build");
+    put(x, METRICS_PREFIX "build_info{version=\"");
+    put_label(x, SIDECAR_VERSION);
+    put(x, "\"} 1\n");
+    /* Before any reload, the config loaded at start is the last good one. */
+    const struct reload_status *st = &sc->last_reload;
+    uint64_t ok_ms = st->ok_wall_ms ? st->ok_wall_ms : sc->started_wall_ms;
+    family(x, METRICS_PREFIX, "config_last_reload_successful", "gauge",
+           "Whether the last configuration reload attempt was successful");
+    put(x, METRICS_PREFIX "config_last_reload_successful %d\n", !st->attempted || st->ok);
+    family(x, METRICS_PREFIX, "config_last_reload_success_timestamp_seconds", "gauge",
+           "Timestamp of the last successful configuration load or reload");
+    put(x, METRICS_PREFIX "config_last_reload_success_timestamp_seconds %llu.%03llu\n",
+        (unsigned long long)(ok_ms / 1000), (unsigned long long)(ok_ms % 1000));
+}
+
 static void pool_families(struct expo *x, const struct sidecar *sc, uint64_t now)
 {
     /* One family per row, one sample per pool. */
@@ -175,9 +208,13 @@ static void pool_families(struct expo *x, const struct sidecar *sc, uint64_t now
     METRICS_POOL_STATE(X)
 #undef X
 #define X(name, help)                                                                              \
-    family(x, METRICS_PREFIX, "pool_" #name "_total", "counter", help);                            \
-    for (size_t i = 0; i < sc->n_pools; i++)                                                       \
-        pool_sample(x, "pool_" #name "_total", sc->pools[i], sc->pools[i]->stats.name);
+    {                                                                                              \
+        char buf[96];                                                                              \
+        const char *metric = pool_counter_metric(#name, buf, sizeof(buf));                         \
+        family(x, METRICS_PREFIX, metric, "counter", help);                                        \
+        for (size_t i = 0; i < sc->n_pools; i++)                                                   \
+            pool_sample(x, metric, sc->pools[i], sc->pools[i]->stats.name);                        \
+    }
     POOL_COUNTERS(X)
 #undef X
 
@@ -242,6 +279,8 @@ int metrics_render(const struct sidecar *sc, struct buf *out)
 
     pool_families(&x, sc, now);
     call_results(&x, sc);
+    if (!x.rc)
+        x.rc = rpcs_render_metrics(sc->rpc_stats, out);
 
 #define X(metric, type, json, jtype, help, value)                                                  \
     family(&x, METRICS_PREFIX, #metric, #type, help);                                              \
@@ -265,6 +304,17 @@ int metrics_render(const struct sidecar *sc, struct buf *out)
     put(&x, METRICS_PREFIX #metric " %llu\n", (unsigned long long)(value));
     METRICS_PROCESS(X)
 #undef X
+
+#define X(metric, json, help, value_us)                                                            \
+    {                                                                                              \
+        char secs[32];                                                                             \
+        metrics_format_seconds(value_us, secs, sizeof(secs));                                      \
+        family(&x, METRICS_PREFIX, #metric, "gauge", help);                                        \
+        put(&x, METRICS_PREFIX #metric " %s\n", secs);                                             \
+    }
+    METRICS_PROCESS_SECONDS(X)
+#undef X
+    process_info(&x, sc);
 
     const struct admin_stats *a = admin_get_stats(sc->admin);
     if (a) {

@@ -82,12 +82,22 @@
       sc->n_calls)                                                                                 \
     X(draining, gauge, draining, BOOL, "1 while the process drains for shutdown",                  \
       sc->state != SIDECAR_RUNNING)                                                                \
-    X(busy_poll_window_microseconds, gauge, busy_poll_window_us, INT,                              \
-      "How long the loop now polls after traffic before it sleeps (adapts up to busy_poll_us)",    \
-      busy_poll_window(&sc->busy_poll, (uint64_t)sc->cfg->busy_poll_us * 1000) / 1000)             \
     X(access_log_dropped_lines_total, counter, access_log_dropped_lines, INT,                      \
       "Access log lines lost to a full buffer or a failed write",                                  \
       accesslog_dropped(sc->accesslog))
+
+/* Process-wide durations, subject `sc`; X(metric, json_key, help, value in microseconds).
+ * Prometheus: a gauge in seconds (base unit); JSON (/stats): json_key, in microseconds. */
+#define METRICS_PROCESS_SECONDS(X)                                                                 \
+    X(busy_poll_window_seconds, busy_poll_window_us,                                               \
+      "How long the loop now polls after traffic before it sleeps (adapts up to busy_poll_us)",    \
+      busy_poll_window(&sc->busy_poll, (uint64_t)sc->cfg->busy_poll_us * 1000) / 1000)
+
+/* POOL_COUNTERS fields whose Prometheus name is not pool_<field>_total (byte
+ * counters end in _bytes_total); X(field, metric). */
+#define METRICS_POOL_COUNTER_NAMES(X)                                                              \
+    X(bytes_to_upstream, pool_upstream_sent_bytes_total)                                           \
+    X(bytes_from_upstream, pool_upstream_received_bytes_total)
 
 /* The admin server itself; subject `a` (const struct admin_stats *). JSON: /stats "admin". */
 #define METRICS_ADMIN(X)                                                                           \

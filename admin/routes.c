@@ -23,7 +23,9 @@
 
 #include "admin/admin.h"
 #include "admin/dashboard.h"
+#include "admin/history.h"
 #include "admin/metrics.h"
+#include "admin/rpcs.h"
 #include "admin/views.h"
 #include "config/config_addr.h"
 #include "proxy/call.h"
@@ -300,6 +302,26 @@ static void h_metrics(const struct route_req *rq, struct admin_response *resp)
         admin_response_error(resp, 500, "out of memory");
 }
 
+static void h_rpcs(const struct route_req *rq, struct admin_response *resp)
+{
+    set_json(resp, 200, rpcs_view(rq->ctx->sc));
+}
+
+/* ?seconds=N: 1..HISTORY_SECONDS, default all of them. */
+static void h_history(const struct route_req *rq, struct admin_response *resp)
+{
+    char v[32];
+    uint64_t n = HISTORY_SECONDS;
+    int found = admin_http_query(rq->query, "seconds", v, sizeof(v));
+    if (found < 0 || (found && (!parse_u64(v, &n) || n == 0 || n > HISTORY_SECONDS))) {
+        char text[96];
+        snprintf(text, sizeof(text), "seconds must be a number from 1 to %d", HISTORY_SECONDS);
+        admin_response_error(resp, 400, text);
+        return;
+    }
+    set_json(resp, 200, history_view(rq->ctx->sc->history, (unsigned)n));
+}
+
 static void h_config(const struct route_req *rq, struct admin_response *resp)
 {
     set_json(resp, 200, views_config(rq->ctx->sc));
@@ -347,6 +369,8 @@ static const struct route routes[] = {
     {"POST", "/calls/*/cancel", h_call_cancel},
     {"GET", "/clients", h_clients},
     {"GET", "/metrics", h_metrics},
+    {"GET", "/rpcs", h_rpcs},
+    {"GET", "/history", h_history},
     {"GET", "/config", h_config},
     {"POST", "/drain", h_drain},
     {"POST", "/reload", h_reload},

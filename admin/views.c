@@ -349,6 +349,10 @@ json_t *views_stats(const struct sidecar *sc)
 #define VIEWS_OBJ o
     METRICS_PROCESS(VIEWS_ROW)
 #undef VIEWS_OBJ
+#define X(metric, json, help, value_us)                                                            \
+    json_object_set_new(o, #json, json_integer((json_int_t)(value_us)));
+    METRICS_PROCESS_SECONDS(X)
+#undef X
     json_t *counters = json_object();
 #define X(name, help)                                                                              \
     json_object_set_new(counters, #name, json_integer((json_int_t)sc->stats.name));

@@ -442,6 +442,23 @@ static int check_listen_addresses(struct config_reader *rd, const struct config 
     return 0;
 }
 
+/* "metrics": {"max_rpcs": N}; absent or null means the defaults. */
+static int parse_metrics(struct config_reader *rd, const json_t *root, struct config *cfg)
+{
+    static const char *const keys[] = {"max_rpcs", NULL};
+    const json_t *v = json_object_get(root, "metrics");
+    cfg->metrics_max_rpcs = CONFIG_METRICS_MAX_RPCS;
+    if (!v || json_is_null(v))
+        return 0;
+    int rc;
+    if ((rc = config_read_object(rd, v, "metrics")) ||
+        (rc = config_read_keys(rd, v, "metrics", keys)) ||
+        (rc = config_read_u32(rd, v, "metrics", "max_rpcs", 0, CONFIG_METRICS_MAX_RPCS_LIMIT,
+                              CONFIG_METRICS_MAX_RPCS, &cfg->metrics_max_rpcs)))
+        return rc;
+    return 0;
+}
+
 static int parse_root(struct config_reader *rd, const json_t *root, struct config *cfg)
 {
     static const char *const keys[] = {"listeners",
@@ -456,6 +473,7 @@ static int parse_root(struct config_reader *rd, const json_t *root, struct confi
                                        "max_metadata_size",
                                        "call_buffer_bytes",
                                        "busy_poll_us",
+                                       "metrics",
                                        NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     int rc;
@@ -483,7 +501,8 @@ static int parse_root(struct config_reader *rd, const json_t *root, struct confi
         (rc = config_tls_read_system_store(rd, cfg)) || (rc = config_routes_parse(rd, root, cfg)) ||
         (rc = parse_admin(rd, root, &cfg->admin)) ||
         (rc = parse_access_log(rd, root, &cfg->access_log)) ||
-        (rc = check_listen_addresses(rd, cfg)) || (rc = config_tls_refuse_unwired(rd, cfg)))
+        (rc = parse_metrics(rd, root, cfg)) || (rc = check_listen_addresses(rd, cfg)) ||
+        (rc = config_tls_refuse_unwired(rd, cfg)))
         return rc;
     return 0;
 }

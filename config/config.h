@@ -253,7 +253,13 @@ struct config {
     /* The system CA store, read at load when a dialled pool verifies
      * without a ca_file (path: the file OpenSSL names); else all zero. */
     struct config_tls_file system_ca;
+    uint32_t metrics_max_rpcs; /* "metrics": {"max_rpcs"}: RPC names with their own series
+                                * per pool (proxy/rpc_stats.h), default 100; 0 = no per-RPC
+                                * accounting */
 };
+
+#define CONFIG_METRICS_MAX_RPCS       100
+#define CONFIG_METRICS_MAX_RPCS_LIMIT 10000
 
 struct config_error {
     char file[256];

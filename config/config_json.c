@@ -180,6 +180,7 @@ json_t *config_to_json(const struct config *cfg, bool redact)
     put(&o, root, "max_metadata_size", u64(cfg->max_metadata_size));
     put(&o, root, "call_buffer_bytes", u64(cfg->call_buffer_bytes));
     put(&o, root, "busy_poll_us", u64(cfg->busy_poll_us));
+    put(&o, root, "metrics", json_pack("{s:o}", "max_rpcs", u64(cfg->metrics_max_rpcs)));
     if (!o.ok) {
         json_decref(root);
         return NULL;

@@ -24,6 +24,7 @@
 #include "proxy/log.h"
 #include "proxy/pool.h"
 #include "proxy/router.h"
+#include "proxy/rpc_stats.h"
 #include "proxy/sidecar.h"
 #include "proxy/state.h"
 #include "proxy/upstream.h"
@@ -165,7 +166,10 @@ static void record_result(struct call *c)
         p->stats.errors[c->fail_cause]++;
         break;
     }
-    histo_record(&p->stats.call_us, (uv_hrtime() - c->started_hr) / 1000);
+    uint64_t us = (uv_hrtime() - c->started_hr) / 1000;
+    histo_record(&p->stats.call_us, us);
+    rpc_stats_record(&c->sc->rpc_stats, c->cfg->metrics_max_rpcs, p->pc->name, c->rpc, c->rpc_len,
+                     (int)c->result, (int)c->fail_cause, us);
     const char *route = c->route_index >= 0 ? c->cfg->routes[c->route_index].name : NULL;
     sidecar_count_result(c->sc, p->pc->name, route ? route : "", (int)c->result);
     p->stats.bytes_to_upstream += c->bytes_up;

@@ -304,6 +304,7 @@ static void load_done(uv_work_t *w, int status)
     st->ok = rc == 0;
     if (rc == 0) {
         st->count++;
+        st->ok_wall_ms = st->at_wall_ms;
         st->error[0] = '\0';
         log_info("reload: applied %s (%zu listeners, %zu pools, %zu routes)", job->path,
                  sc->cfg->n_listeners, sc->cfg->n_pools, sc->cfg->n_routes);

@@ -23,8 +23,9 @@ struct reload_status {
     bool attempted;
     bool ok;
     uint64_t at_wall_ms;
-    uint64_t count;    /* reloads applied */
-    uint64_t failures; /* reloads refused */
+    uint64_t ok_wall_ms; /* the last reload applied; 0 = none yet */
+    uint64_t count;      /* reloads applied */
+    uint64_t failures;   /* reloads refused */
     char error[1024];
 };
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "admin/admin.h"
+#include "admin/history.h"
 #include "proxy/accesslog.h"
 #include "proxy/agent.h"
 #include "proxy/call.h"
@@ -25,6 +26,7 @@
 #include "proxy/log.h"
 #include "proxy/notify.h"
 #include "proxy/pool.h"
+#include "proxy/rpc_stats.h"
 
 #define JANITOR_INTERVAL_MS 100
 #define DRAIN_FIRST_CALL_MS 1000
@@ -90,6 +92,7 @@ static void janitor_cb(uv_timer_t *t)
     uint64_t now = uv_now(sc->loop);
     for (size_t i = 0; i < sc->n_pools; i++)
         pool_janitor(sc->pools[i], now);
+    history_tick(&sc->history, sc);
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &sc->retired_pools)
     {
@@ -408,6 +411,8 @@ void sidecar_free(struct sidecar *sc)
         free(sc->route_counters);
         sc->route_counters = next;
     }
+    rpc_stats_free(sc->rpc_stats);
+    history_free(sc->history);
     config_unref(sc->cfg);
 }
 

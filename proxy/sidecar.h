@@ -22,6 +22,8 @@ struct pool;
 struct admin;
 struct accesslog;
 struct handoff;
+struct rpc_stats;
+struct history;
 
 enum sidecar_state {
     SIDECAR_RUNNING,
@@ -111,6 +113,8 @@ struct sidecar {
 
     struct sidecar_stats stats;
     struct route_counter *route_counters;
+    struct rpc_stats *rpc_stats; /* per-RPC counters (rpc_stats.h); created on first use */
+    struct history *history;     /* per-second samples (admin/history.h); the janitor takes them */
 
     uint8_t readbuf[64 * 1024]; /* loop-wide read buffer (see wire.h) */
 };

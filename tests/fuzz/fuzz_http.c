@@ -13,7 +13,6 @@
 
 #include "admin/http.h"
 #include "admin/routes.h"
-#include "proxy/log.h"
 #include "tests/unit/fake_sidecar.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -24,21 +23,6 @@ static const char CONFIG[] =
     "\"pools\":[{\"name\":\"p\",\"endpoints\":[\"127.0.0.1:3\"]},"
     "{\"name\":\"q r\",\"endpoints\":[\"127.0.0.1:4\",\"unix:/tmp/x\"],\"min_idle\":1}],"
     "\"routes\":[{\"pool\":\"p\"}]}";
-
-static struct sidecar *fuzz_sidecar(void)
-{
-    static uv_loop_t loop;
-    static struct sidecar *sc;
-    if (!sc) {
-        log_set_level(CONFIG_LOG_ERROR); /* POST /drain would log every time */
-        if (uv_loop_init(&loop) != 0)
-            abort();
-        sc = fake_sidecar_new(&loop, CONFIG);
-        if (!sc)
-            abort();
-    }
-    return sc;
-}
 
 /* Undoes what a mutation did, so every input starts from the same state. */
 static void reset(struct sidecar *sc)
@@ -73,7 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t slice = slices[data[0] % 8];
     const char *in = (const char *)data + 1;
     size_t len = size - 1, pos = 0;
-    struct sidecar *sc = fuzz_sidecar();
+    struct sidecar *sc =
+        fake_sidecar_once(CONFIG); /* logs errors only: POST /drain would log every time */
     struct admin_http h;
     admin_http_init(&h);
     for (int requests = 0; requests < 32 && pos <= len;) {

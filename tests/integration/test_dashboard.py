@@ -9,9 +9,11 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
+from . import drpc
 from .procs import SCALE, basic_config, build_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -77,13 +79,18 @@ def check_page(sc, up):
         assert "(3)" in main  # the count next to the heading
         assert '<span id="err"></span>' in html  # no fetch failed
 
-        shot = os.path.join(build_dir() or tempfile.gettempdir(), "dashboard.png")
-        if os.path.exists(shot):
-            os.unlink(shot)
-        r = chromium(profile, "--virtual-time-budget=3000", "--window-size=1280,800",
-                     "--hide-scrollbars", "--screenshot=" + shot, url)
-        assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
-        assert os.path.getsize(shot) > 10000
+        screenshot(profile, url, "dashboard.png", "1280,800")
+
+
+def screenshot(profile, url, name, size):
+    """Leaves the rendered page at $SIDECAR_BUILD/name for people to look at."""
+    shot = os.path.join(build_dir() or tempfile.gettempdir(), name)
+    if os.path.exists(shot):
+        os.unlink(shot)
+    r = chromium(profile, "--virtual-time-budget=3000", "--window-size=" + size,
+                 "--hide-scrollbars", "--screenshot=" + shot, url)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
+    assert os.path.getsize(shot) > 10000
 
 
 def test_dashboard_is_self_contained(testd, sidecar):
@@ -103,3 +110,67 @@ def test_dashboard_is_self_contained(testd, sidecar):
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page), "external reference"
     assert "@import" not in page and "url(" not in page
     assert page.isascii()
+
+
+def series_points(html, pool, field):
+    m = re.search(r'<polyline class="series" data-series="%s %s" data-points="([^"]*)"'
+                  % (re.escape(pool), field), html)
+    assert m, "no %s %s series in:\n%s" % (pool, field, html[:3000])
+    return [float(v) for v in m.group(1).split(",")] if m.group(1) else []
+
+
+@pytest.mark.timeout_s(150)
+def test_dashboard_charts_show_an_error_burst(testd, sidecar):
+    """Calls for 3 s, then 2 s of nothing but errors, then 3 s of calls
+    again; a page opened afterwards draws all of it at once from /history:
+    the error series is zero, then a burst, then zero, while throughput
+    never stops. Leaves $SIDECAR_BUILD/dashboard-history.png."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr))
+    bursts = {"ok": 0, "error": 0}
+
+    def run(c, seconds, rpc, data, kind):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                c.unary(rpc, data)
+            except drpc.DrpcError as e:
+                assert e.code == 7
+            bursts[kind] += 1
+            time.sleep(0.005)
+
+    with sc.conn() as c:
+        run(c, 3, "/test.Echo/Unary", b"x", "ok")
+        run(c, 2, "/test.Echo/Error", b"7 burst", "error")
+        run(c, 3, "/test.Echo/Unary", b"x", "ok")
+    time.sleep(1.5)  # the last second is sampled
+
+    url = "http://%s/" % sc.admin
+    with tempfile.TemporaryDirectory() as profile:
+        dom = chromium(profile, "--virtual-time-budget=3000", "--dump-dom", url)
+        html = dom.stdout.decode(errors="replace")
+        assert dom.returncode == 0, dom.stderr.decode(errors="replace")[-2000:]
+        assert '<span id="err"></span>' in html, html[:2000]
+
+        errors = series_points(html, "default", "app_errors")
+        calls = series_points(html, "default", "calls")
+        assert len(errors) == len(calls) >= 8
+        assert sum(errors) == bursts["error"]
+        assert sum(calls) == bursts["ok"] + bursts["error"]
+        hot = [i for i, v in enumerate(errors) if v > 0]
+        # one burst, in the middle: quiet seconds with calls before and after it
+        assert hot and hot == list(range(hot[0], hot[-1] + 1)), errors
+        assert 1 <= len(hot) <= 4, errors
+        assert any(calls[i] > 0 for i in range(hot[0])), (calls, errors)
+        assert any(calls[i] > 0 for i in range(hot[-1] + 1, len(calls))), (calls, errors)
+        assert max(errors) > 10 * max(errors[:hot[0]] + errors[hot[-1] + 1:] + [0.1])
+        assert set(series_points(html, "default", "max")) == {4}
+        assert max(series_points(html, "default", "call_p99_ms")) > 0
+        for name in ("throughput", "errors", "latency", "connections"):
+            assert 'data-chart="%s"' % name in html
+        # the top RPCs table: the two RPCs that ran
+        main = html[html.find("<main>"):html.find("</main>")]
+        rows = re.findall(r'<tr class="rpc" data-rpc="([^"]*)">', main)
+        assert set(rows) == {"/test.Echo/Unary", "/test.Echo/Error"}, rows
+
+        screenshot(profile, url, "dashboard-history.png", "1280,1100")

@@ -1,6 +1,7 @@
 /*
  * fake_sidecar: a struct sidecar for driving the admin routes without a
- * running data plane (tests/unit/test_admin_http.c, tests/fuzz/fuzz_http.c).
+ * running data plane (tests/unit/test_admin_http.c, tests/fuzz/fuzz_http.c,
+ * tests/fuzz/fuzz_rpc_stats.c).
  *
  * Built from a config string: one pool object per configured pool, made by
  * hand (no pool_create, so nothing dials, resolves or starts a timer), with
@@ -18,9 +19,12 @@
 #include <string.h>
 #include <uv.h>
 
+#include "admin/history.h"
 #include "config/config.h"
 #include "proxy/list.h"
+#include "proxy/log.h"
 #include "proxy/pool.h"
+#include "proxy/rpc_stats.h"
 #include "proxy/sidecar.h"
 
 static inline struct sidecar *fake_sidecar_new(uv_loop_t *loop, const char *config_json)
@@ -89,8 +93,28 @@ static inline void fake_sidecar_free(struct sidecar *sc)
         free(sc->route_counters);
         sc->route_counters = next;
     }
+    rpc_stats_free(sc->rpc_stats);
+    history_free(sc->history);
     config_unref(sc->cfg);
     free(sc);
+}
+
+/* For fuzz targets: one fake sidecar for the whole run, on a loop of its
+ * own, built on the first call (later calls return it whatever config_json
+ * says); aborts if it cannot be built. Logs errors only. */
+static inline struct sidecar *fake_sidecar_once(const char *config_json)
+{
+    static uv_loop_t loop;
+    static struct sidecar *sc;
+    if (!sc) {
+        log_set_level(CONFIG_LOG_ERROR);
+        if (uv_loop_init(&loop) != 0)
+            abort();
+        sc = fake_sidecar_new(&loop, config_json);
+        if (!sc)
+            abort();
+    }
+    return sc;
 }
 
 #endif

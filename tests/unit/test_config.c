@@ -175,6 +175,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->max_metadata_size, 64 << 10);
     assert_int_equal(cfg->call_buffer_bytes, 1 << 20);
     assert_int_equal(cfg->busy_poll_us, CONFIG_BUSY_POLL_US);
+    assert_int_equal(cfg->metrics_max_rpcs, CONFIG_METRICS_MAX_RPCS);
 
     const struct config_listener *l = &cfg->listeners[0];
     assert_string_equal(l->name, "listener0");
@@ -587,6 +588,11 @@ static void test_top_level_errors(void **state)
         {"{" L1 ", " P1 ", \"busy_poll_us\": `10001}", "busy_poll_us",
          "must be between 0 and 10000"},
         {"{" L1 ", " P1 ", \"busy_poll_us\": `-1}", "busy_poll_us", "must be between 0 and 10000"},
+        {"{" L1 ", " P1 ", \"metrics\": `[]}", "metrics", "must be an object, not an array"},
+        {"{" L1 ", " P1 ", \"metrics\": {`\"max_rcps\": 1}}", "metrics.max_rcps",
+         "unknown key \"max_rcps\" (did you mean \"max_rpcs\"?)"},
+        {"{" L1 ", " P1 ", \"metrics\": {\"max_rpcs\": `10001}}", "metrics.max_rpcs",
+         "must be between 0 and 10000"},
     };
     RUN_BAD(cases);
 }
