@@ -118,10 +118,11 @@ int listener_start(struct sidecar *sc, const struct config_listener *lc, struct 
     if (!l)
         return UV_ENOMEM;
     l->sc = sc;
+    l->loop_ctx = sc->lc;
     l->cfg = config_ref(sc->cfg);
     l->lc = lc;
-    int rc = lc->addr.kind == CONFIG_ADDR_UNIX ? bind_unix(l, sc->loop, err, err_size)
-                                               : bind_tcp(l, sc->loop, err, err_size);
+    int rc = lc->addr.kind == CONFIG_ADDR_UNIX ? bind_unix(l, sc->lc->loop, err, err_size)
+                                               : bind_tcp(l, sc->lc->loop, err, err_size);
     l->h.handle.data = l;
     if (rc == 0) {
         rc = uv_listen(&l->h.stream, LISTEN_BACKLOG, on_connection);

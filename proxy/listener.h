@@ -11,6 +11,7 @@
 #include "proxy/handle.h"
 
 struct sidecar;
+struct loop_ctx;
 struct config_listener;
 
 /*
@@ -20,6 +21,7 @@ struct config_listener;
  */
 struct listener {
     struct sidecar *sc;
+    struct loop_ctx *loop_ctx;        /* the loop its clients live on */
     struct config *cfg;               /* ref held */
     const struct config_listener *lc; /* in cfg */
     union stream_handle h;

@@ -241,7 +241,7 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
     free(fresh_listener);
     free(fresh_pool);
     /* Let pools converge to their new sizes now rather than at the next tick. */
-    uint64_t now = uv_now(sc->loop);
+    uint64_t now = uv_now(sc->lc->loop);
     for (size_t i = 0; i < sc->n_pools; i++)
         pool_janitor(sc->pools[i], now);
     return 0;
@@ -350,7 +350,7 @@ int reload_start(struct sidecar *sc, reload_done_cb cb, void *arg)
     snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
              (unsigned long long)(uv_hrtime() / 1000));
     notify_send(msg);
-    int rc = uv_queue_work(sc->loop, &job->work, load_work, load_done);
+    int rc = uv_queue_work(sc->lc->loop, &job->work, load_work, load_done);
     if (rc) {
         notify_send("READY=1"); /* systemd must not wait for a reload that never ran */
         free(job->path);

@@ -16,10 +16,13 @@
 #ifndef DRPC_SIDECAR_RUN_H
 #define DRPC_SIDECAR_RUN_H
 
-struct sidecar;
+struct loop_ctx;
 
-/* Returns once uv_run has nothing left to run. Reads sc->cfg on every
- * iteration, so a reload changes busy_poll_us at once. */
-void sidecar_run(struct sidecar *sc);
+/* Runs lc's loop until it has nothing left to run or lc is closed
+ * (loop_ctx_close: the data plane has stopped); the caller then stops
+ * whatever else runs on the loop (the admin server) and runs it dry.
+ * Reads the config snapshot on every iteration, so a reload changes
+ * busy_poll_us at once. */
+void run_loop(struct loop_ctx *lc);
 
 #endif

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin/admin.h"
 #include "admin/history.h"
 #include "proxy/accesslog.h"
 #include "proxy/agent.h"
@@ -31,35 +30,13 @@
 #define JANITOR_INTERVAL_MS 100
 #define DRAIN_FIRST_CALL_MS 1000
 
-static void flush_check_cb(uv_check_t *h)
-{
-    struct sidecar *sc = h->data;
-    /* Flushing can schedule more flushes (a write completes at once and
-     * resumes a peer); the loop ends when the list is empty. */
-    while (!list_empty(&sc->flush_list)) {
-        struct list_node *n = list_first(&sc->flush_list);
-        list_remove(n);
-        wire_flush(list_entry(n, struct wire, flush_node));
-    }
-    uv_check_stop(&sc->flush_check);
-}
-
-void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node, bool first)
-{
-    if (list_empty(&sc->flush_list))
-        uv_check_start(&sc->flush_check, flush_check_cb);
-    if (first)
-        list_push_front(&sc->flush_list, node);
-    else
-        list_push_back(&sc->flush_list, node);
-}
-
 /* Closes clients that sat between calls longer than their listener allows,
  * and trims the buffers of those idle for a while. */
-static void close_idle_clients(struct sidecar *sc, uint64_t now)
+static void close_idle_clients(struct loop_ctx *lc, uint64_t now)
 {
+    struct sidecar *sc = lc->sc;
     struct list_node *n, *tmp;
-    list_for_each_safe(n, tmp, &sc->clients)
+    list_for_each_safe(n, tmp, &lc->clients)
     {
         struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
         uint64_t limit = cl->listener->lc->client_idle_timeout_ms;
@@ -88,8 +65,9 @@ static void close_idle_clients(struct sidecar *sc, uint64_t now)
 
 static void janitor_cb(uv_timer_t *t)
 {
-    struct sidecar *sc = t->data;
-    uint64_t now = uv_now(sc->loop);
+    struct loop_ctx *lc = t->data;
+    struct sidecar *sc = lc->sc;
+    uint64_t now = uv_now(lc->loop);
     for (size_t i = 0; i < sc->n_pools; i++)
         pool_janitor(sc->pools[i], now);
     history_tick(&sc->history, sc);
@@ -102,16 +80,16 @@ static void janitor_cb(uv_timer_t *t)
             pool_free(p);
     }
     /* A walk over every client is cheap once a second, wasteful ten times. */
-    if (++sc->janitor_ticks % 10 == 0 || sc->state == SIDECAR_DRAINING)
-        close_idle_clients(sc, now);
+    if (++lc->janitor_ticks % 10 == 0 || sc->state == SIDECAR_DRAINING)
+        close_idle_clients(lc, now);
     /* After a flood of clients went away, hand the freed heap back to the
      * OS (glibc keeps it otherwise), at most every ten seconds. */
-    if (sc->n_clients > sc->clients_peak)
-        sc->clients_peak = sc->n_clients;
-    if (sc->janitor_ticks % 100 == 0 || sc->clients_peak - sc->n_clients > 1000) {
-        if (sc->clients_peak > sc->n_clients + 1000)
+    if (lc->n_clients > lc->clients_peak)
+        lc->clients_peak = lc->n_clients;
+    if (lc->janitor_ticks % 100 == 0 || lc->clients_peak - lc->n_clients > 1000) {
+        if (lc->clients_peak > lc->n_clients + 1000)
             malloc_trim(0);
-        sc->clients_peak = sc->n_clients;
+        lc->clients_peak = lc->n_clients;
     }
 }
 
@@ -148,7 +126,7 @@ void sidecar_retire_pool(struct sidecar *sc, struct pool *p)
      * would wait for ever (or their timeout). */
     if (p->draining && p->n_waiters)
         pool_fail_waiters(p, CALL_CAUSE_NO_ROUTE, "its pool was removed by a reload while drained");
-    pool_janitor(p, uv_now(sc->loop));
+    pool_janitor(p, uv_now(sc->lc->loop));
 }
 
 static void stop_everything(struct sidecar *sc)
@@ -157,8 +135,6 @@ static void stop_everything(struct sidecar *sc)
         return;
     sc->state = SIDECAR_STOPPING;
     log_info("shutdown: closing upstream connections");
-    if (sc->admin)
-        admin_stop(sc->admin);
     handoff_stop(sc);
     for (size_t i = 0; i < sc->n_pools; i++)
         pool_destroy(sc->pools[i]);
@@ -167,7 +143,7 @@ static void stop_everything(struct sidecar *sc)
     {
         pool_destroy(list_entry(n, struct pool, retired_node));
     }
-    uv_close((uv_handle_t *)&sc->janitor, NULL);
+    sc->handles_open = false;
     uv_close((uv_handle_t *)&sc->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&sc->sig_term, NULL);
     uv_close((uv_handle_t *)&sc->sig_int, NULL);
@@ -175,7 +151,7 @@ static void stop_everything(struct sidecar *sc)
     uv_close((uv_handle_t *)&sc->sig_usr1, NULL);
     accesslog_close(sc->accesslog);
     sc->accesslog = NULL;
-    uv_close((uv_handle_t *)&sc->flush_check, NULL);
+    loop_ctx_close(sc->lc); /* run_loop returns: main.c stops the admin server */
 }
 
 static void shutdown_timer_cb(uv_timer_t *t)
@@ -183,20 +159,21 @@ static void shutdown_timer_cb(uv_timer_t *t)
     struct sidecar *sc = t->data;
     if (sc->state != SIDECAR_DRAINING)
         return;
-    if (sc->n_calls == 0 && sc->n_clients == 0) {
+    struct loop_ctx *lc = sc->lc;
+    if (lc->n_calls == 0 && lc->n_clients == 0) {
         stop_everything(sc);
         return;
     }
     if (!sc->draining_deadline_passed) {
         /* Grace is over: fail what is left. */
         sc->draining_deadline_passed = true;
-        log_warn("shutdown: grace period over, failing %u calls", sc->n_calls);
-        while (!list_empty(&sc->calls)) {
-            struct call *c = list_entry(list_first(&sc->calls), struct call, sc_node);
+        log_warn("shutdown: grace period over, failing %u calls", lc->n_calls);
+        while (!list_empty(&lc->calls)) {
+            struct call *c = list_entry(list_first(&lc->calls), struct call, sc_node);
             call_fail(c, CALL_CAUSE_SHUTTING_DOWN, NULL);
         }
         struct list_node *n, *tmp;
-        list_for_each_safe(n, tmp, &sc->clients)
+        list_for_each_safe(n, tmp, &lc->clients)
         {
             struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
             client_drain_and_close(cl, "shutting down");
@@ -206,7 +183,7 @@ static void shutdown_timer_cb(uv_timer_t *t)
         return;
     }
     struct list_node *n, *tmp;
-    list_for_each_safe(n, tmp, &sc->clients)
+    list_for_each_safe(n, tmp, &lc->clients)
     {
         client_close(list_entry(n, struct client_conn, sc_node), "shutting down");
     }
@@ -214,7 +191,7 @@ static void shutdown_timer_cb(uv_timer_t *t)
 
 void sidecar_maybe_finish_drain(struct sidecar *sc)
 {
-    if (sc->state != SIDECAR_DRAINING || sc->n_calls || sc->n_clients)
+    if (sc->state != SIDECAR_DRAINING || sc->lc->n_calls || sc->lc->n_clients)
         return;
     /* Finish from the loop, not from deep inside a callback. */
     uv_timer_start(&sc->shutdown_timer, shutdown_timer_cb, 0, 0);
@@ -231,8 +208,8 @@ void sidecar_shutdown(struct sidecar *sc, const char *why)
     snprintf(stopping, sizeof(stopping), "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
              (unsigned long long)(sc->cfg->shutdown_grace_ms + 5000) * 1000);
     notify_send(stopping);
-    log_info("shutdown (%s): draining %u clients, %u calls, grace %llu ms", why, sc->n_clients,
-             sc->n_calls, (unsigned long long)sc->cfg->shutdown_grace_ms);
+    log_info("shutdown (%s): draining %u clients, %u calls, grace %llu ms", why, sc->lc->n_clients,
+             sc->lc->n_calls, (unsigned long long)sc->cfg->shutdown_grace_ms);
     /* Idle clients go now, except those that never sent a call (just
      * connected: their first call is likely on its way and a close would
      * reset it) and those with part of a call read. They get
@@ -240,7 +217,7 @@ void sidecar_shutdown(struct sidecar *sc, const char *why)
      * closed after it. With a successor process, all of them go to it. */
     handoff_pass_idle_clients(sc);
     struct list_node *n, *tmp;
-    list_for_each_safe(n, tmp, &sc->clients)
+    list_for_each_safe(n, tmp, &sc->lc->clients)
     {
         struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
         bool partial = cl->wire.in.len || cl->invoke.len || cl->meta.len;
@@ -299,14 +276,16 @@ static void signal_cb(uv_signal_t *s, int signum)
 int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char *err,
                   size_t err_size)
 {
-    sc->loop = loop;
     sc->cfg = cfg;
     sc->state = SIDECAR_RUNNING;
     fdlimit_check(&sc->fds, cfg);
-    list_init(&sc->clients);
-    list_init(&sc->calls);
-    list_init(&sc->flush_list);
     list_init(&sc->retired_pools);
+    sc->lc = calloc(1, sizeof(*sc->lc));
+    if (!sc->lc) {
+        snprintf(err, err_size, "out of memory");
+        return UV_ENOMEM;
+    }
+    loop_ctx_init(sc->lc, loop, sc);
     uv_update_time(loop);
     sc->started_at = uv_now(loop);
     uv_timeval64_t tv;
@@ -314,10 +293,6 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
     sc->started_wall_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
     log_set_level(cfg->log_level);
 
-    uv_check_init(loop, &sc->flush_check);
-    sc->flush_check.data = sc;
-    uv_timer_init(loop, &sc->janitor);
-    sc->janitor.data = sc;
     uv_timer_init(loop, &sc->shutdown_timer);
     sc->shutdown_timer.data = sc;
     uv_signal_init(loop, &sc->sig_term);
@@ -328,6 +303,7 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
     sc->sig_hup.data = sc;
     uv_signal_init(loop, &sc->sig_usr1);
     sc->sig_usr1.data = sc;
+    sc->handles_open = true;
     /* Signals first: a SIGTERM that arrives once a listener is open must
      * drain, not kill the process with the default action. */
     uv_signal_start(&sc->sig_term, signal_cb, SIGTERM);
@@ -340,8 +316,8 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
             return rc;
     }
 
-    sc->pools = calloc(cfg->n_pools, sizeof(*sc->pools));
-    sc->listeners = calloc(cfg->n_listeners, sizeof(*sc->listeners));
+    sc->pools = calloc(cfg->n_pools ? cfg->n_pools : 1, sizeof(*sc->pools));
+    sc->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*sc->listeners));
     if (!sc->pools || !sc->listeners) {
         snprintf(err, err_size, "out of memory");
         return UV_ENOMEM;
@@ -366,16 +342,15 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
             return rc;
         sc->n_listeners++;
     }
-    if (cfg->admin.enabled) {
-        int rc = admin_start(sc, &sc->admin, err, err_size);
-        if (rc)
-            return rc;
-    }
+    return 0;
+}
+
+void sidecar_ready(struct sidecar *sc)
+{
     sidecar_steer_connections_here(sc);
-    uv_timer_start(&sc->janitor, janitor_cb, 0, JANITOR_INTERVAL_MS);
+    uv_timer_start(&sc->lc->janitor, janitor_cb, 0, JANITOR_INTERVAL_MS);
     /* Listeners are open: tell systemd (Type=notify) we are ready. */
     notify_send("READY=1\nSTATUS=serving");
-    return 0;
 }
 
 void sidecar_abort_start(struct sidecar *sc)
@@ -388,11 +363,10 @@ void sidecar_abort_start(struct sidecar *sc)
     for (size_t i = 0; i < sc->n_listeners; i++)
         listener_stop(sc->listeners[i], false);
     sc->n_listeners = 0;
-    if (sc->admin && !sc->janitor.data)
-        admin_stop(sc->admin);
-    if (sc->janitor.data)
+    if (sc->handles_open)
         stop_everything(sc);
-    uv_run(sc->loop, UV_RUN_DEFAULT);
+    if (sc->lc)
+        uv_run(sc->lc->loop, UV_RUN_DEFAULT);
 }
 
 void sidecar_free(struct sidecar *sc)
@@ -403,8 +377,6 @@ void sidecar_free(struct sidecar *sc)
         pool_free(list_entry(list_first(&sc->retired_pools), struct pool, retired_node));
     free(sc->pools);
     free(sc->listeners);
-    if (sc->admin)
-        admin_free(sc->admin);
     handoff_free(sc);
     while (sc->route_counters) {
         struct route_counter *next = sc->route_counters->next;
@@ -413,6 +385,7 @@ void sidecar_free(struct sidecar *sc)
     }
     rpc_stats_free(sc->rpc_stats);
     history_free(sc->history);
+    free(sc->lc);
     config_unref(sc->cfg);
 }
 
@@ -430,5 +403,4 @@ void sidecar_steer_connections_here(struct sidecar *sc)
         listener_steer_here(sc->listeners[i]);
     for (size_t i = 0; i < sc->n_pools; i++)
         agent_listener_steer_here(sc->pools[i]->agents);
-    admin_steer_here(sc->admin);
 }

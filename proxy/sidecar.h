@@ -1,8 +1,13 @@
 /*
- * sidecar: the process-wide context passed to every object: the loop, the
- * current config snapshot, listeners, pools, clients and calls, and the
- * shared machinery (read buffer, deferred flushes, janitor, signals).
- * Only this struct is "global", and it is passed explicitly.
+ * sidecar: the process around the data plane: the current config snapshot,
+ * the pool and listener registries, reload status, access log, signals,
+ * stats, route counters and the lifecycle state. What one event loop owns
+ * (read buffer, flush list, busy polling, janitor, clients and calls) is
+ * in struct loop_ctx (loop_ctx.h), which points back here. Nothing of
+ * this is global: it is passed explicitly.
+ *
+ * The admin server is not part of it: main.c starts it beside the data
+ * plane, and it asks the data plane through inspect.h.
  */
 #ifndef SIDECAR_SIDECAR_H
 #define SIDECAR_SIDECAR_H
@@ -15,11 +20,11 @@
 #include "proxy/busy_poll.h"
 #include "proxy/fdlimit.h"
 #include "proxy/list.h"
+#include "proxy/loop_ctx.h"
 #include "proxy/reload.h"
 
 struct listener;
 struct pool;
-struct admin;
 struct accesslog;
 struct handoff;
 struct rpc_stats;
@@ -63,7 +68,7 @@ struct route_counter {
 };
 
 struct sidecar {
-    uv_loop_t *loop;
+    struct loop_ctx *lc; /* the data plane's loop (one today; one per worker later) */
     struct config *cfg;  /* current snapshot (ref held) */
     char *config_path;   /* re-read on reload; NULL = reload not possible */
     bool signalled_stop; /* a SIGTERM/SIGINT arrived (the next one cuts the grace) */
@@ -77,37 +82,21 @@ struct sidecar {
     struct list_node retired_pools; /* replaced by a reload, finishing their calls */
     struct reload_status last_reload;
     bool reload_running;
-    bool reload_again; /* a SIGHUP came during a reload: run one more after it */
-    struct admin *admin;
+    bool reload_again;           /* a SIGHUP came during a reload: run one more after it */
     struct accesslog *accesslog; /* NULL when access_log is not configured */
     struct handoff *handoff;     /* upgrade rendezvous (handoff.h); NULL if none */
 
-    struct list_node clients; /* every client_conn */
-    uint32_t n_clients;
-    uint32_t clients_peak;  /* since the last heap trim */
-    struct list_node calls; /* every unfinished call */
-    uint32_t n_calls;
-
-    uint64_t next_client_id;
-    uint64_t next_call_id;
-    uint64_t next_upstream_id;
     uint64_t started_at; /* uv_now ms */
     uint64_t started_wall_ms;
 
-    struct list_node flush_list;
-    uv_check_t flush_check;
-    uint64_t first_read_ns;     /* uv_hrtime of the first read that brought data since sidecar_run
-                                 * looked; 0: none */
-    struct busy_poll busy_poll; /* the adaptive spin window, owned by sidecar_run */
     struct fdlimit fds;         /* descriptor budget, raised by main before start */
     uint64_t fd_refusal_logged; /* uv_now ms of the last "descriptors reserved" warning */
-    uv_timer_t janitor;
-    uint64_t janitor_ticks;
     uv_timer_t shutdown_timer;
     uv_signal_t sig_term;
     uv_signal_t sig_int;
     uv_signal_t sig_hup;
     uv_signal_t sig_usr1;
+    bool handles_open; /* the timer and signals above are initialised and not closed */
     bool draining_deadline_passed;
     int exit_code;
 
@@ -115,14 +104,17 @@ struct sidecar {
     struct route_counter *route_counters;
     struct rpc_stats *rpc_stats; /* per-RPC counters (rpc_stats.h); created on first use */
     struct history *history;     /* per-second samples (admin/history.h); the janitor takes them */
-
-    uint8_t readbuf[64 * 1024]; /* loop-wide read buffer (see wire.h) */
 };
 
-/* Builds listeners, pools and admin from cfg (takes a ref). On failure
- * returns a UV error and writes a message into err. */
+/* Builds the loop context, listeners and pools from cfg (takes a ref).
+ * On failure returns a UV error and writes a message into err; then call
+ * sidecar_abort_start. */
 __attribute__((warn_unused_result)) int
 sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char *err, size_t err_size);
+
+/* Once every port (the admin's too) is open: steers new connections here,
+ * starts the janitor and tells systemd the process is ready. */
+void sidecar_ready(struct sidecar *sc);
 
 /* Begins a graceful shutdown (SIGTERM, SIGINT, POST /drain). */
 void sidecar_shutdown(struct sidecar *sc, const char *why);
@@ -130,12 +122,8 @@ void sidecar_shutdown(struct sidecar *sc, const char *why);
 /* After a failed sidecar_start: closes what was opened and runs the loop dry. */
 void sidecar_abort_start(struct sidecar *sc);
 
-/* After uv_run returns: frees what is left. */
+/* After the loop has run dry: frees what is left (not sc itself). */
 void sidecar_free(struct sidecar *sc);
-
-/* Queues a wire for the end-of-iteration flush; `first` puts it ahead of
- * the wires already queued. */
-void sidecar_schedule_flush(struct sidecar *sc, struct list_node *node, bool first);
 
 /* Takes a pool out of service after a reload: it finishes its calls,
  * closes its connections as they come back, and is freed when empty. */

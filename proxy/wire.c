@@ -8,16 +8,16 @@
 #include <string.h>
 
 #include "proxy/client.h"
-#include "proxy/sidecar.h"
+#include "proxy/loop_ctx.h"
 #include "proxy/upstream.h"
 
 /* A private input buffer bigger than this is freed once it empties. */
 #define WIRE_READ_CHUNK (64 * 1024)
 
-void wire_init(struct wire *w, struct sidecar *sc, enum wire_owner owner)
+void wire_init(struct wire *w, struct loop_ctx *lc, enum wire_owner owner)
 {
     memset(w, 0, sizeof(*w));
-    w->sc = sc;
+    w->lc = lc;
     w->owner = owner;
     list_init(&w->flush_node);
     w->h.handle.data = w;
@@ -28,8 +28,8 @@ void wire_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     struct wire *w = h->data;
     if (w->in.len == 0) {
-        buf->base = (char *)w->sc->readbuf;
-        buf->len = sizeof(w->sc->readbuf);
+        buf->base = (char *)w->lc->readbuf;
+        buf->len = sizeof(w->lc->readbuf);
         return;
     }
     if (buf_reserve(&w->in, WIRE_READ_CHUNK) != 0) {
@@ -47,11 +47,11 @@ void wire_frames_begin(struct wire_frames *it, struct wire *w, ssize_t nread, co
     it->w = w;
     it->pos = 0;
     w->bytes_in += (uint64_t)nread;
-    if (!w->sc->first_read_ns)
-        w->sc->first_read_ns = uv_hrtime();
-    if (buf->base == (char *)w->sc->readbuf) {
+    if (!w->lc->first_read_ns)
+        w->lc->first_read_ns = uv_hrtime();
+    if (buf->base == (char *)w->lc->readbuf) {
         it->shared = true;
-        it->data = w->sc->readbuf;
+        it->data = w->lc->readbuf;
         it->len = (size_t)nread;
     } else {
         it->shared = false;
@@ -190,7 +190,7 @@ void wire_schedule_flush(struct wire *w)
      * handed to a waiting call works again as soon as its request is
      * written, while a client's reply gains nothing from going first.
      * With 64 clients on a pool of 16 this raised calls/s by about 40%. */
-    sidecar_schedule_flush(w->sc, &w->flush_node, w->owner == WIRE_UPSTREAM);
+    loop_ctx_schedule_flush(w->lc, &w->flush_node, w->owner == WIRE_UPSTREAM);
 }
 
 void wire_read_start(struct wire *w, uv_read_cb cb)

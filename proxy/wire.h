@@ -16,7 +16,7 @@
  * loop-wide buffer and only an incomplete frame is copied out.
  *
  * Flushes are deferred: wire_schedule_flush() puts the wire on the
- * sidecar's flush list, drained once per loop iteration (a uv_check
+ * loop context's flush list, drained once per loop iteration (a uv_check
  * handle), so all frames produced by one read leave in one write.
  */
 #ifndef SIDECAR_WIRE_H
@@ -32,7 +32,7 @@
 #include "proxy/frame.h"
 #include "proxy/list.h"
 
-struct sidecar;
+struct loop_ctx;
 
 enum wire_owner {
     WIRE_CLIENT,
@@ -42,7 +42,7 @@ enum wire_owner {
 struct wire {
     union stream_handle h;
     enum wire_owner owner;
-    struct sidecar *sc;
+    struct loop_ctx *lc; /* the loop this connection lives on */
     bool is_tcp;
     bool handle_open; /* h initialised and not yet closed */
     bool reading;
@@ -55,7 +55,7 @@ struct wire {
     size_t inflight_off;   /* inflight's first bytes, already taken by uv_try_write */
     bool trim_after_write; /* wire_trim came while a write was in flight */
     uv_write_t write_req;
-    struct list_node flush_node; /* on sidecar.flush_list while a flush is due */
+    struct list_node flush_node; /* on loop_ctx.flush_list while a flush is due */
 
     uint64_t bytes_in;
     uint64_t bytes_out;
@@ -70,7 +70,7 @@ struct wire_frames {
     bool shared; /* data is the loop-wide buffer */
 };
 
-void wire_init(struct wire *w, struct sidecar *sc, enum wire_owner owner);
+void wire_init(struct wire *w, struct loop_ctx *lc, enum wire_owner owner);
 
 /* alloc callback for uv_read_start on any wire */
 void wire_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
