@@ -32,7 +32,7 @@ static void agent_listener_closed(uv_handle_t *h)
 int agent_listener_start(struct pool *p, struct agent_listener **out, char *err, size_t err_size)
 {
     const struct config_addr *a = &p->pc->accept;
-    uv_loop_t *loop = p->sc->loop;
+    uv_loop_t *loop = p->lc->loop;
     struct agent_listener *al = calloc(1, sizeof(*al));
     if (!al)
         return UV_ENOMEM;

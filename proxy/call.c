@@ -119,11 +119,11 @@ static void arm_timer(struct call *c)
         return;
     }
     if (!c->timer_init) {
-        uv_timer_init(c->sc->loop, &c->timer);
+        uv_timer_init(c->lc->loop, &c->timer);
         c->timer.data = c;
         c->timer_init = true;
     }
-    uint64_t now = uv_now(c->sc->loop);
+    uint64_t now = uv_now(c->lc->loop);
     uv_timer_start(&c->timer, call_timer_cb, next > now ? next - now : 0, 0);
 }
 
@@ -168,10 +168,10 @@ static void record_result(struct call *c)
     }
     uint64_t us = (uv_hrtime() - c->started_hr) / 1000;
     histo_record(&p->stats.call_us, us);
-    rpc_stats_record(&c->sc->rpc_stats, c->cfg->metrics_max_rpcs, p->pc->name, c->rpc, c->rpc_len,
-                     (int)c->result, (int)c->fail_cause, us);
+    rpc_stats_record(&c->lc->sc->rpc_stats, c->cfg->metrics_max_rpcs, p->pc->name, c->rpc,
+                     c->rpc_len, (int)c->result, (int)c->fail_cause, us);
     const char *route = c->route_index >= 0 ? c->cfg->routes[c->route_index].name : NULL;
-    sidecar_count_result(c->sc, p->pc->name, route ? route : "", (int)c->result);
+    sidecar_count_result(c->lc->sc, p->pc->name, route ? route : "", (int)c->result);
     p->stats.bytes_to_upstream += c->bytes_up;
     p->stats.bytes_from_upstream += c->bytes_down;
 }
@@ -181,7 +181,7 @@ static const char *result_name(const struct call *c);
 /* One access-log line for the finished call. */
 static void log_access(struct call *c)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = c->lc->sc;
     if (!sc->accesslog)
         return;
     uv_timeval64_t tv;
@@ -234,7 +234,7 @@ static void call_finish(struct call *c, bool up_clean, const char *reason)
 {
     if (c->state == CALL_DONE)
         return;
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = c->lc->sc;
     if (c->pool)
         pool_cancel_wait(c->pool, c);
     (void)call_set_state(c, CALL_DONE); /* legal from every other state */
@@ -258,7 +258,7 @@ static void call_finish(struct call *c, bool up_clean, const char *reason)
         client_call_ended(cl);
     }
     list_remove(&c->sc_node);
-    sc->n_calls--;
+    c->lc->n_calls--;
     if (c->timer_init)
         uv_close((uv_handle_t *)&c->timer, timer_closed);
     else
@@ -313,7 +313,7 @@ static void call_timer_cb(uv_timer_t *t)
     struct call *c = t->data;
     if (c->state == CALL_DONE)
         return;
-    uint64_t now = uv_now(c->sc->loop);
+    uint64_t now = uv_now(c->lc->loop);
     if (call_queued(c) && c->wait_until && now >= c->wait_until) {
         char detail[64];
         snprintf(detail, sizeof(detail), "waited %llu ms",
@@ -335,7 +335,8 @@ static void call_timer_cb(uv_timer_t *t)
 void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t rpc_len,
                 const uint8_t *meta, size_t meta_len)
 {
-    struct sidecar *sc = cl->wire.sc;
+    struct loop_ctx *lc = cl->wire.lc;
+    struct sidecar *sc = lc->sc;
     struct call *c = calloc(1, sizeof(*c));
     char *name = malloc(rpc_len + 1);
     if (!c || !name) {
@@ -347,8 +348,8 @@ void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t
     }
     memcpy(name, rpc, rpc_len);
     name[rpc_len] = '\0';
-    c->id = ++sc->next_call_id;
-    c->sc = sc;
+    c->id = ++lc->next_call_id;
+    c->lc = lc;
     c->client = cl;
     c->cfg = config_ref(sc->cfg);
     c->route_index = -1;
@@ -356,11 +357,11 @@ void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t
     c->rpc = name;
     c->rpc_len = rpc_len;
     c->client_sid = sid;
-    c->started_at = uv_now(sc->loop);
+    c->started_at = uv_now(lc->loop);
     c->started_hr = uv_hrtime();
     list_init(&c->wait_node);
-    list_push_back(&sc->calls, &c->sc_node);
-    sc->n_calls++;
+    list_push_back(&lc->calls, &c->sc_node);
+    lc->n_calls++;
     client_call_started(cl, c);
 
     if (meta) {

@@ -39,7 +39,7 @@
 #include "proxy/list.h"
 #include "proxy/metadata.h"
 
-struct sidecar;
+struct loop_ctx;
 struct client_conn;
 struct upstream_conn;
 struct pool;
@@ -64,7 +64,7 @@ enum call_result {
 
 struct call {
     uint64_t id;
-    struct sidecar *sc;
+    struct loop_ctx *lc; /* the loop it lives on; lc->sc is the process */
     struct client_conn *client;
     struct upstream_conn *up;
     struct pool *pool;
@@ -72,7 +72,7 @@ struct call {
     int route_index;
     enum call_state state;
     struct list_node wait_node; /* pool.waiters while waiting */
-    struct list_node sc_node;   /* sidecar.calls: every unfinished call */
+    struct list_node sc_node;   /* loop_ctx.calls: every unfinished call */
 
     char *rpc;
     size_t rpc_len;

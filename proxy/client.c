@@ -121,7 +121,8 @@ void client_close(struct client_conn *cl, const char *reason)
 {
     if (cl->state == CLIENT_CLOSING)
         return;
-    struct sidecar *sc = cl->wire.sc;
+    struct loop_ctx *lc = cl->wire.lc;
+    struct sidecar *sc = lc->sc;
     client_detach_call(cl);
     if (cl->state == CLIENT_CLOSING) /* the call's end closed it */
         return;
@@ -129,9 +130,9 @@ void client_close(struct client_conn *cl, const char *reason)
     (void)client_set_state(cl, CLIENT_CLOSING); /* legal from every other state */
     if (counted) {
         list_remove(&cl->sc_node);
-        sc->n_clients--;
+        lc->n_clients--;
         sc->stats.clients_closed++;
-        uint64_t age = uv_now(sc->loop) - cl->connected_at;
+        uint64_t age = uv_now(lc->loop) - cl->connected_at;
         log_info("client#%llu %s: closed (%s) age=%llums calls=%llu in=%llu out=%llu",
                  (unsigned long long)cl->id, cl->peer, reason, (unsigned long long)age,
                  (unsigned long long)cl->calls, (unsigned long long)cl->wire.bytes_in,
@@ -169,7 +170,7 @@ void client_close_after_reply(struct client_conn *cl, const char *reason)
     if (!client_set_state(cl, CLIENT_LINGER))
         return;
     cl->close_reason = reason;
-    cl->linger_until = uv_now(cl->wire.sc->loop) + CLIENT_LINGER_MS;
+    cl->linger_until = uv_now(cl->wire.lc->loop) + CLIENT_LINGER_MS;
     client_update_reading(cl);
 }
 
@@ -194,7 +195,7 @@ void client_send_error(struct client_conn *cl, uint64_t sid, uint64_t msg, uint6
 
 void client_protocol_error(struct client_conn *cl, uint64_t sid, const char *why)
 {
-    struct sidecar *sc = cl->wire.sc;
+    struct sidecar *sc = cl->wire.lc->sc;
     sc->stats.client_protocol_errors++;
     char text[256];
     snprintf(text, sizeof(text), "drpc-sidecar: %s: %s", call_cause_text(CALL_CAUSE_PROTOCOL), why);
@@ -217,11 +218,11 @@ void client_call_started(struct client_conn *cl, struct call *c)
 
 void client_call_ended(struct client_conn *cl)
 {
-    cl->last_active = uv_now(cl->wire.sc->loop);
+    cl->last_active = uv_now(cl->wire.lc->loop);
     cl->call = NULL;
     if (!client_set_state(cl, CLIENT_IDLE))
         return;
-    if (cl->wire.sc->state != SIDECAR_RUNNING) {
+    if (cl->wire.lc->sc->state != SIDECAR_RUNNING) {
         if (!client_hand_off(cl))
             client_close_after_reply(cl, "shutting down");
         return;
@@ -232,7 +233,7 @@ void client_call_ended(struct client_conn *cl)
 bool client_hand_off(struct client_conn *cl)
 {
     if ((cl->state != CLIENT_IDLE && cl->state != CLIENT_PREFIX) ||
-        !handoff_possible(cl->wire.sc, cl))
+        !handoff_possible(cl->wire.lc->sc, cl))
         return false;
     if (wire_queued(&cl->wire) == 0)
         return handoff_client(cl) == 0;
@@ -295,7 +296,7 @@ static void refuse_stream(struct client_conn *cl, uint64_t sid, enum call_cause 
 
 static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
 {
-    struct sidecar *sc = cl->wire.sc;
+    struct sidecar *sc = cl->wire.lc->sc;
     if (f->control)
         return; /* e.g. a Cancel for a stream that never started */
     /* The client moved on: like the upstream server, end the old stream. */
@@ -416,8 +417,8 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    struct sidecar *sc = cl->wire.sc;
-    cl->last_active = uv_now(sc->loop);
+    struct sidecar *sc = cl->wire.lc->sc;
+    cl->last_active = uv_now(cl->wire.lc->loop);
 
     struct wire_frames it;
     wire_frames_begin(&it, &cl->wire, nread, buf);
@@ -449,7 +450,7 @@ void client_update_reading(struct client_conn *cl)
     if (!client_open(cl))
         return;
     struct call *c = cl->call;
-    size_t high = (size_t)cl->wire.sc->cfg->call_buffer_bytes;
+    size_t high = (size_t)cl->wire.lc->sc->cfg->call_buffer_bytes;
     size_t queued = 0;
     if (c && c->up)
         queued = wire_queued(&c->up->wire);
@@ -500,6 +501,7 @@ void client_on_wire_written(struct client_conn *cl, int status)
 static struct client_conn *accept_on(struct listener *l, uv_os_sock_t fd)
 {
     struct sidecar *sc = l->sc;
+    struct loop_ctx *lc = l->loop_ctx;
     struct client_conn *cl = calloc(1, sizeof(*cl));
     if (!cl) {
         log_error("listener %s: out of memory accepting a client", l->lc->name);
@@ -507,13 +509,13 @@ static struct client_conn *accept_on(struct listener *l, uv_os_sock_t fd)
             close(fd);
         return NULL;
     }
-    wire_init(&cl->wire, sc, WIRE_CLIENT);
+    wire_init(&cl->wire, lc, WIRE_CLIENT);
     list_init(&cl->sc_node);
     int rc;
     if (l->lc->addr.kind == CONFIG_ADDR_UNIX) {
-        rc = uv_pipe_init(sc->loop, &cl->wire.h.pipe, 0);
+        rc = uv_pipe_init(lc->loop, &cl->wire.h.pipe, 0);
     } else {
-        rc = uv_tcp_init(sc->loop, &cl->wire.h.tcp);
+        rc = uv_tcp_init(lc->loop, &cl->wire.h.tcp);
         cl->wire.is_tcp = true;
     }
     if (rc != 0) {
@@ -547,7 +549,7 @@ static struct client_conn *accept_on(struct listener *l, uv_os_sock_t fd)
     if (uv_fileno(&cl->wire.h.handle, &fd_now) == 0 && fdlimit_client_refused(&sc->fds, fd_now)) {
         sc->stats.clients_rejected_fds++;
         l->rejected++;
-        uint64_t now = uv_now(sc->loop);
+        uint64_t now = uv_now(lc->loop);
         if (!sc->fd_refusal_logged || now - sc->fd_refusal_logged >= 1000) {
             sc->fd_refusal_logged = now;
             log_warn("listener %s: refusing clients: only the %d file descriptors kept for admin "
@@ -558,7 +560,7 @@ static struct client_conn *accept_on(struct listener *l, uv_os_sock_t fd)
         client_close(cl, "file descriptors reserved");
         return NULL;
     }
-    if (cfg->max_clients && sc->n_clients >= cfg->max_clients)
+    if (cfg->max_clients && lc->n_clients >= cfg->max_clients)
         reject = "max_clients reached";
     else if (l->lc->max_clients && l->n_clients >= l->lc->max_clients)
         reject = "listener max_clients reached";
@@ -569,10 +571,10 @@ static struct client_conn *accept_on(struct listener *l, uv_os_sock_t fd)
         client_close(cl, reject);
         return NULL;
     }
-    cl->id = ++sc->next_client_id;
-    cl->connected_at = cl->last_active = uv_now(sc->loop);
-    list_push_back(&sc->clients, &cl->sc_node);
-    sc->n_clients++;
+    cl->id = ++lc->next_client_id;
+    cl->connected_at = cl->last_active = uv_now(cl->wire.lc->loop);
+    list_push_back(&lc->clients, &cl->sc_node);
+    lc->n_clients++;
     sc->stats.clients_accepted++;
     l->n_clients++;
     l->accepted++;

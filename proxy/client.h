@@ -53,7 +53,7 @@ struct client_conn {
     uint64_t id;
     struct listener *listener;
     enum client_state state;
-    struct list_node sc_node; /* sidecar.clients */
+    struct list_node sc_node; /* loop_ctx.clients */
     struct call *call;
 
     uint64_t last_sid;     /* highest stream id started; older frames are late */

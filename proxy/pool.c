@@ -67,6 +67,7 @@ int pool_create(struct sidecar *sc, struct config *cfg, size_t index, struct poo
     if (!p)
         return UV_ENOMEM;
     p->sc = sc;
+    p->lc = sc->lc;
     p->cfg = config_ref(cfg);
     p->pc = &cfg->pools[index];
     p->index = index;
@@ -144,7 +145,7 @@ static bool all_ejected(const struct pool *p, uint64_t now)
 /* Starts one dial to a healthy endpoint; returns false when none can be dialled. */
 static bool dial_one(struct pool *p)
 {
-    uint64_t now = uv_now(p->sc->loop);
+    uint64_t now = uv_now(p->lc->loop);
     struct endpoint *e = pick_endpoint(p, now);
     if (!e)
         return false;
@@ -185,7 +186,7 @@ static uint32_t promising_dials(const struct pool *p)
 {
     if (p->n_endpoints < 2)
         return p->connecting.n;
-    uint64_t now = uv_now(p->sc->loop), stalled = p->pc->dial_timeout_ms / 4;
+    uint64_t now = uv_now(p->lc->loop), stalled = p->pc->dial_timeout_ms / 4;
     stalled = stalled < 50 ? 50 : stalled > 1000 ? 1000 : stalled;
     uint32_t n = 0;
     for (const struct list_node *i = p->connecting.head.next; i != &p->connecting.head; i = i->next)
@@ -204,7 +205,7 @@ static void serve_waiters(struct pool *p)
             break;
     }
     if (p->n_waiters > 0 && pool_total(p) == 0) {
-        uint64_t now = uv_now(p->sc->loop);
+        uint64_t now = uv_now(p->lc->loop);
         if (all_ejected(p, now)) {
             pool_fail_waiters(p, CALL_CAUSE_NO_HEALTHY_ENDPOINT, NULL);
             return;
@@ -259,7 +260,7 @@ bool pool_set_upstream_state(struct pool *p, struct upstream_conn *up, enum upst
             counted_list_push_back(new_list, &up->pool_node);
         else
             counted_list_push_front(new_list, &up->pool_node);
-        up->idle_since = uv_now(p->sc->loop);
+        up->idle_since = uv_now(p->lc->loop);
         break;
     case UPSTREAM_BUSY:
         up->after_cancel = false;
@@ -312,7 +313,7 @@ static uint32_t dial_slots(const struct pool *p)
     if (p->pc->reverse || p->draining || p->sc->state == SIDECAR_STOPPING)
         return 0;
     uint32_t total = pool_total(p);
-    bool can_dial = total < p->pc->max_conns && pick_endpoint_peek(p, uv_now(p->sc->loop));
+    bool can_dial = total < p->pc->max_conns && pick_endpoint_peek(p, uv_now(p->lc->loop));
     return p->connecting.n + (can_dial ? p->pc->max_conns - total : 0);
 }
 
@@ -334,7 +335,7 @@ void pool_acquire(struct pool *p, struct call *c)
         call_fail(c, CALL_CAUSE_POOL_EXHAUSTED, NULL);
         return;
     }
-    uint64_t now = uv_now(p->sc->loop);
+    uint64_t now = uv_now(p->lc->loop);
     if (!p->pc->reverse && !p->draining && pool_total(p) == 0 && !pick_endpoint_peek(p, now)) {
         /* Nothing open, nothing dialling, nothing dialable: fail fast. */
         if (all_ejected(p, now)) {
@@ -388,7 +389,7 @@ static void hand_over(struct pool *p, struct upstream_conn *up, int kind)
 
 void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const char *reason)
 {
-    uint64_t now = uv_now(p->sc->loop);
+    uint64_t now = uv_now(p->lc->loop);
     up->call = NULL;
     up->calls_served++;
     if (!pool_set_upstream_state(p, up, UPSTREAM_RELEASED, "call ended")) {
@@ -442,7 +443,7 @@ static void close_idle_of(struct pool *p, const struct endpoint *e)
 void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, const char *what)
 {
     struct endpoint *e = up->ep;
-    uint64_t now = uv_now(p->sc->loop);
+    uint64_t now = uv_now(p->lc->loop);
     p->stats.dial_failures++;
     if (e) {
         e->dial_failures++;

@@ -43,6 +43,7 @@
 #include "proxy/upstream.h"
 
 struct sidecar;
+struct loop_ctx;
 struct call;
 struct upstream_conn;
 struct agent_listener;
@@ -112,6 +113,7 @@ struct endpoint {
 
 struct pool {
     struct sidecar *sc;
+    struct loop_ctx *lc;          /* the loop its connections live on */
     struct config *cfg;           /* snapshot this pool was built from (ref held) */
     const struct config_pool *pc; /* in cfg */
     size_t index;                 /* in sc->pools */

@@ -102,7 +102,7 @@ void upstream_close(struct upstream_conn *up, const char *reason)
     enum upstream_state was = up->state;
     (void)pool_set_upstream_state(p, up, UPSTREAM_CLOSING, reason); /* legal from any other */
     up->call = NULL;
-    uint64_t age = uv_now(p->sc->loop) - up->created_at;
+    uint64_t age = uv_now(p->lc->loop) - up->created_at;
     if (!up->ep && (was == UPSTREAM_IDLE || was == UPSTREAM_BUSY || was == UPSTREAM_RELEASED ||
                     was == UPSTREAM_HANDSHAKE))
         log_info("up#%llu pool=%s agent=%s peer=%s: closed (%s) age=%llums calls=%llu",
@@ -480,7 +480,7 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 /* Initialises the connection's socket handle and counts it for the close. */
 static int init_socket(struct upstream_conn *up, bool unix_socket)
 {
-    uv_loop_t *loop = up->pool->sc->loop;
+    uv_loop_t *loop = up->pool->lc->loop;
     int rc =
         unix_socket ? uv_pipe_init(loop, &up->wire.h.pipe, 0) : uv_tcp_init(loop, &up->wire.h.tcp);
     if (rc)
@@ -494,18 +494,17 @@ static int init_socket(struct upstream_conn *up, bool unix_socket)
 
 int upstream_dial(struct pool *p, struct endpoint *ep, struct upstream_conn **out)
 {
-    struct sidecar *sc = p->sc;
     struct upstream_conn *up = calloc(1, sizeof(*up));
     if (!up)
         return UV_ENOMEM;
-    wire_init(&up->wire, sc, WIRE_UPSTREAM);
-    up->id = ++sc->next_upstream_id;
+    wire_init(&up->wire, p->lc, WIRE_UPSTREAM);
+    up->id = ++p->lc->next_upstream_id;
     up->pool = p;
     up->ep = ep;
-    up->created_at = uv_now(sc->loop);
+    up->created_at = uv_now(p->lc->loop);
     list_init(&up->pool_node);
 
-    uv_timer_init(sc->loop, &up->dial_timer);
+    uv_timer_init(p->lc->loop, &up->dial_timer);
     up->dial_timer.data = up;
     up->open_handles = 1;
 
@@ -531,7 +530,7 @@ int upstream_dial(struct pool *p, struct endpoint *ep, struct upstream_conn **ou
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
         up->gai_req.data = up;
-        rc = uv_getaddrinfo(sc->loop, &up->gai_req, gai_cb, a->host, port, &hints);
+        rc = uv_getaddrinfo(p->lc->loop, &up->gai_req, gai_cb, a->host, port, &hints);
         if (rc == 0)
             up->gai_pending = true;
     }
@@ -554,12 +553,12 @@ void upstream_accept(struct pool *p, uv_stream_t *server)
         log_error("pool %s: out of memory accepting an agent", p->pc->name);
         return;
     }
-    wire_init(&up->wire, sc, WIRE_UPSTREAM);
-    up->id = ++sc->next_upstream_id;
+    wire_init(&up->wire, p->lc, WIRE_UPSTREAM);
+    up->id = ++p->lc->next_upstream_id;
     up->pool = p;
-    up->created_at = up->connected_at = uv_now(sc->loop);
+    up->created_at = up->connected_at = uv_now(p->lc->loop);
     list_init(&up->pool_node);
-    uv_timer_init(sc->loop, &up->dial_timer);
+    uv_timer_init(p->lc->loop, &up->dial_timer);
     up->dial_timer.data = up;
     up->open_handles = 1;
     int rc = init_socket(up, p->pc->accept.kind == CONFIG_ADDR_UNIX);
