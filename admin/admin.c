@@ -71,7 +71,8 @@ enum admin_conn_state {
 };
 
 struct admin {
-    struct sidecar *sc;
+    struct sidecar *sc; /* asked through proxy/inspect.h */
+    uv_loop_t *loop;
     union stream_handle server;
     bool server_init;
     bool is_unix;
@@ -138,7 +139,7 @@ static void conn_close(struct admin_conn *c, const char *reason)
         return;
     struct admin *a = c->admin;
     log_debug("admin#%llu %s: closed after %llu ms: %s", (unsigned long long)c->id, c->peer,
-              (unsigned long long)(uv_now(a->sc->loop) - c->connected_at), reason);
+              (unsigned long long)(uv_now(a->loop) - c->connected_at), reason);
     c->state = ADMIN_CONN_CLOSING;
     list_remove(&c->node);
     if (list_linked(&c->queue_node))
@@ -429,7 +430,7 @@ static struct admin_conn *conn_new(struct admin *a)
     struct admin_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    uv_loop_t *loop = a->sc->loop;
+    uv_loop_t *loop = a->loop;
     int rc = a->is_unix ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp);
     if (rc) {
         free(c);
@@ -583,7 +584,7 @@ static int listen_unix(struct admin *a, const char *path, char *err, size_t err_
         snprintf(err, err_size, "admin.address: %s", why);
         return rc;
     }
-    rc = uv_pipe_init(a->sc->loop, &a->server.pipe, 0);
+    rc = uv_pipe_init(a->loop, &a->server.pipe, 0);
     if (rc)
         return rc;
     a->server_init = true;
@@ -609,7 +610,7 @@ static int listen_tcp(struct admin *a, const struct config_addr *addr, char *err
         snprintf(err, err_size, "admin.address %s: not an IP address", addr->text);
         return UV_EINVAL;
     }
-    int rc = uv_tcp_init_ex(a->sc->loop, &a->server.tcp, ss.ss_family);
+    int rc = uv_tcp_init_ex(a->loop, &a->server.tcp, ss.ss_family);
     if (rc)
         return rc;
     a->server_init = true;
@@ -627,7 +628,7 @@ void admin_steer_here(struct admin *a)
         reuseport_steer_here(&a->server.tcp, "admin");
 }
 
-int admin_start(struct sidecar *sc, struct admin **out, char *err, size_t err_size)
+int admin_start(struct sidecar *sc, uv_loop_t *loop, struct admin **out, char *err, size_t err_size)
 {
     *out = NULL;
     const struct config_addr *addr = &sc->cfg->admin.addr;
@@ -637,19 +638,13 @@ int admin_start(struct sidecar *sc, struct admin **out, char *err, size_t err_si
         return UV_ENOMEM;
     }
     a->sc = sc;
+    a->loop = loop;
     a->is_unix = addr->kind == CONFIG_ADDR_UNIX;
     list_init(&a->conns);
     list_init(&a->queue);
-    if (!sc->started_wall_ms) {
-        /* The views turn loop times into wall-clock times from this pair. */
-        uv_timeval64_t tv;
-        uv_gettimeofday(&tv);
-        uint64_t wall = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-        sc->started_wall_ms = wall - (uv_now(sc->loop) - sc->started_at);
-    }
-    uv_idle_init(sc->loop, &a->pump);
+    uv_idle_init(loop, &a->pump);
     a->pump.data = a;
-    uv_timer_init(sc->loop, &a->retry);
+    uv_timer_init(loop, &a->retry);
     a->retry.data = a;
     a->open_handles = 2;
     *out = a; /* from here on, admin_stop and admin_free clean up */

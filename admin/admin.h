@@ -1,6 +1,8 @@
 /*
- * admin: the admin HTTP server, on the data plane's loop, answering from
- * the live objects (routes.c, views.c, metrics.c).
+ * admin: the admin HTTP server. main.c starts it beside the data plane
+ * (on the same loop today) and stops it once the data plane has stopped.
+ * It answers from the live objects (routes.c, views.c, metrics.c), which
+ * it reaches through proxy/inspect.h.
  *
  * It must never hurt the data plane: at most ADMIN_MAX_CONNS connections
  * are served, requests are answered a few per loop iteration, every size
@@ -12,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 struct sidecar;
 struct admin;
@@ -26,10 +29,11 @@ struct admin_stats {
     uint64_t timeouts;    /* connections closed by request_timeout_ms */
 };
 
-/* Listens on sc->cfg->admin.addr. Returns 0 or a UV error with a message in
- * err. Even on failure *out may be set: admin_stop and admin_free it then. */
-__attribute__((warn_unused_result)) int admin_start(struct sidecar *sc, struct admin **out,
-                                                    char *err, size_t err_size);
+/* Listens on sc->cfg->admin.addr, on loop. Returns 0 or a UV error with a
+ * message in err. Even on failure *out may be set: admin_stop and
+ * admin_free it then. */
+__attribute__((warn_unused_result)) int admin_start(struct sidecar *sc, uv_loop_t *loop,
+                                                    struct admin **out, char *err, size_t err_size);
 
 /* Stops listening and closes every admin connection (handles close async).
  * Idempotent. */

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "proxy/call.h"
+#include "proxy/inspect.h"
 #include "proxy/pool.h"
 #include "proxy/rpc_stats.h"
 #include "proxy/sidecar.h"
@@ -101,17 +102,18 @@ static void take_sample(struct history *h, struct sidecar *sc)
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);
     smp->wall_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-    smp->clients = sc->n_clients;
-    smp->calls_in_flight = sc->n_calls;
+    smp->clients = inspect_n_clients(sc);
+    smp->calls_in_flight = inspect_n_calls(sc);
     h->pools_not_recorded = 0;
-    for (size_t i = 0; i < sc->n_pools; i++)
-        sample_pool(h, smp, sc->pools[i]);
+    const struct pool *p;
+    for (size_t i = 0; (p = inspect_pool(sc, i)); i++)
+        sample_pool(h, smp, p);
     h->taken++;
 }
 
 void history_tick(struct history **hp, struct sidecar *sc)
 {
-    uint64_t now = uv_now(sc->loop);
+    uint64_t now = inspect_now(sc);
     if (!*hp) {
         if (!(*hp = calloc(1, sizeof(**hp))))
             return;

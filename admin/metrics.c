@@ -20,6 +20,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/call.h"
 #include "proxy/histo.h"
+#include "proxy/inspect.h"
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
@@ -200,8 +201,8 @@ static void pool_families(struct expo *x, const struct sidecar *sc, uint64_t now
     /* One family per row, one sample per pool. */
 #define X(metric, type, json, jtype, help, value)                                                  \
     family(x, METRICS_PREFIX, #metric, #type, help);                                               \
-    for (size_t i = 0; i < sc->n_pools; i++) {                                                     \
-        const struct pool *p = sc->pools[i];                                                       \
+    for (size_t i = 0; inspect_pool(sc, i); i++) {                                                 \
+        const struct pool *p = inspect_pool(sc, i);                                                \
         pool_sample(x, #metric, p, (uint64_t)(value));                                             \
     }
     METRICS_POOL_CONNS(X)
@@ -212,16 +213,16 @@ static void pool_families(struct expo *x, const struct sidecar *sc, uint64_t now
         char buf[96];                                                                              \
         const char *metric = pool_counter_metric(#name, buf, sizeof(buf));                         \
         family(x, METRICS_PREFIX, metric, "counter", help);                                        \
-        for (size_t i = 0; i < sc->n_pools; i++)                                                   \
-            pool_sample(x, metric, sc->pools[i], sc->pools[i]->stats.name);                        \
+        for (size_t i = 0; inspect_pool(sc, i); i++)                                               \
+            pool_sample(x, metric, inspect_pool(sc, i), inspect_pool(sc, i)->stats.name);          \
     }
     POOL_COUNTERS(X)
 #undef X
 
     family(x, METRICS_PREFIX, "call_errors_total", "counter",
            "Calls the sidecar failed, by pool and cause (see errors.h)");
-    for (size_t i = 0; i < sc->n_pools; i++) {
-        const struct pool *p = sc->pools[i];
+    for (size_t i = 0; inspect_pool(sc, i); i++) {
+        const struct pool *p = inspect_pool(sc, i);
         for (int c = 0; c < CALL_CAUSE_COUNT; c++) {
             pool_series(x, "call_errors_total", "", p);
             put(x, ",cause=\"%s\"} %llu\n", call_cause_name(c),
@@ -231,15 +232,15 @@ static void pool_families(struct expo *x, const struct sidecar *sc, uint64_t now
 
 #define X(metric, json, help, member)                                                              \
     family(x, METRICS_PREFIX, #metric, "histogram", help);                                         \
-    for (size_t i = 0; i < sc->n_pools; i++)                                                       \
-        histogram(x, #metric, sc->pools[i], &sc->pools[i]->stats.member);
+    for (size_t i = 0; inspect_pool(sc, i); i++)                                                   \
+        histogram(x, #metric, inspect_pool(sc, i), &inspect_pool(sc, i)->stats.member);
     METRICS_POOL_HISTOS(X)
 #undef X
 
 #define X(metric, type, json, jtype, help, value)                                                  \
     family(x, METRICS_PREFIX, #metric, #type, help);                                               \
-    for (size_t i = 0; i < sc->n_pools; i++) {                                                     \
-        const struct pool *p = sc->pools[i];                                                       \
+    for (size_t i = 0; inspect_pool(sc, i); i++) {                                                 \
+        const struct pool *p = inspect_pool(sc, i);                                                \
         for (size_t k = 0; k < p->n_endpoints; k++) {                                              \
             const struct endpoint *e = &p->endpoints[k];                                           \
             pool_series(x, #metric, "", p);                                                        \
@@ -272,10 +273,10 @@ static void call_results(struct expo *x, const struct sidecar *sc)
     }
 }
 
-int metrics_render(const struct sidecar *sc, struct buf *out)
+int metrics_render(const struct sidecar *sc, const struct admin *admin, struct buf *out)
 {
     struct expo x = {out, 0};
-    uint64_t now = uv_now(sc->loop);
+    uint64_t now = inspect_now(sc);
 
     pool_families(&x, sc, now);
     call_results(&x, sc);
@@ -284,8 +285,8 @@ int metrics_render(const struct sidecar *sc, struct buf *out)
 
 #define X(metric, type, json, jtype, help, value)                                                  \
     family(&x, METRICS_PREFIX, #metric, #type, help);                                              \
-    for (size_t i = 0; i < sc->n_listeners; i++) {                                                 \
-        const struct listener *l = sc->listeners[i];                                               \
+    for (size_t i = 0; inspect_listener(sc, i); i++) {                                             \
+        const struct listener *l = inspect_listener(sc, i);                                        \
         put(&x, METRICS_PREFIX #metric "{listener=\"");                                            \
         put_label(&x, l->lc->name);                                                                \
         put(&x, "\"} %llu\n", (unsigned long long)(value));                                        \
@@ -316,7 +317,7 @@ int metrics_render(const struct sidecar *sc, struct buf *out)
 #undef X
     process_info(&x, sc);
 
-    const struct admin_stats *a = admin_get_stats(sc->admin);
+    const struct admin_stats *a = admin_get_stats(admin);
     if (a) {
 #define X(metric, type, json, jtype, help, value)                                                  \
     family(&x, METRICS_PREFIX, #metric, #type, help);                                              \

@@ -14,9 +14,12 @@
 #include "proxy/buf.h"
 
 struct sidecar;
+struct admin;
 
-/* Appends the whole exposition to out. Returns 0 or UV_ENOMEM. */
-__attribute__((warn_unused_result)) int metrics_render(const struct sidecar *sc, struct buf *out);
+/* Appends the whole exposition to out; the admin server's own rows when
+ * admin is not NULL. Returns 0 or UV_ENOMEM. */
+__attribute__((warn_unused_result)) int metrics_render(const struct sidecar *sc,
+                                                       const struct admin *admin, struct buf *out);
 
 /* Appends a label value escaped per the format (\\, \" and \n). 0 or UV_ENOMEM. */
 __attribute__((warn_unused_result)) int metrics_escape_label(struct buf *out, const char *v);

@@ -77,9 +77,9 @@
 
 /* Process-wide; subject `sc` (const struct sidecar *). JSON: /stats. */
 #define METRICS_PROCESS(X)                                                                         \
-    X(clients, gauge, clients, INT, "Connected client connections", sc->n_clients)                 \
+    X(clients, gauge, clients, INT, "Connected client connections", inspect_n_clients(sc))         \
     X(calls_in_flight, gauge, calls_in_flight, INT, "Calls in progress (waiting or attached)",     \
-      sc->n_calls)                                                                                 \
+      inspect_n_calls(sc))                                                                         \
     X(draining, gauge, draining, BOOL, "1 while the process drains for shutdown",                  \
       sc->state != SIDECAR_RUNNING)                                                                \
     X(access_log_dropped_lines_total, counter, access_log_dropped_lines, INT,                      \
@@ -91,7 +91,7 @@
 #define METRICS_PROCESS_SECONDS(X)                                                                 \
     X(busy_poll_window_seconds, busy_poll_window_us,                                               \
       "How long the loop now polls after traffic before it sleeps (adapts up to busy_poll_us)",    \
-      busy_poll_window(&sc->busy_poll, (uint64_t)sc->cfg->busy_poll_us * 1000) / 1000)
+      inspect_busy_poll_window_us(sc))
 
 /* POOL_COUNTERS fields whose Prometheus name is not pool_<field>_total (byte
  * counters end in _bytes_total); X(field, metric). */

@@ -29,6 +29,7 @@
 #include "admin/views.h"
 #include "config/config_addr.h"
 #include "proxy/call.h"
+#include "proxy/inspect.h"
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
@@ -154,10 +155,11 @@ static void h_dashboard(const struct route_req *rq, struct admin_response *resp)
 
 static void h_healthz(const struct route_req *rq, struct admin_response *resp)
 {
-    struct sidecar *sc = rq->ctx->sc;
+    /* "draining" while stopping too: the process is on its way out. */
+    const char *state = inspect_state_name(rq->ctx->sc);
     set_json(resp, 200,
              json_pack("{s:s, s:s}", "status", "ok", "state",
-                       sc->state == SIDECAR_RUNNING ? "running" : "draining"));
+                       strcmp(state, "running") == 0 ? "running" : "draining"));
 }
 
 static void not_ready(struct admin_response *resp, const char *reason)
@@ -167,43 +169,17 @@ static void not_ready(struct admin_response *resp, const char *reason)
 
 static void h_readyz(const struct route_req *rq, struct admin_response *resp)
 {
-    struct sidecar *sc = rq->ctx->sc;
-    if (sc->state != SIDECAR_RUNNING) {
-        not_ready(resp, "draining");
+    char reason[192];
+    if (!inspect_ready(rq->ctx->sc, reason, sizeof(reason))) {
+        not_ready(resp, reason);
         return;
-    }
-    if (sc->n_listeners == 0) {
-        not_ready(resp, "no listener is open");
-        return;
-    }
-    for (size_t i = 0; i < sc->n_listeners; i++) {
-        if (!sc->listeners[i]->open) {
-            char reason[160];
-            snprintf(reason, sizeof(reason), "listener %s is not open", sc->listeners[i]->lc->name);
-            not_ready(resp, reason);
-            return;
-        }
-    }
-    for (size_t i = 0; i < sc->n_pools; i++) {
-        const struct pool *p = sc->pools[i];
-        /* An operator-drained pool closes its idle connections on purpose;
-         * that must not take the whole process out of service. */
-        if (p->draining)
-            continue;
-        if (p->pc->min_idle && pool_n_ready(p) < p->pc->min_idle) {
-            char reason[192];
-            snprintf(reason, sizeof(reason), "pool %s has %u of min_idle %u connections",
-                     p->pc->name, pool_n_ready(p), p->pc->min_idle);
-            not_ready(resp, reason);
-            return;
-        }
     }
     set_json(resp, 200, json_pack("{s:s}", "status", "ready"));
 }
 
 static void h_stats(const struct route_req *rq, struct admin_response *resp)
 {
-    set_json(resp, 200, views_stats(rq->ctx->sc));
+    set_json(resp, 200, views_stats(rq->ctx->sc, rq->ctx->admin));
 }
 
 static void h_pools(const struct route_req *rq, struct admin_response *resp)
@@ -271,20 +247,16 @@ static void h_call_cancel(const struct route_req *rq, struct admin_response *res
         admin_response_error(resp, 400, "call id must be a whole number");
         return;
     }
-    struct sidecar *sc = rq->ctx->sc;
-    for (struct list_node *n = sc->calls.next; n != &sc->calls; n = n->next) {
-        struct call *c = list_entry(n, struct call, sc_node);
-        if (c->id != id)
-            continue;
-        /* Capture what the answer shows: call_fail may free the call. */
-        json_t *doc =
-            json_pack("{s:I, s:b, s:o, s:s}", "id", (json_int_t)id, "cancelled", 1, "rpc",
-                      views_string(c->rpc, c->rpc_len), "state", call_state_name(c->state));
-        call_fail(c, CALL_CAUSE_CANCELLED, NULL);
-        set_json(resp, 200, doc);
+    struct call *c = inspect_find_call(rq->ctx->sc, id);
+    if (!c) {
+        admin_response_error(resp, 404, "no such call in flight");
         return;
     }
-    admin_response_error(resp, 404, "no such call in flight");
+    /* Capture what the answer shows: the cancel may free the call. */
+    json_t *doc = json_pack("{s:I, s:b, s:o, s:s}", "id", (json_int_t)id, "cancelled", 1, "rpc",
+                            views_string(c->rpc, c->rpc_len), "state", call_state_name(c->state));
+    inspect_cancel_call(c);
+    set_json(resp, 200, doc);
 }
 
 static void h_clients(const struct route_req *rq, struct admin_response *resp)
@@ -298,7 +270,7 @@ static void h_metrics(const struct route_req *rq, struct admin_response *resp)
 {
     resp->status = 200;
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-    if (metrics_render(rq->ctx->sc, &resp->body) != 0)
+    if (metrics_render(rq->ctx->sc, rq->ctx->admin, &resp->body) != 0)
         admin_response_error(resp, 500, "out of memory");
 }
 
@@ -331,7 +303,7 @@ static void h_drain(const struct route_req *rq, struct admin_response *resp)
 {
     struct sidecar *sc = rq->ctx->sc;
     bool was_running = sc->state == SIDECAR_RUNNING;
-    uint32_t calls = sc->n_calls;
+    uint32_t calls = inspect_n_calls(sc);
     /* The admin server keeps answering while the calls finish: it is only
      * stopped once nothing is left (stop_everything). */
     sidecar_shutdown(sc, "POST /drain");

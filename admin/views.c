@@ -22,6 +22,7 @@
 #include "proxy/call.h"
 #include "proxy/client.h"
 #include "proxy/histo.h"
+#include "proxy/inspect.h"
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
@@ -155,7 +156,7 @@ static json_t *agents_json(const struct sidecar *sc, const struct pool *p)
 
 static json_t *pool_json(const struct sidecar *sc, const struct pool *p)
 {
-    uint64_t now = uv_now(sc->loop);
+    uint64_t now = inspect_now(sc);
     const struct config_pool *pc = p->pc;
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(pc->name));
@@ -197,15 +198,16 @@ static json_t *pool_json(const struct sidecar *sc, const struct pool *p)
 
 json_t *views_pools(const struct sidecar *sc, const char *name)
 {
+    const struct pool *p;
     if (name) {
-        for (size_t i = 0; i < sc->n_pools; i++)
-            if (strcmp(sc->pools[i]->pc->name, name) == 0)
-                return pool_json(sc, sc->pools[i]);
+        for (size_t i = 0; (p = inspect_pool(sc, i)); i++)
+            if (strcmp(p->pc->name, name) == 0)
+                return pool_json(sc, p);
         return NULL;
     }
     json_t *arr = json_array();
-    for (size_t i = 0; i < sc->n_pools; i++)
-        json_array_append_new(arr, pool_json(sc, sc->pools[i]));
+    for (size_t i = 0; (p = inspect_pool(sc, i)); i++)
+        json_array_append_new(arr, pool_json(sc, p));
     return json_pack("{s:o}", "pools", arr);
 }
 
@@ -268,13 +270,12 @@ static json_t *call_json(const struct sidecar *sc, const struct call *c, uint64_
 
 json_t *views_calls(const struct sidecar *sc, const char *pool, uint64_t min_age_ms, size_t limit)
 {
-    uint64_t now = uv_now(sc->loop);
+    uint64_t now = inspect_now(sc);
     json_t *arr = json_array();
     size_t total = 0;
-    /* sidecar.calls is in start order, so the oldest come first and a
+    /* The calls come in start order, so the oldest come first and a
      * limit keeps the ones an operator is most likely looking for. */
-    for (const struct list_node *n = sc->calls.next; n != &sc->calls; n = n->next) {
-        const struct call *c = list_entry(n, struct call, sc_node);
+    for (const struct call *c = inspect_next_call(sc, NULL); c; c = inspect_next_call(sc, c)) {
         if (pool && (!c->pool || strcmp(c->pool->pc->name, pool) != 0))
             continue;
         if (now - c->started_at < min_age_ms)
@@ -288,11 +289,11 @@ json_t *views_calls(const struct sidecar *sc, const char *pool, uint64_t min_age
 
 json_t *views_clients(const struct sidecar *sc, size_t limit)
 {
-    uint64_t now = uv_now(sc->loop);
+    uint64_t now = inspect_now(sc);
     json_t *arr = json_array();
     size_t total = 0;
-    for (const struct list_node *n = sc->clients.next; n != &sc->clients; n = n->next) {
-        const struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
+    for (const struct client_conn *cl = inspect_next_client(sc, NULL); cl;
+         cl = inspect_next_client(sc, cl)) {
         if (total++ >= limit)
             continue;
         json_t *o =
@@ -335,15 +336,12 @@ json_t *views_config(const struct sidecar *sc)
     return o;
 }
 
-json_t *views_stats(const struct sidecar *sc)
+json_t *views_stats(const struct sidecar *sc, const struct admin *admin)
 {
-    uint64_t now = uv_now(sc->loop);
+    uint64_t now = inspect_now(sc);
     json_t *o = json_object();
     json_object_set_new(o, "version", json_string(SIDECAR_VERSION));
-    json_object_set_new(o, "state",
-                        json_string(sc->state == SIDECAR_RUNNING    ? "running"
-                                    : sc->state == SIDECAR_DRAINING ? "draining"
-                                                                    : "stopping"));
+    json_object_set_new(o, "state", json_string(inspect_state_name(sc)));
     json_object_set_new(o, "started_at", iso(sc, sc->started_at));
     json_object_set_new(o, "uptime_ms", json_integer((json_int_t)(now - sc->started_at)));
 #define VIEWS_OBJ o
@@ -361,8 +359,8 @@ json_t *views_stats(const struct sidecar *sc)
     json_object_set_new(o, "counters", counters);
 
     json_t *listeners = json_array();
-    for (size_t i = 0; i < sc->n_listeners; i++) {
-        const struct listener *l = sc->listeners[i];
+    const struct listener *l;
+    for (size_t i = 0; (l = inspect_listener(sc, i)); i++) {
         json_t *lo = json_pack("{s:s, s:s, s:b}", "name", l->lc->name, "address", l->lc->addr.text,
                                "open", l->open);
         if (!lo)
@@ -374,7 +372,7 @@ json_t *views_stats(const struct sidecar *sc)
     }
     json_object_set_new(o, "listeners", listeners);
 
-    const struct admin_stats *a = admin_get_stats(sc->admin);
+    const struct admin_stats *a = admin_get_stats(admin);
     if (a) {
         json_t *ao = json_object();
 #define VIEWS_OBJ ao

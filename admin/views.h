@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 struct sidecar;
+struct admin;
 
 #define VIEWS_DEFAULT_LIMIT   1000  /* entries of /calls and /clients without ?limit= */
 #define VIEWS_MAX_LIMIT       10000 /* the most ?limit= may ask for */
@@ -34,8 +35,9 @@ json_t *views_clients(const struct sidecar *sc, size_t limit);
 /* GET /config: the effective config (token redacted) and the last reload. */
 json_t *views_config(const struct sidecar *sc);
 
-/* GET /stats: process-wide state, counters, listeners, the admin server. */
-json_t *views_stats(const struct sidecar *sc);
+/* GET /stats: process-wide state, counters, listeners, the admin server
+ * (its rows only when admin is not NULL). */
+json_t *views_stats(const struct sidecar *sc, const struct admin *admin);
 
 /* A JSON string of n bytes that may not be UTF-8 (RPC names and metadata
  * come from clients): invalid bytes become U+FFFD instead of failing. */

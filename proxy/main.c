@@ -3,6 +3,11 @@
  *
  * The config is read and fully validated before anything listens; a bad
  * file exits with status 2 and a "file:line:col: path: reason" message.
+ *
+ * Two parts run beside each other on the loop: the data plane (sidecar.h,
+ * with its loop context) and the admin server (admin/admin.h), which asks
+ * the data plane through proxy/inspect.h. This file starts both, and stops
+ * the admin server once the data plane has stopped (run_loop returns).
  */
 #include <getopt.h>
 #include <signal.h>
@@ -11,6 +16,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "admin/admin.h"
 #include "config/config.h"
 #include "proxy/fdlimit.h"
 #include "proxy/log.h"
@@ -126,24 +132,38 @@ int main(int argc, char **argv)
      * swapped since the start (a Kubernetes ConfigMap's ..data). */
     sc->config_path = absolute_path(path);
     char err[512] = "";
+    struct admin *admin = NULL;
     int rc = sidecar_start(sc, loop, cfg, err, sizeof(err));
+    if (rc == 0 && sc->cfg->admin.enabled)
+        rc = admin_start(sc, loop, &admin, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "drpc-sidecar: cannot start: %s\n", err[0] ? err : uv_strerror(rc));
+        if (admin)
+            admin_stop(admin);
         sidecar_abort_start(sc);
+        admin_free(admin);
         sidecar_free(sc);
         free(sc->config_path);
         free(sc);
         uv_loop_close(loop);
         return 1;
     }
+    admin_steer_here(admin);
+    sidecar_ready(sc);
     log_info("drpc-sidecar %s started (pid %d)", SIDECAR_VERSION, (int)uv_os_getpid());
     config_tls_warnings(sc->cfg, log_warn_text, NULL);
     if (fd_rc != 0)
         log_warn("cannot raise the file descriptor limit from %llu to %llu: %s",
                  (unsigned long long)sc->fds.soft_at_start, (unsigned long long)sc->fds.hard,
                  uv_strerror(fd_rc));
-    sidecar_run(sc);
+    run_loop(sc->lc);
+    /* The data plane has stopped: the admin server goes too, then the
+     * loop runs until the last handle is closed. */
+    if (admin)
+        admin_stop(admin);
+    uv_run(loop, UV_RUN_DEFAULT);
     int code = sc->exit_code;
+    admin_free(admin);
     sidecar_free(sc);
     free(sc->config_path);
     free(sc);
