@@ -1,9 +1,11 @@
 /*
  * libFuzzer target: admin request handling from raw bytes. The first byte
  * picks how the rest is sliced into reads (1, 2, 3, 7, 16, 64, 512 bytes or
- * all at once); every pipelined request is parsed and routed against a fake
- * sidecar (tests/unit/fake_sidecar.h: two pools, no listeners, a token),
- * POSTs included, the way admin.c does it. Must never crash, leak or trip
+ * all at once); every pipelined request is parsed and routed against a real
+ * process built once by sidecar_start (a unix-socket listener, two pools
+ * that never dial, a token), POSTs included, the way admin.c does it. The
+ * loop is not run between inputs, except to reopen the listener after a
+ * POST /drain closed it. Must never crash, leak or trip
  * a sanitizer; a request must never be answered with an unknown status.
  */
 #include <stdint.h>
@@ -13,22 +15,33 @@
 
 #include "admin/http.h"
 #include "admin/routes.h"
-#include "tests/unit/fake_sidecar.h"
+#include "proxy/listener.h"
+#include "proxy/pool.h"
+#include "tests/fuzz/fuzz_process.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char CONFIG[] =
-    "{\"listeners\":[{\"address\":\"127.0.0.1:1\"}],"
-    "\"admin\":{\"address\":\"127.0.0.1:2\",\"token\":\"t\"},"
-    "\"pools\":[{\"name\":\"p\",\"endpoints\":[\"127.0.0.1:3\"]},"
-    "{\"name\":\"q r\",\"endpoints\":[\"127.0.0.1:4\",\"unix:/tmp/x\"],\"min_idle\":1}],"
-    "\"routes\":[{\"pool\":\"p\"}]}";
+/* No min_idle: a pool with one would dial from the janitor (never run here). */
+static const char CONFIG[] = "{\"listeners\":[{\"address\":\"unix:%s\"}],"
+                             "\"admin\":{\"address\":\"127.0.0.1:2\",\"token\":\"t\"},"
+                             "\"pools\":[{\"name\":\"p\",\"endpoints\":[\"127.0.0.1:3\"]},"
+                             "{\"name\":\"q r\",\"endpoints\":[\"127.0.0.1:4\",\"unix:/tmp/x\"]}],"
+                             "\"routes\":[{\"pool\":\"p\"}]}";
 
 /* Undoes what a mutation did, so every input starts from the same state. */
 static void reset(struct sidecar *sc)
 {
-    sc->state = SIDECAR_RUNNING;
-    uv_timer_stop(&sc->shutdown_timer);
+    if (sc->state != SIDECAR_RUNNING) {
+        /* POST /drain: stop its timer, let the closed listener go, open it again. */
+        sc->state = SIDECAR_RUNNING;
+        uv_timer_stop(&sc->shutdown_timer);
+        uv_run(sc->lc->loop, UV_RUN_NOWAIT);
+        char err[256];
+        if (sc->n_listeners == 0 &&
+            listener_start(sc, &sc->cfg->listeners[0], &sc->listeners[0], err, sizeof(err)) != 0)
+            abort();
+        sc->n_listeners = 1;
+    }
     for (size_t i = 0; i < sc->n_pools; i++)
         sc->pools[i]->draining = false;
 }
@@ -57,8 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t slice = slices[data[0] % 8];
     const char *in = (const char *)data + 1;
     size_t len = size - 1, pos = 0;
-    struct sidecar *sc =
-        fake_sidecar_once(CONFIG); /* logs errors only: POST /drain would log every time */
+    struct sidecar *sc = fuzz_process_once(CONFIG, "fuzz_http"); /* POST /drain logs nothing */
     struct admin_http h;
     admin_http_init(&h);
     for (int requests = 0; requests < 32 && pos <= len;) {

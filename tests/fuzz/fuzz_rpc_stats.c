@@ -1,12 +1,11 @@
 /*
  * libFuzzer target: RPC names are client input, and they end up as label
  * values in /metrics and strings in /rpcs. The input is a run of calls,
- * each [name length][name bytes][result byte], recorded into a fake
- * sidecar's table (first byte: max_rpcs 0..7, so "other" fills up fast);
- * then its /metrics families are rendered and checked line by line
- * against the text format (names, label syntax, escapes, UTF-8 values,
- * sample values), and /rpcs is rendered, parsed back and its names must be
- * exactly the stored ones. Must never crash, leak, trip a sanitizer, keep
+ * each [name length][name bytes][result byte], recorded into a real
+ * process's table (tests/fuzz/fuzz_process.h) (first byte: max_rpcs 0..7, so "other" fills up
+ * fast); then its /metrics families are rendered and checked line by line against the text format
+ * (names, label syntax, escapes, UTF-8 values, sample values), and /rpcs is rendered, parsed back
+ * and its names must be exactly the stored ones. Must never crash, leak, trip a sanitizer, keep
  * more than max_rpcs + 1 entries per pool, or emit a line that breaks the
  * format.
  */
@@ -19,11 +18,11 @@
 #include "proxy/call.h"
 #include "proxy/rpc_stats.h"
 #include "proxy/utf8.h"
-#include "tests/unit/fake_sidecar.h"
+#include "tests/fuzz/fuzz_process.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char CONFIG[] = "{\"listeners\":[{\"address\":\"127.0.0.1:1\"}],"
+static const char CONFIG[] = "{\"listeners\":[{\"address\":\"unix:%s\"}],"
                              "\"admin\":{\"address\":\"127.0.0.1:2\"},"
                              "\"pools\":[{\"name\":\"p\",\"endpoints\":[\"127.0.0.1:3\"]},"
                              "{\"name\":\"q r\",\"endpoints\":[\"127.0.0.1:4\"]}],"
@@ -163,7 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
-    struct sidecar *sc = fake_sidecar_once(CONFIG);
+    struct sidecar *sc = fuzz_process_once(CONFIG, "fuzz_rpc_stats");
     uint32_t max_rpcs = data[0] % 8;
     size_t pos = 1;
     while (pos < size) {

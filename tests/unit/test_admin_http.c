@@ -1,7 +1,8 @@
 /*
  * Unit tests for the admin API without sockets: request parsing (valid,
  * sliced, pipelined, malformed, over every cap), routing decisions
- * (404, 405 + Allow, 401, 403, handlers) on a fake sidecar, the token
+ * (404, 405 + Allow, 401, 403, handlers) on a real process built by
+ * sidecar_start (a unix-socket listener, pools that never dial), the token
  * check, percent-decoding, Prometheus label escaping and number format,
  * and JSON strings from non-UTF-8 bytes.
  */
@@ -19,7 +20,9 @@
 #include "admin/metrics.h"
 #include "admin/routes.h"
 #include "admin/views.h"
-#include "tests/unit/fake_sidecar.h"
+#include "config/config.h"
+#include "proxy/pool.h"
+#include "proxy/sidecar.h"
 
 /* ---- parsing ------------------------------------------------------------------ */
 
@@ -214,11 +217,14 @@ static void test_chunked_body_cap(void **state)
 
 struct fixture {
     uv_loop_t loop;
-    struct sidecar *sc;
+    struct sidecar sc[1];
 };
 
+/* The listener is a unix socket of this process (no port to collide on);
+ * no pool has min_idle, so nothing dials. The admin server is not started:
+ * the routes are called directly. */
 static const char *const CONFIG =
-    "{\"listeners\":[{\"address\":\"127.0.0.1:1\"}],"
+    "{\"listeners\":[{\"address\":\"unix:%s\"}],"
     "\"admin\":{\"address\":\"127.0.0.1:2\",\"token\":\"s3cret\"},"
     "\"pools\":[{\"name\":\"p\",\"endpoints\":[\"127.0.0.1:3\"],\"max_conns\":2},"
     "{\"name\":\"we\\\"ird\\\\name\",\"endpoints\":[\"127.0.0.1:4\"]}],"
@@ -229,16 +235,30 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    f->sc = fake_sidecar_new(&f->loop, CONFIG);
-    assert_non_null(f->sc);
+    char path[64], text[1024];
+    snprintf(path, sizeof(path), "/tmp/test_admin_http.%d.sock", (int)uv_os_getpid());
+    int n = snprintf(text, sizeof(text), CONFIG, path);
+    struct config *cfg = NULL;
+    struct config_error cerr;
+    memset(&cerr, 0, sizeof(cerr));
+    assert_int_equal(config_parse(text, (size_t)n, "test", &cfg, &cerr), 0);
+    cfg->log_level = CONFIG_LOG_ERROR; /* POST /drain logs */
+    char err[256] = "";
+    int rc = sidecar_start(f->sc, &f->loop, cfg, err, sizeof(err));
+    if (rc)
+        fail_msg("sidecar_start: %s", err);
+    f->sc->started_wall_ms = 1795000000000ull; /* 2026-11-18T11:06:40.000Z */
     *state = f;
     return 0;
 }
 
+/* The real graceful shutdown: nothing is connected, so it stops at once. */
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    fake_sidecar_free(f->sc);
+    sidecar_shutdown(f->sc, "test over");
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    sidecar_free(f->sc);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     free(f);
     return 0;
@@ -409,9 +429,9 @@ static void test_handlers(void **state)
     json_t *doc = route_json(f, "GET /healthz HTTP/1.1\r\n\r\n", 200);
     assert_string_equal(json_string_value(json_object_get(doc, "status")), "ok");
     json_decref(doc);
-    /* no listener is open in the fake */
-    doc = route_json(f, "GET /readyz HTTP/1.1\r\n\r\n", 503);
-    assert_string_equal(json_string_value(json_object_get(doc, "status")), "not_ready");
+    /* the listener is open and no pool asks for min_idle */
+    doc = route_json(f, "GET /readyz HTTP/1.1\r\n\r\n", 200);
+    assert_string_equal(json_string_value(json_object_get(doc, "status")), "ready");
     json_decref(doc);
 
     doc = route_json(f, "GET /pools/we%22ird%5Cname HTTP/1.1\r\n\r\n", 200);
@@ -476,7 +496,11 @@ static void test_handlers(void **state)
     doc = route_json(f, req, 202);
     assert_true(json_is_true(json_object_get(doc, "already_draining")));
     json_decref(doc);
+    /* the drain closed the listener: running again, still not ready */
     f->sc->state = SIDECAR_RUNNING;
+    doc = route_json(f, "GET /readyz HTTP/1.1\r\n\r\n", 503);
+    assert_string_equal(json_string_value(json_object_get(doc, "reason")), "no listener is open");
+    json_decref(doc);
 }
 
 static void test_metrics_text(void **state)
