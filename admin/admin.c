@@ -45,11 +45,11 @@
 #include "admin/routes.h"
 #include "config/config.h"
 #include "proxy/reuseport.h"
-#include "proxy/unix_path.h"
 #include "proxy/buf.h"
 #include "proxy/handle.h"
 #include "proxy/list.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 #include "proxy/reload.h"
 #include "proxy/sidecar.h"
 
@@ -452,26 +452,6 @@ static struct admin_conn *conn_new(struct admin *a)
     return c;
 }
 
-static void peer_name(struct admin_conn *c)
-{
-    if (c->admin->is_unix)
-        return;
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0)
-        return;
-    char ip[48];
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        uv_ip6_name(s6, ip, sizeof(ip));
-        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip, ntohs(s6->sin6_port));
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        uv_ip4_name(s4, ip, sizeof(ip));
-        snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, ntohs(s4->sin_port));
-    }
-}
-
 static void retry_cb(uv_timer_t *t);
 
 static void on_connection(uv_stream_t *server, int status)
@@ -495,9 +475,10 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c, "accept failed");
         return;
     }
-    if (!a->is_unix)
+    if (!a->is_unix) {
         uv_tcp_nodelay(&c->h.tcp, 1);
-    peer_name(c);
+        netaddr_peer_name(&c->h.tcp, c->peer, sizeof(c->peer));
+    }
     if (a->n_conns > ADMIN_MAX_CONNS) {
         a->stats.rejected++;
         /* Beyond twice the cap even a short answer is too much work. */
@@ -575,51 +556,25 @@ static void admin_handle_closed(uv_handle_t *h)
     a->open_handles--;
 }
 
-static int listen_unix(struct admin *a, const char *path, char *err, size_t err_size)
+/* Binds the admin address: shared with a newer process during an upgrade,
+ * like the listeners. A unix socket gets no chmod: the process umask
+ * decides who may connect (owner only by default), and without a token the
+ * socket's mode is the access control. */
+static int bind_addr(struct admin *a, const struct config_addr *addr, char *err, size_t err_size)
 {
-    /* Replace a stale socket file from an earlier run, nothing else. */
-    char why[160];
-    int rc = unix_path_claim(path, why, sizeof(why));
-    if (rc) {
-        snprintf(err, err_size, "admin.address: %s", why);
-        return rc;
+    bool opened;
+    int rc = netaddr_bind(a->loop, addr, true, "admin.address", &a->server, &opened, err, err_size);
+    if (opened) {
+        a->server_init = true;
+        a->open_handles++;
+        a->server.handle.data = a;
     }
-    rc = uv_pipe_init(a->loop, &a->server.pipe, 0);
-    if (rc)
-        return rc;
-    a->server_init = true;
-    a->open_handles++;
-    a->server.handle.data = a;
-    /* No chmod: the process umask decides who may connect (owner only by
-     * default), and without a token the socket's mode is the access control. */
-    rc = unix_path_bind(&a->server.pipe, path);
-    if (rc == 0) {
-        a->unix_path = strdup(path);
+    if (rc == 0 && addr->kind == CONFIG_ADDR_UNIX) {
+        a->unix_path = strdup(addr->path);
         if (!a->unix_path)
             rc = UV_ENOMEM;
     }
     return rc;
-}
-
-static int listen_tcp(struct admin *a, const struct config_addr *addr, char *err, size_t err_size)
-{
-    struct sockaddr_storage ss;
-    const char *host = strcmp(addr->host, "localhost") == 0 ? "127.0.0.1" : addr->host;
-    if (uv_ip4_addr(host, addr->port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, addr->port, (struct sockaddr_in6 *)&ss) != 0) {
-        snprintf(err, err_size, "admin.address %s: not an IP address", addr->text);
-        return UV_EINVAL;
-    }
-    int rc = uv_tcp_init_ex(a->loop, &a->server.tcp, ss.ss_family);
-    if (rc)
-        return rc;
-    a->server_init = true;
-    a->open_handles++;
-    a->server.handle.data = a;
-    /* Shared with a newer process during an upgrade, like the listeners. */
-    if ((rc = reuseport_enable(&a->server.tcp)) != 0)
-        return rc;
-    return uv_tcp_bind(&a->server.tcp, (struct sockaddr *)&ss, 0);
 }
 
 void admin_steer_here(struct admin *a)
@@ -650,8 +605,7 @@ int admin_start(struct sidecar *sc, uv_loop_t *loop, struct admin **out, char *e
     *out = a; /* from here on, admin_stop and admin_free clean up */
 
     err[0] = '\0';
-    int rc =
-        a->is_unix ? listen_unix(a, addr->path, err, err_size) : listen_tcp(a, addr, err, err_size);
+    int rc = bind_addr(a, addr, err, err_size);
     if (rc == 0)
         rc = uv_listen(&a->server.stream, ADMIN_BACKLOG, on_connection);
     if (rc) {

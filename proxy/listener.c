@@ -18,9 +18,9 @@
 #include "proxy/client.h"
 #include "proxy/handoff.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 #include "proxy/reuseport.h"
 #include "proxy/sidecar.h"
-#include "proxy/unix_path.h"
 
 #define LISTEN_BACKLOG 511
 
@@ -34,58 +34,32 @@ static void on_connection(uv_stream_t *server, int status)
     client_accept(l, -1);
 }
 
-static int bind_unix(struct listener *l, uv_loop_t *loop, char *err, size_t err_size)
-{
-    const char *path = l->lc->addr.path;
-    int taken = handoff_take_unix_listener(l->sc, l->lc->name, path);
-    int rc = taken >= 0 ? 0 : unix_path_claim(path, err, err_size);
-    if (rc)
-        return rc;
-    rc = uv_pipe_init(loop, &l->h.pipe, 0);
-    if (rc) {
-        if (taken >= 0)
-            close(taken);
-        return rc;
-    }
-    l->open = true;
-    rc = taken >= 0 ? uv_pipe_open(&l->h.pipe, taken) : unix_path_bind(&l->h.pipe, path);
-    if (rc) {
-        snprintf(err, err_size, "bind %s: %s", path, uv_strerror(rc));
-        return rc;
-    }
-    if (chmod(path, l->lc->unix_mode) != 0) {
-        snprintf(err, err_size, "chmod %s: %s", path, strerror(errno));
-        return uv_translate_sys_error(errno);
-    }
-    return 0;
-}
-
-static int bind_tcp(struct listener *l, uv_loop_t *loop, char *err, size_t err_size)
+/* Binds l's address, or takes over the listening unix socket an older
+ * process handed over (handoff.h); a unix socket gets its configured mode. */
+static int bind_addr(struct listener *l, uv_loop_t *loop, char *err, size_t err_size)
 {
     const struct config_addr *a = &l->lc->addr;
-    struct sockaddr_storage ss;
-    const char *host = a->host;
-    if (strcmp(host, "localhost") == 0)
-        host = "127.0.0.1";
-    if (uv_ip4_addr(host, a->port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, a->port, (struct sockaddr_in6 *)&ss) != 0) {
-        snprintf(err, err_size, "%s: listener host must be an IP address", a->text);
-        return UV_EINVAL;
+    int taken =
+        a->kind == CONFIG_ADDR_UNIX ? handoff_take_unix_listener(l->sc, l->lc->name, a->path) : -1;
+    int rc;
+    if (taken >= 0) {
+        rc = uv_pipe_init(loop, &l->h.pipe, 0);
+        if (rc) {
+            close(taken);
+            return rc;
+        }
+        l->open = true;
+        rc = uv_pipe_open(&l->h.pipe, taken);
+        if (rc)
+            snprintf(err, err_size, "bind %s: %s", a->path, uv_strerror(rc));
+    } else {
+        rc = netaddr_bind(loop, a, l->lc->reuse_port, "bind", &l->h, &l->open, err, err_size);
     }
-    int rc = uv_tcp_init_ex(loop, &l->h.tcp, ss.ss_family);
-    if (rc) {
-        snprintf(err, err_size, "%s: %s", a->text, uv_strerror(rc));
+    if (rc || a->kind != CONFIG_ADDR_UNIX)
         return rc;
-    }
-    l->open = true;
-    if (l->lc->reuse_port && (rc = reuseport_enable(&l->h.tcp)) != 0) {
-        snprintf(err, err_size, "%s: SO_REUSEPORT: %s", a->text, uv_strerror(rc));
-        return rc;
-    }
-    rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
-    if (rc) {
-        snprintf(err, err_size, "bind %s: %s", a->text, uv_strerror(rc));
-        return rc;
+    if (chmod(a->path, l->lc->unix_mode) != 0) {
+        snprintf(err, err_size, "chmod %s: %s", a->path, strerror(errno));
+        return uv_translate_sys_error(errno);
     }
     return 0;
 }
@@ -121,8 +95,7 @@ int listener_start(struct sidecar *sc, const struct config_listener *lc, struct 
     l->loop_ctx = sc->lc;
     l->cfg = config_ref(sc->cfg);
     l->lc = lc;
-    int rc = lc->addr.kind == CONFIG_ADDR_UNIX ? bind_unix(l, sc->lc->loop, err, err_size)
-                                               : bind_tcp(l, sc->lc->loop, err, err_size);
+    int rc = bind_addr(l, sc->lc->loop, err, err_size);
     l->h.handle.data = l;
     if (rc == 0) {
         rc = uv_listen(&l->h.stream, LISTEN_BACKLOG, on_connection);

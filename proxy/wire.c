@@ -9,6 +9,7 @@
 
 #include "proxy/client.h"
 #include "proxy/loop_ctx.h"
+#include "proxy/netaddr.h"
 #include "proxy/upstream.h"
 
 /* A private input buffer bigger than this is freed once it empties. */
@@ -242,25 +243,5 @@ void wire_peer_name(struct wire *w, char *out, size_t size)
         snprintf(out, size, "unix");
         return;
     }
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (uv_tcp_getpeername(&w->h.tcp, (struct sockaddr *)&ss, &len) != 0) {
-        snprintf(out, size, "?");
-        return;
-    }
-    char ip[64] = "?";
-    int port = 0;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        uv_ip4_name(a, ip, sizeof(ip));
-        port = ntohs(a->sin_port);
-        snprintf(out, size, "%s:%d", ip, port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, ip, sizeof(ip));
-        port = ntohs(a->sin6_port);
-        snprintf(out, size, "[%s]:%d", ip, port);
-    } else {
-        snprintf(out, size, "?");
-    }
+    netaddr_peer_name(&w->h.tcp, out, size);
 }
