@@ -9,9 +9,9 @@
 #include "config/config.h"
 #include "proxy/log.h"
 #include "proxy/sidecar.h"
+#include "proxy/netaddr.h"
 #include "proxy/pool.h"
 #include "proxy/reuseport.h"
-#include "proxy/unix_path.h"
 #include "proxy/upstream.h"
 
 static void on_agent_connection(uv_stream_t *server, int status)
@@ -37,43 +37,17 @@ int agent_listener_start(struct pool *p, struct agent_listener **out, char *err,
     if (!al)
         return UV_ENOMEM;
     al->pool = p;
-    int rc;
-    if (a->kind == CONFIG_ADDR_UNIX) {
-        char why[160];
-        rc = unix_path_claim(a->path, why, sizeof(why));
-        if (rc) {
-            snprintf(err, err_size, "pool %s: accept: %s", p->pc->name, why);
-            free(al);
-            return rc;
-        }
-        rc = uv_pipe_init(loop, &al->h.pipe, 0);
-        if (rc == 0) {
-            al->open = true;
-            rc = unix_path_bind(&al->h.pipe, a->path);
-        }
-    } else {
-        struct sockaddr_storage ss;
-        const char *host = strcmp(a->host, "localhost") == 0 ? "127.0.0.1" : a->host;
-        if (uv_ip4_addr(host, a->port, (struct sockaddr_in *)&ss) != 0 &&
-            uv_ip6_addr(host, a->port, (struct sockaddr_in6 *)&ss) != 0) {
-            snprintf(err, err_size, "pool %s: accept %s: host must be an IP address", p->pc->name,
-                     a->text);
-            free(al);
-            return UV_EINVAL;
-        }
-        rc = uv_tcp_init_ex(loop, &al->h.tcp, ss.ss_family);
-        if (rc == 0) {
-            al->open = true;
-            rc = reuseport_enable(&al->h.tcp); /* agents move to a newer process too */
-        }
-        if (rc == 0)
-            rc = uv_tcp_bind(&al->h.tcp, (struct sockaddr *)&ss, 0);
-    }
+    char what[96];
+    snprintf(what, sizeof(what), "pool %s: accept", p->pc->name);
+    /* SO_REUSEPORT: agents move to a newer process too. */
+    int rc = netaddr_bind(loop, a, true, what, &al->h, &al->open, err, err_size);
     al->h.handle.data = al;
-    if (rc == 0)
+    if (rc == 0) {
         rc = uv_listen(&al->h.stream, 128, on_agent_connection);
+        if (rc)
+            snprintf(err, err_size, "%s %s: %s", what, a->text, uv_strerror(rc));
+    }
     if (rc) {
-        snprintf(err, err_size, "pool %s: accept %s: %s", p->pc->name, a->text, uv_strerror(rc));
         if (al->open)
             uv_close(&al->h.handle, agent_listener_closed);
         else

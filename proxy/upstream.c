@@ -24,6 +24,7 @@
 #include "proxy/call.h"
 #include "proxy/client.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
 
@@ -392,20 +393,6 @@ static int start_connect(struct upstream_conn *up, const struct sockaddr *sa)
     return uv_tcp_connect(&up->connect_req, &up->wire.h.tcp, sa, connect_cb);
 }
 
-static void format_sockaddr(const struct sockaddr *sa, char *out, size_t size)
-{
-    char ip[INET6_ADDRSTRLEN] = "?"; /* bounded so "[ip]:port" fits in 64 */
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
-        uv_ip6_name(v6, ip, sizeof(ip));
-        snprintf(out, size, "[%s]:%u", ip, ntohs(v6->sin6_port));
-    } else {
-        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
-        uv_ip4_name(v4, ip, sizeof(ip));
-        snprintf(out, size, "%s:%u", ip, ntohs(v4->sin_port));
-    }
-}
-
 /* Records the resolver's answer on the endpoint (for admin), carries the
  * failed marks over to the addresses that are still in it (wherever they
  * are now: round-robin DNS reorders), and picks an address (see
@@ -419,7 +406,7 @@ static int pick_address(struct endpoint *ep, const struct addrinfo *res,
     for (const struct addrinfo *ai = res; ai && n < ENDPOINT_MAX_RESOLVED; ai = ai->ai_next) {
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
-        format_sockaddr(ai->ai_addr, list[n], sizeof(list[n]));
+        netaddr_format(ai->ai_addr, list[n], sizeof(list[n]));
         by_index[n++] = ai;
     }
     if (n == 0) {
