@@ -1,7 +1,8 @@
 /*
- * wire: socket I/O shared by client and upstream connections (see wire.h).
- * Completion of writes is reported to the owner by a direct call
- * (client_on_wire_written / upstream_on_wire_written), not a stored pointer.
+ * wire: framing, buffering and pacing shared by client and upstream
+ * connections, over a transport (see wire.h, transport.h). Completion of
+ * writes is reported to the owner by a direct call (client_on_wire_written
+ * / upstream_on_wire_written), not a stored pointer.
  */
 #include "proxy/wire.h"
 
@@ -19,6 +20,7 @@ void wire_init(struct wire *w, struct loop_ctx *lc, enum wire_owner owner)
 {
     memset(w, 0, sizeof(*w));
     w->lc = lc;
+    w->ops = &transport_stream;
     w->owner = owner;
     list_init(&w->flush_node);
     w->h.handle.data = w;
@@ -110,9 +112,8 @@ static void notify_written(struct wire *w, int status)
     }
 }
 
-static void wire_write_cb(uv_write_t *req, int status)
+void wire_on_written(struct wire *w, int status)
 {
-    struct wire *w = req->data;
     w->writing = false;
     if (status == 0)
         w->bytes_out += w->inflight.len - w->inflight_off;
@@ -135,7 +136,7 @@ void wire_flush(struct wire *w)
     if (!w->handle_open || w->writing || w->out.len == 0)
         return;
     uv_buf_t b = uv_buf_init((char *)w->out.data, (unsigned)w->out.len);
-    int n = uv_try_write(&w->h.stream, &b, 1);
+    int n = w->ops->try_write(w, &b);
     if (n < 0 && n != UV_EAGAIN) {
         notify_written(w, n);
         return;
@@ -149,18 +150,17 @@ void wire_flush(struct wire *w)
         notify_written(w, 0);
         return;
     }
-    /* The rest goes through uv_write, straight from where uv_try_write
+    /* The rest goes through one write, straight from where try_write
      * stopped (no memmove of a large remainder on every partial write).
-     * The wire owns those bytes until the callback; new frames keep
+     * The wire owns those bytes until wire_on_written; new frames keep
      * accumulating in w->out meanwhile. */
     struct buf tmp = w->inflight;
     w->inflight = w->out;
     w->inflight_off = done;
     w->out = tmp;
     buf_reset(&w->out);
-    w->write_req.data = w;
     b = uv_buf_init((char *)w->inflight.data + done, (unsigned)(w->inflight.len - done));
-    int rc = uv_write(&w->write_req, &w->h.stream, &b, 1, wire_write_cb);
+    int rc = w->ops->write(w, &b);
     if (rc < 0) {
         notify_written(w, rc);
         return;
@@ -198,7 +198,8 @@ void wire_read_start(struct wire *w, uv_read_cb cb)
 {
     if (!w->handle_open || w->reading || w->shutdown)
         return;
-    if (uv_read_start(&w->h.stream, wire_alloc_cb, cb) == 0)
+    w->read_cb = cb;
+    if (w->ops->read_start(w) == 0)
         w->reading = true;
 }
 
@@ -206,7 +207,7 @@ void wire_read_stop(struct wire *w)
 {
     if (!w->handle_open || !w->reading)
         return;
-    uv_read_stop(&w->h.stream);
+    w->ops->read_stop(w);
     w->reading = false;
 }
 
@@ -227,7 +228,7 @@ void wire_close(struct wire *w, uv_close_cb cb)
     if (list_linked(&w->flush_node))
         list_remove(&w->flush_node);
     w->handle_open = false;
-    uv_close(&w->h.handle, cb);
+    w->ops->close(w, cb);
 }
 
 void wire_release(struct wire *w)
@@ -243,5 +244,16 @@ void wire_peer_name(struct wire *w, char *out, size_t size)
         snprintf(out, size, "unix");
         return;
     }
-    netaddr_peer_name(&w->h.tcp, out, size);
+    struct sockaddr_storage ss;
+    if (w->ops->peer_addr(w, &ss) != 0) {
+        snprintf(out, size, "?");
+        return;
+    }
+    netaddr_format((const struct sockaddr *)&ss, out, size);
+}
+
+int wire_connect(struct wire *w, uv_connect_t *req, const struct sockaddr *sa, const char *path,
+                 uv_connect_cb cb)
+{
+    return w->ops->connect(w, req, sa, path, cb);
 }

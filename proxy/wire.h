@@ -1,14 +1,15 @@
 /*
- * wire: one DRPC byte stream (TCP or unix socket) as the proxy uses it,
- * embedded in both client and upstream connections.
+ * wire: one DRPC byte stream as the proxy uses it, embedded in both client
+ * and upstream connections. The bytes move through a transport
+ * (transport.h): the plain socket, TCP or unix, or later TLS over it.
  *
- *   socket --read--> [shared loop buffer]--frames--> owner's handler
+ *   transport --read--> [shared loop buffer]--frames--> owner's handler
  *                        | partial frame left over
  *                        v
  *                     wire.in (private, freed when it empties)
  *
- *   owner appends frames --> wire.out --flush (uv_try_write, then
- *                                        uv_write of the rest)--> socket
+ *   owner appends frames --> wire.out --flush (try_write, then
+ *                                        write of the rest)--> transport
  *
  * Buffer ownership: wire.in and wire.out belong to the wire; the bytes of
  * an in-flight uv_write live in wire.inflight, owned by the wire until the
@@ -31,6 +32,7 @@
 #include "proxy/buf.h"
 #include "proxy/frame.h"
 #include "proxy/list.h"
+#include "proxy/transport.h"
 
 struct loop_ctx;
 
@@ -40,7 +42,10 @@ enum wire_owner {
 };
 
 struct wire {
-    union stream_handle h;
+    union stream_handle h;           /* the socket, under any transport */
+    const struct transport_ops *ops; /* moves the bytes (transport.h) */
+    void *xport;                     /* the transport's own state; NULL for the stream */
+    uv_read_cb read_cb;              /* the owner's, from wire_read_start */
     enum wire_owner owner;
     struct loop_ctx *lc; /* the loop this connection lives on */
     bool is_tcp;
@@ -49,12 +54,12 @@ struct wire {
     bool writing;  /* a uv_write is in flight */
     bool shutdown; /* no more frames will be read (EOF seen or closing) */
 
-    struct buf in;         /* incomplete frame carried over between reads */
-    struct buf out;        /* frames waiting to be written */
-    struct buf inflight;   /* bytes owned by the in-flight write */
-    size_t inflight_off;   /* inflight's first bytes, already taken by uv_try_write */
-    bool trim_after_write; /* wire_trim came while a write was in flight */
-    uv_write_t write_req;
+    struct buf in;               /* incomplete frame carried over between reads */
+    struct buf out;              /* frames waiting to be written */
+    struct buf inflight;         /* bytes owned by the in-flight write */
+    size_t inflight_off;         /* inflight's first bytes, already taken by uv_try_write */
+    bool trim_after_write;       /* wire_trim came while a write was in flight */
+    uv_write_t write_req;        /* the stream transport's */
     struct list_node flush_node; /* on loop_ctx.flush_list while a flush is due */
 
     uint64_t bytes_in;
@@ -110,7 +115,7 @@ static inline size_t wire_queued(const struct wire *w)
  * far as it got: unlike wire_queued, it shrinks while a slow peer reads. */
 static inline size_t wire_unwritten(const struct wire *w)
 {
-    return w->out.len + (w->writing ? uv_stream_get_write_queue_size(&w->h.stream) : 0);
+    return w->out.len + (w->writing ? w->ops->write_queue_size(w) : 0);
 }
 
 void wire_schedule_flush(struct wire *w);
@@ -124,17 +129,31 @@ void wire_schedule_flush(struct wire *w);
  * is trimmed when it completes. */
 void wire_trim(struct wire *w);
 
-/* Writes what is queued: uv_try_write first, uv_write for the rest. */
+/* Writes what is queued: the transport's try_write first, one write of
+ * the rest (w->inflight) if it did not take everything. */
 void wire_flush(struct wire *w);
 
-/* Read control; both are idempotent. */
+/* For transports: the write started by wire_flush completed. */
+void wire_on_written(struct wire *w, int status);
+
+/* Connects the owner's initialised socket to sa (TCP) or path (unix)
+ * through the transport; cb(req, status) runs from the loop once the
+ * stream is usable. 0 or a UV error (then cb never runs). */
+__attribute__((warn_unused_result)) int wire_connect(struct wire *w, uv_connect_t *req,
+                                                     const struct sockaddr *sa, const char *path,
+                                                     uv_connect_cb cb);
+
+/* Read control; both are idempotent. cb receives what the transport
+ * delivers (plaintext), with the stream argument &w->h.stream. */
 void wire_read_start(struct wire *w, uv_read_cb cb);
 void wire_read_stop(struct wire *w);
 
-/* Turns TCP_NODELAY (and keepalive) on for TCP wires. */
+/* The socket is connected or accepted: turns TCP_NODELAY (and keepalive)
+ * on for TCP wires. */
 void wire_tune(struct wire *w);
 
-/* Starts closing: stops reading, drops the flush, uv_close(cb). Idempotent. */
+/* Starts closing: stops reading, drops the flush, closes the transport
+ * and its socket (cb from the socket's close callback). Idempotent. */
 void wire_close(struct wire *w, uv_close_cb cb);
 
 /* Frees buffers; call from the close callback. */
