@@ -2,7 +2,7 @@
  * upstream: dialling, reading and closing one upstream connection.
  *
  *   upstream_dial --> RESOLVING (host names only, uv_getaddrinfo)
- *                 --> CONNECTING (uv_tcp_connect / uv_pipe_connect, dial timer)
+ *                 --> CONNECTING (wire_connect, dial timer)
  *                 --> pool_on_connected: IDLE or BUSY
  *   upstream_accept --> HANDSHAKE (identify call) --> pool_on_connected
  *
@@ -390,7 +390,7 @@ static void dial_timer_cb(uv_timer_t *t)
 static int start_connect(struct upstream_conn *up, const struct sockaddr *sa)
 {
     up->connect_req.data = up;
-    return uv_tcp_connect(&up->connect_req, &up->wire.h.tcp, sa, connect_cb);
+    return wire_connect(&up->wire, &up->connect_req, sa, NULL, connect_cb);
 }
 
 /* Records the resolver's answer on the endpoint (for admin), carries the
@@ -506,7 +506,7 @@ int upstream_dial(struct pool *p, struct endpoint *ep, struct upstream_conn **ou
 
     if (rc == 0 && a->kind == CONFIG_ADDR_UNIX) {
         up->connect_req.data = up;
-        uv_pipe_connect(&up->connect_req, &up->wire.h.pipe, a->path, connect_cb);
+        rc = wire_connect(&up->wire, &up->connect_req, NULL, a->path, connect_cb);
     } else if (rc == 0 && ep->literal) {
         rc = start_connect(up, (struct sockaddr *)&ep->sa);
     } else if (rc == 0) {
