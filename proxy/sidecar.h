@@ -112,8 +112,10 @@ struct sidecar {
 __attribute__((warn_unused_result)) int
 sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char *err, size_t err_size);
 
-/* Once every port (the admin's too) is open: steers new connections here,
- * starts the janitor and tells systemd the process is ready. */
+/* Once every port is open (main.c opens the admin server's between
+ * sidecar_start and this): steers new connections on the data plane's
+ * shared ports here, starts the janitor and tells systemd the process is
+ * ready. */
 void sidecar_ready(struct sidecar *sc);
 
 /* Begins a graceful shutdown (SIGTERM, SIGINT, POST /drain). */
@@ -130,7 +132,8 @@ void sidecar_free(struct sidecar *sc);
 void sidecar_retire_pool(struct sidecar *sc, struct pool *p);
 
 /* Once every port is open (start, or a reload that opened new ones), new
- * connections on shared ports go to this process (see reuseport.h). */
+ * connections on the listeners' and agent ports go to this process (see
+ * reuseport.h; the admin port is steered by main.c). */
 void sidecar_steer_connections_here(struct sidecar *sc);
 
 /* The live pool named name, or NULL. */
