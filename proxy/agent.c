@@ -8,7 +8,7 @@
 
 #include "config/config.h"
 #include "proxy/log.h"
-#include "proxy/sidecar.h"
+#include "proxy/loop_ctx.h"
 #include "proxy/netaddr.h"
 #include "proxy/pool.h"
 #include "proxy/reuseport.h"
