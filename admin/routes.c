@@ -155,11 +155,10 @@ static void h_dashboard(const struct route_req *rq, struct admin_response *resp)
 
 static void h_healthz(const struct route_req *rq, struct admin_response *resp)
 {
-    /* "draining" while stopping too: the process is on its way out. */
-    const char *state = inspect_state_name(rq->ctx->sc);
+    struct sidecar *sc = rq->ctx->sc;
     set_json(resp, 200,
              json_pack("{s:s, s:s}", "status", "ok", "state",
-                       strcmp(state, "running") == 0 ? "running" : "draining"));
+                       sc->state == SIDECAR_RUNNING ? "running" : "draining"));
 }
 
 static void not_ready(struct admin_response *resp, const char *reason)

@@ -63,6 +63,10 @@ static void close_idle_clients(struct loop_ctx *lc, uint64_t now)
     }
 }
 
+/* The loop context's janitor timer (started by sidecar_ready). Its work
+ * is the loop's clients and, through the back-pointer, the process's
+ * pools: with one loop per worker, each worker's janitor keeps to its own
+ * clients and its own share of each pool. */
 static void janitor_cb(uv_timer_t *t)
 {
     struct loop_ctx *lc = t->data;
