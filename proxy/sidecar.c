@@ -63,7 +63,7 @@ static void close_idle_clients(struct loop_ctx *lc, uint64_t now)
     }
 }
 
-/* The loop context's janitor timer (started by sidecar_ready). Its work
+/* The loop context's janitor timer (started by sidecar_start). Its work
  * is the loop's clients and, through the back-pointer, the process's
  * pools: with one loop per worker, each worker's janitor keeps to its own
  * clients and its own share of each pool. */
@@ -346,13 +346,13 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
             return rc;
         sc->n_listeners++;
     }
+    uv_timer_start(&sc->lc->janitor, janitor_cb, 0, JANITOR_INTERVAL_MS);
     return 0;
 }
 
 void sidecar_ready(struct sidecar *sc)
 {
     sidecar_steer_connections_here(sc);
-    uv_timer_start(&sc->lc->janitor, janitor_cb, 0, JANITOR_INTERVAL_MS);
     /* Listeners are open: tell systemd (Type=notify) we are ready. */
     notify_send("READY=1\nSTATUS=serving");
 }

@@ -114,8 +114,7 @@ sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char *err
 
 /* Once every port is open (main.c opens the admin server's between
  * sidecar_start and this): steers new connections on the data plane's
- * shared ports here, starts the janitor and tells systemd the process is
- * ready. */
+ * shared ports here and tells systemd the process is ready. */
 void sidecar_ready(struct sidecar *sc);
 
 /* Begins a graceful shutdown (SIGTERM, SIGINT, POST /drain). */
