@@ -22,21 +22,21 @@
 
 #define H_MAX_DATA (16u << 20)
 
-/* Where the sidecar keeps its clients and counts its calls: the only
- * lines that know which struct holds them. */
+/* Where the sidecar keeps its clients and counts its calls (its loop
+ * context): the only lines that know which struct holds them. */
 static struct list_node *sidecar_clients(struct h_env *e)
 {
-    return &e->sc->clients;
+    return &e->sc->lc->clients;
 }
 
 static uint32_t sidecar_n_clients(struct h_env *e)
 {
-    return e->sc->n_clients;
+    return e->sc->lc->n_clients;
 }
 
 static uint32_t sidecar_n_calls(struct h_env *e)
 {
-    return e->sc->n_calls;
+    return e->sc->lc->n_calls;
 }
 
 static struct listener *sidecar_listener(struct h_env *e)
