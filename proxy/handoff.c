@@ -552,7 +552,7 @@ static void peer_poll_cb(uv_poll_t *h, int status, int events)
 static struct peer *peer_new(struct handoff *ho, int fd, enum peer_role role)
 {
     struct peer *p = calloc(1, sizeof(*p));
-    if (!p || uv_poll_init(ho->sc->loop, &p->poll, fd) != 0) {
+    if (!p || uv_poll_init(ho->sc->lc->loop, &p->poll, fd) != 0) {
         free(p);
         close(fd);
         return NULL;
@@ -614,7 +614,8 @@ static void try_join(struct handoff *ho)
         return;
     }
     if (bind(fd, (struct sockaddr *)&ho->addr, ho->addr_len) == 0) {
-        if (listen(fd, MAX_CANDIDATES) != 0 || uv_poll_init(ho->sc->loop, &ho->listen_poll, fd)) {
+        if (listen(fd, MAX_CANDIDATES) != 0 ||
+            uv_poll_init(ho->sc->lc->loop, &ho->listen_poll, fd)) {
             log_warn("handoff: listen on %s: %s", ho->name, strerror(errno));
             close(fd);
             return;
@@ -734,9 +735,9 @@ void handoff_start(struct sidecar *sc)
                      "drpc-sidecar.handoff.%u.%016llx", (unsigned)getuid(), (unsigned long long)h);
     ho->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
     ho->name = ho->addr.sun_path + 1;
-    uv_timer_init(sc->loop, &ho->timer);
+    uv_timer_init(sc->lc->loop, &ho->timer);
     ho->timer.data = ho;
-    uv_timer_init(sc->loop, &ho->ready_timer);
+    uv_timer_init(sc->lc->loop, &ho->ready_timer);
     ho->ready_timer.data = ho;
     uv_timer_start(&ho->ready_timer, ready_cb, 0, 0);
     sc->handoff = ho;
@@ -815,7 +816,7 @@ bool handoff_possible(struct sidecar *sc, const struct client_conn *cl)
 
 int handoff_client(struct client_conn *cl)
 {
-    struct sidecar *sc = cl->wire.sc;
+    struct sidecar *sc = cl->wire.lc->sc;
     if (!handoff_possible(sc, cl))
         return UV_ENOTCONN;
     struct peer *p = sc->handoff->succ;
@@ -866,7 +867,7 @@ int handoff_client(struct client_conn *cl)
 static void pass_idle(struct sidecar *sc)
 {
     struct list_node *n, *tmp;
-    list_for_each_safe(n, tmp, &sc->clients)
+    list_for_each_safe(n, tmp, &sc->lc->clients)
     {
         struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
         client_hand_off(cl);
