@@ -384,8 +384,16 @@ void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t
     c->pool = sc->pools[route->pool_index];
 
     if (route->agent_from_metadata) {
-        const char *agent = metadata_get(&c->md, route->agent_from_metadata);
-        if (agent && !(c->agent = strdup(agent))) {
+        const struct metadata_pair *agent = metadata_find(&c->md, route->agent_from_metadata);
+        /* Agent ids are at most 256 bytes and hold no NUL: a value that
+         * cannot be one names no agent (compared by its full length). */
+        if (agent && (agent->value_len > 256 || memchr(agent->value, '\0', agent->value_len))) {
+            call_fail(c, CALL_CAUSE_AGENT_NOT_CONNECTED,
+                      agent->value_len > 256 ? "agent id in metadata longer than 256 bytes"
+                                             : "agent id in metadata holds a NUL byte");
+            return;
+        }
+        if (agent && !(c->agent = strdup(agent->value))) {
             call_fail(c, CALL_CAUSE_INTERNAL, NULL);
             return;
         }

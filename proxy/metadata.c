@@ -196,6 +196,11 @@ out:
     return rc;
 }
 
+const struct metadata_pair *metadata_find(const struct metadata *md, const char *key)
+{
+    return find_pair(md, key, strlen(key));
+}
+
 const char *metadata_get(const struct metadata *md, const char *key)
 {
     struct metadata_pair *p = find_pair(md, key, strlen(key));

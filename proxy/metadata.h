@@ -46,6 +46,10 @@ __attribute__((warn_unused_result)) int metadata_decode(const uint8_t *data, siz
 /* Appends the protobuf encoding of md to b. */
 __attribute__((warn_unused_result)) int metadata_encode(const struct metadata *md, struct buf *b);
 
+/* The pair for key, or NULL. Compare its value by value_len: a value may
+ * hold NUL bytes, and then its C string is only a prefix of it. */
+const struct metadata_pair *metadata_find(const struct metadata *md, const char *key);
+
 /* The value for key (NUL-terminated), or NULL. */
 const char *metadata_get(const struct metadata *md, const char *key);
 

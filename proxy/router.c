@@ -14,10 +14,12 @@ static bool route_matches(const struct config_route *r, const char *rpc, size_t 
             return false;
     }
     if (r->metadata_key) {
-        const char *v = md ? metadata_get(md, r->metadata_key) : NULL;
+        const struct metadata_pair *v = md ? metadata_find(md, r->metadata_key) : NULL;
         if (!v)
             return false;
-        if (r->metadata_value && strcmp(v, r->metadata_value) != 0)
+        /* By full length: "b\0x" is not "b". */
+        if (r->metadata_value && (v->value_len != strlen(r->metadata_value) ||
+                                  memcmp(v->value, r->metadata_value, v->value_len) != 0))
             return false;
     }
     return true;
