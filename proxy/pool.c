@@ -400,8 +400,8 @@ void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const ch
     /* From RELEASED, in this same step: closed, or to a waiter or idle. */
     if (!clean)
         upstream_close(up, reason ? reason : "not clean after call");
-    else if (p->draining || p->sc->state == SIDECAR_STOPPING)
-        upstream_close(up, "pool draining");
+    else if ((p->draining && !p->pc->reverse) || p->sc->state == SIDECAR_STOPPING)
+        upstream_close(up, "pool draining"); /* an agent's stays idle for the resume */
     else if (p->retired && list_empty(&p->waiters))
         upstream_close(up, "pool replaced by a reload");
     else if (pool_total(p) > p->pc->max_conns) /* itself included; waiters or not: a cap */
@@ -596,6 +596,11 @@ void pool_set_draining(struct pool *p, bool draining)
 {
     p->draining = draining;
     if (draining) {
+        /* Agents' idle connections stay open and unused until the resume:
+         * the sidecar cannot dial an agent back, and an agent that does
+         * not redial would be gone for good. */
+        if (p->pc->reverse)
+            return;
         while (p->idle.n) {
             struct upstream_conn *up =
                 list_entry(counted_list_first(&p->idle), struct upstream_conn, pool_node);

@@ -132,8 +132,8 @@ struct pool {
     struct list_node waiters; /* calls, FIFO */
     uint32_t n_waiters;
 
-    bool draining;                 /* admin drain: no checkouts, idle conns closed */
-    bool retired;                  /* replaced by a reload: serves its waiters, then closes */
+    bool draining; /* admin drain: no checkouts; idle conns closed (reverse pools: kept) */
+    bool retired;  /* replaced by a reload: serves its waiters, then closes */
     struct list_node retired_node; /* sidecar.retired_pools */
     struct agent_listener *agents; /* reverse pools: where agents dial in */
     struct pool_stats stats;

@@ -109,6 +109,29 @@ class RawAgent:
         self.c.close()
 
 
+# --- 3. drain keeps idle agent connections ------------------------------------
+
+
+def test_drain_and_resume_keep_agents_that_do_not_redial(sidecar, agent):
+    sc = sidecar(reverse_config(identify=False))
+    agent(accept_of(sc), conns=2, redial=False)
+    assert idle(sc, 2)
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Sleep", b"300")  # busy through the drain
+        assert wait_for(lambda: pool(sc)["conns"]["busy"] == 1)
+        r = sc.admin_post("/pools/agents/drain")
+        assert r["draining"] is True and r["conns"] == 2
+        assert c.finish_unary() == b"slept"
+    assert idle(sc, 2)  # open and unused, the busy one included
+    time.sleep(0.2)
+    assert pool(sc)["conns"]["idle"] == 2
+    assert sc.admin_post("/pools/agents/resume")["draining"] is False
+    with sc.conn() as c:
+        for i in range(10):
+            assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
+    assert pool(sc)["counters"]["agents_accepted"] == 2
+
+
 # --- 7. metadata values by their full length -----------------------------------
 
 
