@@ -287,6 +287,15 @@ static int parse_pool(struct config_reader *rd, const json_t *v, const char *pat
     }
         CONFIG_POOL_KEYS(POOL_KEY_REFUSE)
 #undef POOL_KEY_REFUSE
+    } else {
+        /* And settings about agents on a dialled pool. */
+#define POOL_KEY_REFUSE(key, type, min, max, def, scope)                                           \
+    if (CONFIG_POOL_AGENT_ONLY_##scope && json_object_get(v, #key)) {                              \
+        config_read_join(p, path, #key);                                                           \
+        return config_read_fail(rd, p, "only applies to reverse pools (with \"accept\")");         \
+    }
+        CONFIG_POOL_KEYS(POOL_KEY_REFUSE)
+#undef POOL_KEY_REFUSE
     }
     if (pl->backoff_base_ms > pl->backoff_max_ms) {
         config_read_join(p, path, "backoff_base_ms");

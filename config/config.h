@@ -156,7 +156,12 @@ struct config_listener {
     X(eject_ms, U64, 1, CONFIG_READ_DAY_MS, 10000, DIAL)                                           \
     /* at most backoff_max_ms */                                                                   \
     X(backoff_base_ms, U64, 1, CONFIG_READ_DAY_MS, 100, DIAL)                                      \
-    X(backoff_max_ms, U64, 1, CONFIG_READ_DAY_MS, 5000, DIAL)
+    X(backoff_max_ms, U64, 1, CONFIG_READ_DAY_MS, 5000, DIAL)                                      \
+    /* reverse pools: a call without a deadline of its own fails when its  */                      \
+    /* agent sent no reply frame this long (0 = never) */                                          \
+    X(first_reply_timeout_ms, U64, 0, CONFIG_READ_DAY_MS, 60000, AGENT)                            \
+    /* reverse pools: calls waiting for one named agent (absent ones share one allowance) */       \
+    X(max_waiters_per_agent, U32, 0, 1000000, 64, AGENT)
 
 #define CONFIG_POOL_CTYPE_U32     uint32_t
 #define CONFIG_POOL_CTYPE_U64     uint64_t
@@ -167,9 +172,14 @@ struct config_listener {
 /* A row as a member of struct config_pool. */
 #define CONFIG_POOL_MEMBER(key, type, min, max, def, scope) CONFIG_POOL_CTYPE_##type key;
 
-/* A row's scope as a truth value. */
-#define CONFIG_POOL_DIAL_ONLY_ANY  0
-#define CONFIG_POOL_DIAL_ONLY_DIAL 1
+/* A row's scope as truth values: ANY, DIAL (dialled pools only) or AGENT
+ * (reverse pools only). */
+#define CONFIG_POOL_DIAL_ONLY_ANY    0
+#define CONFIG_POOL_DIAL_ONLY_DIAL   1
+#define CONFIG_POOL_DIAL_ONLY_AGENT  0
+#define CONFIG_POOL_AGENT_ONLY_ANY   0
+#define CONFIG_POOL_AGENT_ONLY_DIAL  0
+#define CONFIG_POOL_AGENT_ONLY_AGENT 1
 
 /* The names of enum config_balance and enum config_cancel_mode, by value. */
 extern const char *const config_balance_names[];

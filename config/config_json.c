@@ -80,10 +80,11 @@ static json_t *pool_json(struct out *o, const struct config_pool *p)
         if (p->tls.enabled)
             put(o, j, "tls", config_tls_client_json(&p->tls));
     }
-    /* The keys of both kinds of pool, then (dialled pools only) the rest. */
+    /* The keys of both kinds of pool (and of reverse pools only), then
+     * (dialled pools only) the rest. */
     for (int dial = 0; dial <= !p->reverse; dial++) {
 #define POOL_KEY_PUT(key, type, min, max, def, scope)                                              \
-    if (CONFIG_POOL_DIAL_ONLY_##scope == dial)                                                     \
+    if (CONFIG_POOL_DIAL_ONLY_##scope == dial && (p->reverse || !CONFIG_POOL_AGENT_ONLY_##scope))  \
         put(o, j, #key, POOL_JSON_##type(p->key));
         CONFIG_POOL_KEYS(POOL_KEY_PUT)
 #undef POOL_KEY_PUT

@@ -1,6 +1,7 @@
 /* agent: reverse-pool listener (see agent.h). */
 #include "proxy/agent.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,54 @@
 #include "proxy/pool.h"
 #include "proxy/reuseport.h"
 #include "proxy/upstream.h"
+
+/* The slot of peer's IP: its own, or the one warned about longest ago. */
+static struct agent_warn_slot *warn_slot(struct agent_listener *al, const char *ip)
+{
+    struct agent_warn_slot *oldest = &al->warn[0];
+    for (size_t i = 0; i < AGENT_WARN_SLOTS; i++) {
+        struct agent_warn_slot *w = &al->warn[i];
+        if (strcmp(w->peer, ip) == 0)
+            return w;
+        if (w->last_ms < oldest->last_ms)
+            oldest = w;
+    }
+    snprintf(oldest->peer, sizeof(oldest->peer), "%s", ip);
+    oldest->last_ms = 0;
+    oldest->suppressed = 0;
+    return oldest;
+}
+
+void agent_warn(struct pool *p, const char *peer, const char *fmt, ...)
+{
+    char ip[64];
+    snprintf(ip, sizeof(ip), "%s", peer);
+    char *colon = strrchr(ip, ':');
+    if (colon && colon != ip)
+        *colon = '\0';
+    uint64_t suppressed = 0;
+    if (p->agents) {
+        uint64_t now = uv_now(p->lc->loop);
+        struct agent_warn_slot *w = warn_slot(p->agents, ip);
+        if (w->last_ms && now - w->last_ms < AGENT_WARN_INTERVAL_MS) {
+            w->suppressed++;
+            p->stats.agent_warnings_suppressed++;
+            return;
+        }
+        w->last_ms = now ? now : 1;
+        suppressed = w->suppressed;
+        w->suppressed = 0;
+    }
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (suppressed)
+        log_warn("%s (%llu more from %s suppressed)", text, (unsigned long long)suppressed, ip);
+    else
+        log_warn("%s", text);
+}
 
 static void on_agent_connection(uv_stream_t *server, int status)
 {

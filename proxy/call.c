@@ -59,8 +59,9 @@ static bool call_move_legal(enum call_state from, enum call_state to)
     case CALL_DIALING:
         return to == CALL_WAITING || to == CALL_ACTIVE;
     case CALL_ACTIVE:
-        return to == CALL_CLIENT_CLOSED || to == CALL_UPSTREAM_CLOSED;
+        return to == CALL_CLIENT_CLOSED || to == CALL_UPSTREAM_CLOSED || to == CALL_WAITING;
     case CALL_CLIENT_CLOSED:
+        return to == CALL_WAITING;
     case CALL_UPSTREAM_CLOSED:
     case CALL_DONE:
         return false;
@@ -113,6 +114,8 @@ static void arm_timer(struct call *c)
     uint64_t next = c->deadline_at;
     if (call_queued(c) && c->wait_until && (!next || c->wait_until < next))
         next = c->wait_until;
+    if (c->up && !c->up_replied && c->first_reply_at && (!next || c->first_reply_at < next))
+        next = c->first_reply_at;
     if (!next) {
         if (c->timer_init)
             uv_timer_stop(&c->timer);
@@ -250,7 +253,7 @@ static void call_finish(struct call *c, bool up_clean, const char *reason)
     if (up) {
         c->up = NULL;
         up->call = NULL;
-        pool_release(c->pool, up, up_clean, reason);
+        pool_release(c->pool, up, up_clean, c->dirty_why ? c->dirty_why : reason);
     }
     struct client_conn *cl = c->client;
     if (cl) {
@@ -277,6 +280,13 @@ static bool cancel_upstream(struct call *c)
         return false;
     if (c->pool->pc->cancel != CONFIG_CANCEL_SOFT || c->up_pkt_open || c->down_pkt_open)
         return false;
+    /* A peer that has not answered at all (or stopped mid-frame) may be
+     * dead or hostile: another call on it would only wait the same way. */
+    if (!c->up_replied || up->wire.in.len) {
+        c->dirty_why = c->up_replied ? "upstream stopped mid-frame"
+                                     : "no reply from upstream before the call ended";
+        return false;
+    }
     if (frame_append(&up->wire.out, FRAME_KIND_CANCEL, true, true, c->up_sid, ++c->up_msg, NULL,
                      0) != 0)
         return false;
@@ -320,6 +330,14 @@ static void call_timer_cb(uv_timer_t *t)
                  (unsigned long long)(now - c->started_at));
         call_fail(c, c->pool ? pool_wait_timeout_cause(c->pool, c) : CALL_CAUSE_WAIT_TIMEOUT,
                   detail);
+        return;
+    }
+    if (c->up && !c->up_replied && c->first_reply_at && now >= c->first_reply_at) {
+        char detail[400];
+        snprintf(detail, sizeof(detail),
+                 "agent %s sent no reply within first_reply_timeout_ms (%llu ms)", c->up->agent_id,
+                 (unsigned long long)c->pool->pc->first_reply_timeout_ms);
+        call_fail(c, CALL_CAUSE_DEADLINE, detail);
         return;
     }
     if (c->deadline_at && now >= c->deadline_at) {
@@ -446,8 +464,13 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
     c->up_sid = ++up->last_stream_id;
     if (!call_set_state(c, CALL_ACTIVE))
         return;
-    c->attached_hr = uv_hrtime();
-    histo_record(&p->stats.wait_us, (c->attached_hr - c->started_hr) / 1000);
+    c->up_in_at_attach = up->wire.bytes_in;
+    if (p->pc->reverse && !c->deadline_at && p->pc->first_reply_timeout_ms)
+        c->first_reply_at = uv_now(c->lc->loop) + p->pc->first_reply_timeout_ms;
+    if (!c->attached_hr) {
+        c->attached_hr = uv_hrtime();
+        histo_record(&p->stats.wait_us, (c->attached_hr - c->started_hr) / 1000);
+    }
     switch (checkout_kind) {
     case CHECKOUT_IDLE:
         p->stats.checkouts_idle++;
@@ -473,7 +496,10 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
         call_fail(c, CALL_CAUSE_INTERNAL, NULL);
         return;
     }
-    buf_free(&c->meta_packet);
+    if (c->retry_log_full || c->meta_packet.len + c->pending.len > CALL_RETRY_LOG_MAX)
+        c->retry_log_full = true; /* else kept until the first reply, for a retry */
+    if (c->retry_log_full)
+        buf_free(&c->meta_packet);
     wire_schedule_flush(&up->wire);
 
     /* Replay what the client sent while the call waited. */
@@ -492,9 +518,36 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
             !call_set_state(c, CALL_CLIENT_CLOSED))
             return;
     }
-    buf_free(&c->pending);
+    if (c->retry_log_full)
+        buf_free(&c->pending);
     if (c->client)
         client_update_reading(c->client);
+}
+
+/* Until the upstream replies, keeps a forwarded client frame for a retry
+ * (call_retry), within CALL_RETRY_LOG_MAX. */
+static void keep_for_retry(struct call *c, const struct frame *f)
+{
+    if (c->up_replied || c->retry_log_full)
+        return;
+    const uint8_t *raw = f->data - f->header_len;
+    if (c->meta_packet.len + c->pending.len + f->header_len + f->len > CALL_RETRY_LOG_MAX ||
+        buf_append(&c->pending, raw, f->header_len + f->len) != 0) {
+        c->retry_log_full = true;
+        buf_free(&c->pending);
+        buf_free(&c->meta_packet);
+    }
+}
+
+/* The upstream answered: the call is no longer retried, so what was kept
+ * for a retry goes. */
+static void on_first_reply(struct call *c)
+{
+    c->up_replied = true;
+    buf_free(&c->pending);
+    buf_free(&c->meta_packet);
+    if (c->first_reply_at)
+        arm_timer(c);
 }
 
 void call_on_client_frame(struct call *c, const struct frame *f)
@@ -539,6 +592,7 @@ void call_on_client_frame(struct call *c, const struct frame *f)
     if (c->up) {
         if (!forward_up(c, f))
             return;
+        keep_for_retry(c, f);
     } else {
         /* Not attached yet: keep the frame as it came (ids rewritten on replay). */
         const uint8_t *raw = f->data - f->header_len;
@@ -564,12 +618,16 @@ void call_on_client_frame(struct call *c, const struct frame *f)
         break;
     case FRAME_KIND_CLOSE:
         c->result = CALL_RESULT_OK;
-        call_finish(c, c->up && !c->down_pkt_open && !c->up_pkt_open, "client closed mid-packet");
+        call_finish(c, c->up && !c->down_pkt_open && !c->up_pkt_open && c->up_replied,
+                    c->up_replied ? "client closed mid-packet"
+                                  : "client closed before the upstream replied");
         return;
     case FRAME_KIND_ERROR:
     case FRAME_KIND_CANCEL:
         c->result = CALL_RESULT_CANCELLED;
-        call_finish(c, c->up && !c->down_pkt_open && !c->up_pkt_open, "client ended mid-packet");
+        call_finish(c, c->up && !c->down_pkt_open && !c->up_pkt_open && c->up_replied,
+                    c->up_replied ? "client ended mid-packet"
+                                  : "client ended the call before the upstream replied");
         return;
     default:
         break;
@@ -582,6 +640,8 @@ void call_on_upstream_frame(struct call *c, const struct frame *f)
 {
     struct upstream_conn *up = c->up;
     struct client_conn *cl = c->client;
+    if (!c->up_replied)
+        on_first_reply(c);
     if (f->control) {
         /* A soft cancel from the server ends the stream for both (a Go
          * stream terminates with context.Canceled); other control packets
@@ -664,6 +724,26 @@ void call_client_gone(struct call *c)
                 c->pool && c->pool->pc->cancel == CONFIG_CANCEL_CLOSE
                     ? "client gone (cancel: close)"
                     : "client gone mid-packet");
+}
+
+void call_retry(struct call *c, const char *detail)
+{
+    if (c->state == CALL_DONE)
+        return;
+    c->up = NULL;
+    if (c->retried || c->retry_log_full || c->up_replied || !c->pool) {
+        call_fail(c, CALL_CAUSE_UPSTREAM_LOST, detail);
+        return;
+    }
+    log_info("call#%llu %.*s: %s before reading the call; retrying on another connection",
+             (unsigned long long)c->id, (int)c->rpc_len, c->rpc ? c->rpc : "", detail);
+    c->retried = true;
+    c->up_msg = c->up_src_msg = 0;
+    c->up_pkt_open = false;
+    c->first_reply_at = 0;
+    if (!call_set_state(c, CALL_WAITING))
+        return;
+    pool_retry(c->pool, c);
 }
 
 void call_upstream_lost(struct call *c, enum call_cause cause, const char *detail)

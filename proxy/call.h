@@ -18,6 +18,8 @@
  *                     ^                                  |
  *                     +------ moved by a reload ---------+
  *   WAITING, DIALING --call_attach--> ACTIVE
+ *   ACTIVE, CLIENT_CLOSED --the peer left before reading it: call_retry,
+ *                           once, before any reply--> WAITING
  *   ACTIVE --client CloseSend--> CLIENT_CLOSED --upstream CloseSend--> DONE
  *   ACTIVE --upstream CloseSend--> UPSTREAM_CLOSED --client CloseSend--> DONE
  *   every state but DONE --Close, Error, Cancel, failure, client gone--> DONE
@@ -99,7 +101,20 @@ struct call {
     uint64_t wait_until;  /* uv_now ms while waiting */
     uint64_t msgs_up, msgs_down, bytes_up, bytes_down;
 
-    uv_timer_t timer; /* wait timeout and deadline, whichever is first */
+    /* Whether the connection may be reused and the call retried: a frame of
+     * this call came from the upstream (a reply byte of any kind); until
+     * then, meta_packet and pending keep what was sent so the call can go
+     * to another connection once if the peer had closed before reading it
+     * (retry_log_full: more than CALL_RETRY_LOG_MAX was sent, no retry). */
+    bool up_replied;
+    bool retried;
+    bool retry_log_full;
+    uint64_t up_in_at_attach; /* the upstream's bytes_in when the call was attached */
+    bool waits_absent;        /* waits for a named agent that had no connection */
+    uint64_t first_reply_at;  /* uv_now ms; 0 = no first-reply deadline */
+    const char *dirty_why;    /* why the upstream is not reused, when it is not */
+
+    uv_timer_t timer; /* wait timeout, deadline, first-reply deadline: the first */
     bool timer_init;
     enum call_result result;
     enum call_cause fail_cause;
@@ -137,6 +152,17 @@ void call_client_gone(struct call *c);
 
 /* The upstream connection is gone or broke the protocol. */
 void call_upstream_lost(struct call *c, enum call_cause cause, const char *detail);
+
+/*
+ * The upstream connection's peer closed or reset it before it can have
+ * read the call (no reply byte came): the call goes to another connection
+ * of its pool, once; otherwise, or a second time, it fails like
+ * call_upstream_lost. The caller has detached c from that connection.
+ */
+void call_retry(struct call *c, const char *detail);
+
+/* Most bytes kept for a retry (metadata, invoke and client frames). */
+#define CALL_RETRY_LOG_MAX (64 * 1024)
 
 /* Fails the call from the sidecar's side: Error to the client, Cancel/close upstream. */
 void call_fail(struct call *c, enum call_cause cause, const char *detail);

@@ -317,15 +317,79 @@ static uint32_t dial_slots(const struct pool *p)
     return p->connecting.n + (can_dial ? p->pc->max_conns - total : 0);
 }
 
+/*
+ * Whether an idle connection is still fit to carry a call: its peer may
+ * have closed it since the loop last read it (a probe's connect and close,
+ * an agent that left). Such a connection is closed, and false returned.
+ */
+static bool still_open(struct pool *p, struct upstream_conn *up)
+{
+    if (!upstream_peer_gone(up))
+        return true;
+    upstream_close(up, "closed by peer while idle (seen at checkout)");
+    (void)p;
+    return false;
+}
+
+/*
+ * Reverse pools: calls waiting for one named agent are capped by
+ * max_waiters_per_agent, and calls naming agents that have no connection
+ * share one such allowance, so calls for absent agents cannot take every
+ * place in the queue. Fails the call and returns false when it may not wait.
+ */
+static bool agent_may_wait(struct pool *p, struct call *c)
+{
+    c->waits_absent = false;
+    if (!c->agent || !p->pc->reverse)
+        return true;
+    bool absent = pool_agent_conns(p, c->agent) == 0;
+    uint32_t same = 0, cap = p->pc->max_waiters_per_agent;
+    for (const struct list_node *i = p->waiters.next; i != &p->waiters && same < cap; i = i->next) {
+        const struct call *w = list_entry(i, struct call, wait_node);
+        if (absent ? w->waits_absent : (w->agent && strcmp(w->agent, c->agent) == 0))
+            same++;
+    }
+    if (same < cap) {
+        c->waits_absent = absent;
+        return true;
+    }
+    char detail[320];
+    if (absent) {
+        snprintf(detail, sizeof(detail),
+                 "%u calls already wait for agents that are not connected "
+                 "(max_waiters_per_agent)",
+                 same);
+        call_fail(c, CALL_CAUSE_AGENT_NOT_CONNECTED, detail);
+    } else {
+        snprintf(detail, sizeof(detail),
+                 "%u calls already wait for agent %.256s (max_waiters_per_agent)", same, c->agent);
+        call_fail(c, CALL_CAUSE_POOL_EXHAUSTED, detail);
+    }
+    return false;
+}
+
+static void acquire(struct pool *p, struct call *c);
+
 void pool_acquire(struct pool *p, struct call *c)
 {
     p->stats.calls++;
+    acquire(p, c);
+}
+
+void pool_retry(struct pool *p, struct call *c)
+{
+    p->stats.calls_retried++;
+    acquire(p, c);
+}
+
+static void acquire(struct pool *p, struct call *c)
+{
     if (!p->draining) {
         struct list_node *n, *tmp;
         list_for_each_safe(n, tmp, &p->idle.head)
         {
             struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
-            if (!fits(up, c) || !checkout(p, up))
+            if (!fits(up, c) || !still_open(p, up) || !checkout(p, up))
                 continue;
             call_attach(c, up, CHECKOUT_IDLE);
             return;
@@ -335,6 +399,8 @@ void pool_acquire(struct pool *p, struct call *c)
         call_fail(c, CALL_CAUSE_POOL_EXHAUSTED, NULL);
         return;
     }
+    if (!agent_may_wait(p, c))
+        return;
     uint64_t now = uv_now(p->lc->loop);
     if (!p->pc->reverse && !p->draining && pool_total(p) == 0 && !pick_endpoint_peek(p, now)) {
         /* Nothing open, nothing dialling, nothing dialable: fail fast. */
@@ -368,6 +434,10 @@ static void hand_over(struct pool *p, struct upstream_conn *up, int kind)
      * closing it would only make the agent dial again. */
     if (p->draining && !p->pc->reverse) {
         upstream_close(up, "pool draining");
+        return;
+    }
+    if (!p->draining && !list_empty(&p->waiters) && !still_open(p, up)) {
+        serve_waiters(p); /* a dialled pool dials for the waiter instead */
         return;
     }
     struct list_node *n, *tmp;
@@ -579,7 +649,13 @@ static void attach_idle_to_waiters(struct pool *p)
             list_for_each_safe(i, itmp, &p->idle.head)
             {
                 struct upstream_conn *up = list_entry(i, struct upstream_conn, pool_node);
-                if (!fits(up, c) || !checkout(p, up))
+                if (!fits(up, c))
+                    continue;
+                if (!still_open(p, up)) {
+                    attached = true; /* the lists changed: rescan */
+                    break;
+                }
+                if (!checkout(p, up))
                     continue;
                 pool_cancel_wait(p, c);
                 call_attach(c, up, CHECKOUT_WAITED);

@@ -65,7 +65,10 @@ struct agent_listener;
     X(bytes_to_upstream, "Bytes forwarded to upstream")                                            \
     X(bytes_from_upstream, "Bytes forwarded from upstream")                                        \
     X(agents_accepted, "Agent connections accepted (reverse pools)")                               \
-    X(agents_rejected, "Agent connections closed at accept: max_conns reached (reverse pools)")
+    X(agents_rejected, "Agent connections closed at accept: max_conns reached (reverse pools)")    \
+    X(calls_retried, "Calls sent to another connection: the first one's peer had closed unread")   \
+    X(agent_identify_failures, "Agent connections closed before identify succeeded")               \
+    X(agent_warnings_suppressed, "Warnings about agent peers not logged (one per peer per 10 s)")
 
 struct pool_stats {
 #define X(name, help) uint64_t name;
@@ -152,6 +155,10 @@ void pool_destroy(struct pool *p);
  * healthy. The call may be finished and freed when this returns.
  */
 void pool_acquire(struct pool *p, struct call *c);
+
+/* pool_acquire for a call whose connection was lost before it was read
+ * (call_retry): counted as a retry, not as another call. */
+void pool_retry(struct pool *p, struct call *c);
 
 /* Removes a waiting call from the queue (client left, timeout). */
 void pool_cancel_wait(struct pool *p, struct call *c);

@@ -21,6 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <sys/socket.h>
+
+#include "proxy/agent.h"
 #include "proxy/call.h"
 #include "proxy/client.h"
 #include "proxy/log.h"
@@ -74,6 +78,55 @@ bool upstream_move_legal(enum upstream_state from, enum upstream_state to)
     return false;
 }
 
+/* Agent peers can flood the log: their warnings are throttled per peer. */
+#define up_warn(up, ...)                                                                           \
+    ((up)->ep ? log_warn(__VA_ARGS__) : agent_warn((up)->pool, (up)->peer, __VA_ARGS__))
+
+bool upstream_peer_gone(struct upstream_conn *up)
+{
+    uv_os_fd_t fd;
+    char b;
+    if (!up->wire.handle_open || uv_fileno(&up->wire.h.handle, &fd) != 0)
+        return false;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/*
+ * Whether the peer closed the connection before it can have read the call
+ * now on it: no reply byte came since the call was attached, and the peer
+ * reset the connection (status, or the socket's pending error after an
+ * EOF). A peer closes with a reset when our bytes reach a socket it had
+ * already closed, or when it closes with them still unread; a plain EOF
+ * may follow a read of the call, so it is not retried.
+ */
+static bool call_unread(struct upstream_conn *up, int status)
+{
+    struct call *c = up->call;
+    if (!c || c->up_replied || up->wire.bytes_in != c->up_in_at_attach)
+        return false;
+    if (status == UV_ECONNRESET || status == UV_EPIPE)
+        return true;
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (status != UV_EOF || uv_fileno(&up->wire.h.handle, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        return false;
+    return err == ECONNRESET || err == EPIPE;
+}
+
+/* Closes a connection whose peer left before reading its call, and sends
+ * the call to another connection (call_retry). */
+static void lost_unread(struct upstream_conn *up, const char *why)
+{
+    struct call *c = up->call;
+    up->call = NULL;
+    c->up = NULL;
+    upstream_close(up, why);
+    call_retry(c, why);
+}
+
 static void maybe_free(struct upstream_conn *up)
 {
     if (up->open_handles > 0 || up->gai_pending)
@@ -104,8 +157,18 @@ void upstream_close(struct upstream_conn *up, const char *reason)
     (void)pool_set_upstream_state(p, up, UPSTREAM_CLOSING, reason); /* legal from any other */
     up->call = NULL;
     uint64_t age = uv_now(p->lc->loop) - up->created_at;
-    if (!up->ep && (was == UPSTREAM_IDLE || was == UPSTREAM_BUSY || was == UPSTREAM_RELEASED ||
-                    was == UPSTREAM_HANDSHAKE))
+    if (!up->ep && was == UPSTREAM_HANDSHAKE) {
+        /* An agent connection that never became ready: a failed identify,
+         * a missing header, a probe. Throttled, since peers can flood. */
+        if (p->pc->identify_rpc)
+            p->stats.agent_identify_failures++;
+        agent_warn(p, up->peer,
+                   "up#%llu pool=%s peer=%s: agent connection closed before it was "
+                   "ready (%s) age=%llums",
+                   (unsigned long long)up->id, p->pc->name, up->peer, reason,
+                   (unsigned long long)age);
+    } else if (!up->ep &&
+               (was == UPSTREAM_IDLE || was == UPSTREAM_BUSY || was == UPSTREAM_RELEASED))
         log_info("up#%llu pool=%s agent=%s peer=%s: closed (%s) age=%llums calls=%llu",
                  (unsigned long long)up->id, p->pc->name, up->agent_id, up->peer, reason,
                  (unsigned long long)age, (unsigned long long)up->calls_served);
@@ -141,8 +204,8 @@ static void on_stray_frame(struct upstream_conn *up, const struct frame *f)
     }
     if (f->control)
         return;
-    log_warn("up#%llu: %s for stream %llu that was never opened", (unsigned long long)up->id,
-             frame_kind_name(f->kind), (unsigned long long)f->stream_id);
+    up_warn(up, "up#%llu: %s for stream %llu that was never opened", (unsigned long long)up->id,
+            frame_kind_name(f->kind), (unsigned long long)f->stream_id);
     struct call *c = up->call;
     if (c) {
         up->call = NULL;
@@ -249,9 +312,9 @@ static void identify_on_frame(struct upstream_conn *up, const struct frame *f)
         const uint8_t *text;
         size_t len;
         frame_error_decode(f->data, f->len, &code, &text, &len);
-        log_warn("up#%llu pool=%s: identify call failed: code=%llu %.*s",
-                 (unsigned long long)up->id, up->pool->pc->name, (unsigned long long)code, (int)len,
-                 (const char *)text);
+        log_debug("up#%llu pool=%s: identify call failed: code=%llu %.*s",
+                  (unsigned long long)up->id, up->pool->pc->name, (unsigned long long)code,
+                  (int)len, (const char *)text);
         upstream_close(up, "identify call failed");
         return;
     }
@@ -268,7 +331,9 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread < 0) {
         const char *why = nread == UV_EOF ? "closed by upstream" : uv_strerror((int)nread);
-        if (up->state == UPSTREAM_BUSY)
+        if (up->state == UPSTREAM_BUSY && call_unread(up, (int)nread))
+            lost_unread(up, "peer closed before reading the call");
+        else if (up->state == UPSTREAM_BUSY)
             upstream_close(up, nread == UV_EOF ? "closed by upstream mid-call" : why);
         else if (up->state == UPSTREAM_HANDSHAKE)
             upstream_close(up, nread == UV_EOF ? "agent closed during handshake" : why);
@@ -301,8 +366,8 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (r < 0 && up->state != UPSTREAM_CLOSING) {
-        log_warn("up#%llu: protocol error from upstream: %s", (unsigned long long)up->id,
-                 frame_strerror(r));
+        up_warn(up, "up#%llu: protocol error from upstream: %s", (unsigned long long)up->id,
+                frame_strerror(r));
         struct call *c = up->call;
         if (c) {
             up->call = NULL;
@@ -336,7 +401,10 @@ void upstream_on_wire_written(struct upstream_conn *up, int status)
     if (up->state == UPSTREAM_CLOSING)
         return;
     if (status < 0) {
-        upstream_close(up, uv_strerror(status));
+        if (up->state == UPSTREAM_BUSY && call_unread(up, status))
+            lost_unread(up, "peer closed before reading the call");
+        else
+            upstream_close(up, uv_strerror(status));
         return;
     }
     if (up->call && up->call->client)
@@ -575,8 +643,8 @@ void upstream_accept(struct pool *p, uv_stream_t *server)
     }
     if (pool_total(p) >= p->pc->max_conns || sc->state == SIDECAR_STOPPING) {
         p->stats.agents_rejected++;
-        log_warn("pool %s: agent from %s rejected: max_conns %u reached", p->pc->name, up->peer,
-                 p->pc->max_conns);
+        agent_warn(p, up->peer, "pool %s: agent from %s rejected: max_conns %u reached",
+                   p->pc->name, up->peer, p->pc->max_conns);
         upstream_close(up, "max_conns reached");
         return;
     }

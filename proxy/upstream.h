@@ -102,6 +102,11 @@ bool upstream_move_legal(enum upstream_state from, enum upstream_state to);
  * fails its call if it has one); idempotent. */
 void upstream_close(struct upstream_conn *up, const char *reason);
 
+/* Whether the peer has closed or reset the connection, as far as the
+ * socket shows now (a peek: reads nothing). For an idle connection about
+ * to carry a call: the loop may not have read the EOF yet. */
+bool upstream_peer_gone(struct upstream_conn *up);
+
 /* Re-evaluates whether to read (back-pressure from the call's client). */
 void upstream_update_reading(struct upstream_conn *up);
 

@@ -600,11 +600,13 @@ def test_metrics_parse_strictly(testd, sidecar):
             assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
         with pytest.raises(drpc.DrpcError):
             c.unary(ECHO + "Error", b"3 boom")
-        c.start_unary(ECHO + "Sleep", b"5000")
+        st = c.new_stream(ECHO + "Bidi")  # answered, so its connection stays idle after
+        st.send(b"x")
+        assert st.recv() == b"x"
         cid = wait_until(lambda: calls(sc), what="the call")[0]["id"]
         assert post(sc, "/calls/%d/cancel" % cid).status == 200
         with pytest.raises(drpc.DrpcError):
-            c.finish_unary()
+            st.recv()
 
     r = get(sc, "/metrics")
     assert r.status == 200

@@ -151,8 +151,9 @@ def test_client_hangup_mid_call_leaves_pool_consistent(pyserver, sidecar, mode):
     with sc.conn() as c:
         first = conn_id(c)
     gone = sc.conn()
-    gone.start_unary(ECHO + "Sleep", b"400")
-    time.sleep(0.1)
+    st = gone.new_stream(ECHO + "Bidi")  # a call the upstream has answered
+    st.send(b"x")
+    assert st.recv() == b"x"
     gone.close()  # hard cancel, like the Go client's default
     time.sleep(0.1)
     with sc.conn() as c:
@@ -173,12 +174,28 @@ def test_soft_cancel_from_client_keeps_both_connections(pyserver, sidecar):
     sc = sidecar(basic_config(up.addr, max_conns=1))
     with sc.conn() as c:
         first = conn_id(c)
-        c.start_unary(ECHO + "Sleep", b"300")
-        time.sleep(0.05)
+        st = c.new_stream(ECHO + "Bidi")  # a call the upstream has answered
+        st.send(b"x")
+        assert st.recv() == b"x"
         c.soft_cancel()
         assert c.unary(ECHO + "Unary", b"again") == b"again"
         assert conn_id(c) == first
     assert up.accepted == 1
+
+
+def test_a_call_cancelled_before_any_reply_closes_its_connection(pyserver, sidecar):
+    """An upstream that has not answered at all may be dead: its connection
+    is closed, not parked for the next call (even with cancel "soft")."""
+    up = pyserver()
+    sc = sidecar(basic_config(up.addr, max_conns=1))
+    with sc.conn() as c:
+        first = conn_id(c)
+        c.start_unary(ECHO + "Sleep", b"300")
+        time.sleep(0.05)
+        c.soft_cancel()
+        assert c.unary(ECHO + "Unary", b"again") == b"again"
+        assert conn_id(c) != first
+    assert up.accepted == 2
 
 
 def test_a_soft_cancelled_connection_is_reused_after_the_other_idle_ones(pyserver, sidecar):
@@ -201,7 +218,9 @@ def test_a_soft_cancelled_connection_is_reused_after_the_other_idle_ones(pyserve
         a.start_unary(ECHO + "Sleep", b"200")  # two connections, both idle after
         b.start_unary(ECHO + "Sleep", b"200")
         assert a.finish_unary() == b"slept" and b.finish_unary() == b"slept"
-        a.start_unary(ECHO + "Sleep", b"5000")
+        st = a.new_stream(ECHO + "Bidi")  # answered, then soft-cancelled
+        st.send(b"x")
+        assert st.recv() == b"x"
         cancelled = upstream_of_the_call()
         a.soft_cancel()
         deadline = time.time() + 5 * SCALE
@@ -224,8 +243,9 @@ def test_idle_timeout_closes_connections_behind_a_young_soft_cancelled_one(pyser
         assert a.finish_unary() == b"slept" and b.finish_unary() == b"slept"
         t0 = time.monotonic()
         time.sleep(0.6)
-        a.start_unary(ECHO + "Sleep", b"5000")
-        time.sleep(0.05)
+        st = a.new_stream(ECHO + "Bidi")  # answered, then soft-cancelled
+        st.send(b"x")
+        assert st.recv() == b"x"
         a.soft_cancel()  # that connection is idle again from about t0 + 0.65 s
         time.sleep(max(0, t0 + 1.35 - time.monotonic()))
         # the other one passed its timeout at t0 + 1 s; the cancelled one

@@ -8,6 +8,9 @@ that name absent agents, ids with a NUL, agents that fail identify.
 """
 
 import http.client
+import select
+import socket
+import threading
 import time
 
 import pytest
@@ -109,6 +112,129 @@ class RawAgent:
         self.c.close()
 
 
+# --- 1. a silent connection is not reused ------------------------------------
+
+
+def test_a_never_answering_agent_loses_one_call_and_its_connection(sidecar, agent, procs):
+    """first_reply_timeout_ms ends the call stuck on an agent that identified
+    and then never answers, and closes that connection: the next calls go to
+    the stock agent."""
+    sc = sidecar(reverse_config(first_reply_timeout_ms=400))
+    agent(accept_of(sc), conns=2, ident="good")
+    mute = procs.peer(RawAgent(accept_of(sc), "mute"))
+    assert wait_for(lambda: agent_conns(sc) == {"good": 2, "mute": 1})
+    with sc.conn() as c:
+        t0 = time.monotonic()
+        with pytest.raises(drpc.DrpcError) as e:
+            c.unary(ECHO + "Unary", b"anyone?", {"agent-id": "mute"})
+        assert e.value.code == 1007
+        assert "first_reply_timeout_ms" in e.value.message and "mute" in e.value.message
+        assert 0.35 < time.monotonic() - t0 < 3 * SCALE
+        assert mute.closed_by_sidecar()
+        assert wait_for(lambda: agent_conns(sc) == {"good": 2})
+        for i in range(20):
+            assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
+        # a stock agent's long call that replies at its end is bounded by
+        # first_reply_timeout_ms too, but a call with its own deadline is not
+    assert pool(sc)["config"]["first_reply_timeout_ms"] == 400
+
+
+def test_a_stream_that_replied_is_not_cut_by_the_first_reply_deadline(sidecar, agent):
+    """The deadline is for the first reply only: a stream that answered at
+    once may run far longer."""
+    sc = sidecar(reverse_config(first_reply_timeout_ms=300))
+    agent(accept_of(sc), conns=1, ident="good")
+    assert wait_for(lambda: agent_conns(sc) == {"good": 1})
+    with sc.conn() as c:
+        st = c.new_stream(ECHO + "Bidi")
+        st.send(b"one")
+        assert st.recv() == b"one"
+        time.sleep(0.8)
+        st.send(b"two")
+        assert st.recv() == b"two"
+        st.close_send()
+        assert st.recv_all() == []
+
+
+@pytest.mark.parametrize("ending", ["call_timeout", "client_cancel", "client_gone"])
+def test_a_call_ended_before_any_reply_closes_the_agent_connection(sidecar, procs, ending):
+    """The sidecar used to soft-cancel and park the connection: the next
+    call went to the same silent agent."""
+    extra = {"call_timeout_ms": 300} if ending == "call_timeout" else {}
+    sc = sidecar(reverse_config(**extra))
+    mute = procs.peer(RawAgent(accept_of(sc), "mute"))
+    assert wait_for(lambda: agent_conns(sc) == {"mute": 1})
+    c = sc.conn()
+    try:
+        if ending == "call_timeout":
+            with pytest.raises(drpc.DrpcError) as e:
+                c.unary(ECHO + "Unary", b"x")
+            assert e.value.code == 1007
+        else:
+            c.start_unary(ECHO + "Unary", b"x")
+            mute.read_call()
+            if ending == "client_cancel":
+                c.soft_cancel()
+            else:
+                c.close()
+        assert mute.closed_by_sidecar()
+        assert wait_for(lambda: pool(sc)["conns"]["total"] == 0)
+    finally:
+        c.close()
+
+
+def test_a_call_timeout_on_a_blackholed_dialled_upstream_closes_it(sidecar):
+    """The same rule for dialled pools: the connection to an upstream that
+    accepted and never answered is closed, not parked."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    try:
+        addr = "127.0.0.1:%d" % lsock.getsockname()[1]
+        sc = sidecar({"listeners": [{"address": free_addr()}],
+                      "admin": {"address": free_addr()},
+                      "pools": [{"name": "default", "endpoints": [addr], "max_conns": 1,
+                                 "call_timeout_ms": 300}]})
+        with sc.conn() as c:
+            with pytest.raises(drpc.DrpcError) as e:
+                c.unary(ECHO + "Unary", b"x")
+            assert e.value.code == 1007
+        lsock.settimeout(5 * SCALE)
+        up, _ = lsock.accept()
+        up.settimeout(5 * SCALE)
+        got = b""
+        while True:  # the call's bytes, then EOF: the sidecar closed it
+            data = up.recv(65536)
+            if not data:
+                break
+            got += data
+        assert b"Unary" in got
+        up.close()
+        assert wait_for(lambda: sc.admin_get("/pools/default")["conns"]["total"] == 0)
+    finally:
+        lsock.close()
+
+
+def test_an_agent_stopped_mid_frame_is_closed(sidecar, agent, procs):
+    """An agent that sends the header of a 4 MiB frame and stops: no reply
+    frame ever completes, so the first-reply deadline ends the call and the
+    connection (it is not parked holding a half-read frame)."""
+    sc = sidecar(reverse_config(first_reply_timeout_ms=400))
+    agent(accept_of(sc), conns=1, ident="good")
+    half = procs.peer(RawAgent(accept_of(sc), "half"))
+    assert wait_for(lambda: agent_conns(sc) == {"good": 1, "half": 1})
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Unary", b"x", {"agent-id": "half"})
+        sid, _ = half.read_call()
+        frame = drpc.encode_frame(drpc.KIND_MESSAGE, sid, 1, b"\0" * (4 << 20))
+        half.c.send_raw(frame[:12] + b"\0" * 1000)
+        with pytest.raises(drpc.DrpcError) as e:
+            c.finish_unary(timeout=5 * SCALE)
+        assert e.value.code == 1007
+        assert half.closed_by_sidecar()
+        assert c.unary(ECHO + "Unary", b"fine") == b"fine"
+
+
 # --- 3. drain keeps idle agent connections ------------------------------------
 
 
@@ -132,7 +258,167 @@ def test_drain_and_resume_keep_agents_that_do_not_redial(sidecar, agent):
     assert pool(sc)["counters"]["agents_accepted"] == 2
 
 
-# --- 7. metadata values by their full length -----------------------------------
+# --- 4. retry calls an agent never received -----------------------------------
+
+
+def _load(sc, stop, ok, failures, n=4):
+    def caller():
+        with sc.conn() as c:
+            while not stop.is_set():
+                try:
+                    c.unary(ECHO + "Unary", b"load")
+                    ok.append(1)
+                except drpc.DrpcError as e:
+                    failures.append((e.code, e.message))
+    threads = [threading.Thread(target=caller) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_connect_close_probes_lose_no_calls(sidecar, agent):
+    """A TCP health check (connect, close) on the agent port beside a light
+    load: a probe's connection may get a call before the sidecar reads its
+    EOF; that call goes to another connection instead of failing."""
+    sc = sidecar(reverse_config(identify=False))
+    agent(accept_of(sc), conns=2)
+    assert idle(sc, 2)
+    stop, ok, failures = threading.Event(), [], []
+    threads = _load(sc, stop, ok, failures)
+    host, port = accept_of(sc).rsplit(":", 1)
+    for _ in range(300):
+        s = socket.create_connection((host, int(port)))
+        s.close()
+        time.sleep(0.003)
+    stop.set()
+    for t in threads:
+        t.join(10 * SCALE)
+    assert failures == []
+    assert len(ok) > 100
+
+
+def stock_then_raw(sidecar, agent, procs):
+    """A pool without identify, a stock agent's connection, then a raw
+    agent's: the newest idle connection, so the next call goes to it."""
+    sc = sidecar(reverse_config(identify=False))
+    agent(accept_of(sc), conns=1)
+    assert idle(sc, 1)
+    raw = procs.peer(RawAgent(accept_of(sc)))
+    assert idle(sc, 2)
+    return sc, raw
+
+
+def test_an_agent_that_half_closed_gets_no_more_calls(sidecar, agent, procs):
+    """It served one call and shut its sending side: every later call goes
+    to the stock agent. (Its EOF is read while it idles; a call handed to it
+    in the instant between its reply and its EOF is not retried, since a
+    half-closed agent still reads and may have received it.)"""
+    sc, raw = stock_then_raw(sidecar, agent, procs)
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Unary", b"first")  # the newest idle connection: raw
+        sid, _ = raw.read_call()
+        raw.reply(sid, b"first")
+        raw.sock.shutdown(socket.SHUT_WR)
+        assert c.finish_unary() == b"first"
+        for i in range(6):
+            assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
+
+
+def test_a_call_the_agent_never_read_is_retried_once(sidecar, agent, procs):
+    """The agent closes with the call unread (a reset): it cannot have
+    served it, so the call goes to another connection."""
+    sc, raw = stock_then_raw(sidecar, agent, procs)
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Unary", b"retry me")  # the newest idle connection: raw
+        r, _, _ = select.select([raw.sock], [], [], 5 * SCALE)
+        assert r
+        raw.close()  # unread bytes: the kernel resets the connection
+        assert c.finish_unary() == b"retry me"
+    assert pool(sc)["counters"]["calls_retried"] == 1
+
+
+def test_a_call_the_agent_read_is_not_retried(sidecar, agent, procs):
+    """The agent read the call and closed: it may have acted on it."""
+    sc, raw = stock_then_raw(sidecar, agent, procs)
+    with sc.conn() as c:
+        c.start_unary(ECHO + "Unary", b"once")
+        raw.read_call()
+        raw.close()
+        with pytest.raises(drpc.DrpcError) as e:
+            c.finish_unary()
+        assert e.value.code == 1006
+    assert pool(sc)["counters"]["calls_retried"] == 0
+
+
+# --- 5. per-agent fairness in the wait queue ----------------------------------
+
+
+def test_calls_for_absent_agents_cannot_fill_the_wait_queue(sidecar, agent):
+    sc = sidecar(reverse_config(max_waiters=40, max_waiters_per_agent=5,
+                                wait_timeout_ms=2500))
+    agent(accept_of(sc), conns=2, ident="good")
+    assert wait_for(lambda: agent_conns(sc) == {"good": 2})
+    ghosts = [sc.conn() for _ in range(45)]
+    try:
+        for i, g in enumerate(ghosts):
+            g.start_unary(ECHO + "Unary", b"", {"agent-id": "ghost-%d" % i})
+        assert wait_for(lambda: pool(sc)["waiters"] == 5)
+        # legitimate calls that must wait for a busy agent connection
+        results = []
+
+        def legit():
+            with sc.conn() as c:
+                try:
+                    results.append(c.unary(ECHO + "Sleep", b"100"))
+                except drpc.DrpcError as e:
+                    results.append(e.code)
+        threads = [threading.Thread(target=legit) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10 * SCALE)
+        assert results == [b"slept"] * 8
+        codes = []
+        for g in ghosts:
+            with pytest.raises(drpc.DrpcError) as e:
+                g.finish_unary(timeout=5 * SCALE)
+            codes.append(e.value.code)
+            if "max_waiters_per_agent" in e.value.message:
+                assert "agents that are not connected" in e.value.message
+        assert codes == [1014] * 45
+    finally:
+        for g in ghosts:
+            g.close()
+
+
+def test_calls_for_one_busy_agent_are_capped(sidecar, agent):
+    sc = sidecar(reverse_config(max_waiters_per_agent=3, wait_timeout_ms=5000))
+    agent(accept_of(sc), conns=1, ident="busy")
+    agent(accept_of(sc), conns=1, ident="other")
+    assert wait_for(lambda: agent_conns(sc) == {"busy": 1, "other": 1})
+    conns = [sc.conn() for _ in range(6)]
+    try:
+        conns[0].start_unary(ECHO + "Sleep", b"500", {"agent-id": "busy"})
+        assert wait_for(lambda: pool(sc)["conns"]["busy"] == 1)
+        for c in conns[1:]:
+            c.start_unary(ECHO + "Unary", b"q", {"agent-id": "busy"})
+        with sc.conn() as o:  # another agent's calls are not held up
+            assert o.unary(ECHO + "Unary", b"o", {"agent-id": "other"}) == b"o"
+        got = []
+        for c in conns[1:]:
+            try:
+                got.append(c.finish_unary(timeout=5 * SCALE))
+            except drpc.DrpcError as e:
+                assert "3 calls already wait for agent busy (max_waiters_per_agent)" in e.message
+                got.append(e.code)
+        assert sorted(got, key=str) == sorted([b"q"] * 3 + [1002] * 2, key=str)
+        assert conns[0].finish_unary() == b"slept"
+    finally:
+        for c in conns:
+            c.close()
+
+
+# --- 7. metadata by full length; identify failures and throttled warnings --------
 
 
 def test_an_agent_id_with_a_nul_names_no_agent(sidecar, agent):
@@ -161,3 +447,23 @@ def test_a_route_metadata_value_matches_by_full_length(sidecar, agent):
         with pytest.raises(drpc.DrpcError) as e:
             c.unary(ECHO + "Unary", b"dead", {"lane": "b"})
         assert e.value.code in (1004, 1005)
+
+
+def test_identify_failures_are_counted_and_their_warnings_throttled(sidecar):
+    sc = sidecar(reverse_config(max_conns=4))
+    for _ in range(30):
+        a = RawAgent(accept_of(sc))
+        sid, _ = a.read_call()
+        a.c.send_raw(drpc.encode_packet(drpc.KIND_ERROR, sid, 1,
+                                        drpc.encode_error(12, "unknown rpc")))
+        assert a.closed_by_sidecar()
+        a.close()
+    p = wait_for(lambda: (lambda q: q if q["counters"]["agent_identify_failures"] == 30
+                          else None)(pool(sc)))
+    assert p["counters"]["agent_warnings_suppressed"] >= 28
+    text = metrics_text(sc)
+    assert 'pool_agent_identify_failures_total{pool="agents"} 30' in text
+    assert "pool_agent_warnings_suppressed_total{" in text
+    lines = [l for l in sc.stderr().splitlines()
+             if "closed before it was ready" in l]
+    assert 1 <= len(lines) <= 2, lines

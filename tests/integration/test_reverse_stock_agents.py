@@ -302,12 +302,30 @@ def test_deadline_with_soft_cancel_keeps_the_agent_connection(sidecar, agent):
     assert idle_agents(sc, 1)
     with sc.conn() as c:
         first = c.unary(ECHO + "Conn", b"").split()[0]
+        st = c.new_stream(ECHO + "Bidi")  # the agent answers, then the deadline passes
+        st.send(b"x")
+        assert st.recv() == b"x"
         with pytest.raises(drpc.DrpcError) as e:
-            c.unary(ECHO + "Sleep", b"3000")
+            st.recv(timeout=3 * SCALE)
         assert e.value.code == 1007
         # the same agent connection serves the next call (the agent cannot be re-dialled)
         assert call_until(c, ECHO + "Conn", b"").split()[0] == first
     assert sc.admin_get("/pools/agents")["counters"]["agents_accepted"] == 1
+
+
+def test_deadline_before_any_reply_closes_the_agent_connection(sidecar, agent):
+    """A call that got no reply byte at all before its deadline may sit on a
+    dead or hostile agent: that connection is closed, and a stock agent
+    dials again."""
+    sc = sidecar(reverse_config(call_timeout_ms=300, cancel="soft"))
+    agent(accept_of(sc), conns=1)  # re-dials
+    assert idle_agents(sc, 1)
+    with sc.conn() as c:
+        with pytest.raises(drpc.DrpcError) as e:
+            c.unary(ECHO + "Sleep", b"3000")
+        assert e.value.code == 1007
+        assert wait_for(lambda: sc.admin_get("/pools/agents")["counters"]["agents_accepted"] == 2)
+        assert call_until(c, ECHO + "Unary", b"back") == b"back"
 
 
 def test_reload_keeps_agent_connections(sidecar, agent):
@@ -453,9 +471,10 @@ def test_concurrency_is_bounded_by_agent_connections(sidecar, agent):
 
 
 def test_soft_cancel_and_late_packets_on_an_agent_connection(sidecar):
-    """The caller cancels; the agent gets a Cancel (control bit, next message
-    id) and keeps its connection; its late reply to the cancelled stream is
-    dropped; the next call is the next stream on the same connection."""
+    """The caller cancels a call the agent has begun to answer; the agent gets
+    a Cancel (control bit, next message id) and keeps its connection; its
+    late reply to the cancelled stream is dropped; the next call is the next
+    stream on the same connection."""
     sc = sidecar(reverse_config(cancel="soft"))
     agent = drpc.Conn(accept_of(sc))
     try:
@@ -463,6 +482,9 @@ def test_soft_cancel_and_late_packets_on_an_agent_connection(sidecar):
         with sc.conn() as c:
             c.start_unary(ECHO + "Sleep", b"1000")
             expect_call(agent, ECHO + "Sleep", 1)
+            agent.send_raw(drpc.encode_frame(drpc.KIND_MESSAGE, 1, 1, b"part"))
+            f = c.read_frame()
+            assert (f.kind, f.stream, f.data) == (drpc.KIND_MESSAGE, 1, b"part"), f
             c.soft_cancel()
             f = agent.read_frame()
             assert (f.kind, f.stream, f.message, f.control) == (drpc.KIND_CANCEL, 1, 4, True), f

@@ -167,8 +167,17 @@ static void test_upstream_error_ends(void **state)
     assert_int_equal(h_finish(&e), 0);
 }
 
+/* The upstream answers a message on its stream usid; the client gets it
+ * on csid. A connection is reused only after its peer answered. */
+static void answer_first(struct h_peer *up, uint64_t usid, struct h_peer *cl, uint64_t csid)
+{
+    h_send(up, FRAME_KIND_MESSAGE, usid, 1, "first");
+    assert_string_equal(h_expect(cl, FRAME_KIND_MESSAGE, csid, T), "first");
+}
+
 /* Cancel, Error and Close packets from the client are passed on and end
- * the call; between whole packets the connection stays clean. */
+ * the call; between whole packets, once the upstream has answered, the
+ * connection stays clean. */
 static void test_client_cancel_error_close(void **state)
 {
     (void)state;
@@ -176,6 +185,7 @@ static void test_client_cancel_error_close(void **state)
     struct h_peer *cl;
     struct h_peer *up = start_stream(&e, "", &cl, 1);
 
+    answer_first(up, 1, cl, 1);
     h_send(cl, FRAME_KIND_CANCEL, 1, 2, NULL);
     h_expect(up, FRAME_KIND_CANCEL, 1, T);
     ended_clean(&e, cl, up);
@@ -183,6 +193,7 @@ static void test_client_cancel_error_close(void **state)
 
     h_send(cl, FRAME_KIND_INVOKE, 2, 1, "/svc/S");
     h_expect(up, FRAME_KIND_INVOKE, 2, T);
+    answer_first(up, 2, cl, 2);
     h_send_error(cl, 2, 2, 7, "client gave up");
     assert_int_equal(h_expect_error(up, 2, T), 7);
     ended_clean(&e, cl, up);
@@ -190,11 +201,35 @@ static void test_client_cancel_error_close(void **state)
 
     h_send(cl, FRAME_KIND_INVOKE, 3, 1, "/svc/S");
     h_expect(up, FRAME_KIND_INVOKE, 3, T);
+    answer_first(up, 3, cl, 3);
     h_send(cl, FRAME_KIND_CLOSE, 3, 2, NULL);
     h_expect(up, FRAME_KIND_CLOSE, 3, T);
     ended_clean(&e, cl, up);
     assert_true(h_peer_quiet(cl, 1)); /* the client was told nothing */
     assert_int_equal(h_upstream_accepted(&e, 0), 1);
+    assert_int_equal(h_finish(&e), 0);
+}
+
+/* A call that ends before its upstream sent anything (a Cancel from the
+ * client, a client that left) costs the connection: a peer that never
+ * answered would hold the next call the same way. */
+static void test_silent_upstream_not_reused(void **state)
+{
+    (void)state;
+    struct h_env e;
+    struct h_peer *cl;
+    struct h_peer *up = start_stream(&e, "", &cl, 1);
+    h_send(cl, FRAME_KIND_CANCEL, 1, 2, NULL);
+    assert_true(h_peer_wait_eof(up, T)); /* closed: what was queued for it goes too */
+    assert_true(H_UNTIL(&e, T, h_pool_total(h_pool(&e)) == 0));
+
+    h_send(cl, FRAME_KIND_INVOKE, 2, 1, "/svc/S");
+    struct h_peer *up2 = h_upstream_peer(&e, 0, 1, T);
+    h_expect(up2, FRAME_KIND_INVOKE, 1, T);
+    h_peer_close(cl);
+    assert_true(h_peer_wait_eof(up2, T));
+    assert_int_equal(up2->in.len, 0); /* closed, no soft Cancel first */
+    assert_int_equal(h_upstream_accepted(&e, 0), 2);
     assert_int_equal(h_finish(&e), 0);
 }
 
@@ -230,10 +265,11 @@ static void test_late_packets(void **state)
     assert_int_equal(h_finish(&e), 0);
 }
 
-/* Soft cancel (the default): a client that goes away between packets
- * costs a control Cancel on the upstream stream, and the connection is
- * kept; one that goes away mid-packet costs the connection. A control
- * Cancel from the client (SoftCancel) does the same as going away. */
+/* Soft cancel (the default): a client that goes away between packets,
+ * once the upstream has answered, costs a control Cancel on the upstream
+ * stream, and the connection is kept; one that goes away mid-packet costs
+ * the connection. A control Cancel from the client (SoftCancel) does the
+ * same as going away. */
 static void test_soft_cancel(void **state)
 {
     (void)state;
@@ -242,6 +278,7 @@ static void test_soft_cancel(void **state)
     struct h_peer *up = start_stream(&e, "", &cl, 1);
     struct h_frame f;
 
+    answer_first(up, 1, cl, 1);
     h_peer_close(cl);
     assert_true(h_peer_frame(up, &f, T));
     assert_int_equal(f.kind, FRAME_KIND_CANCEL);
@@ -254,6 +291,7 @@ static void test_soft_cancel(void **state)
     struct h_peer *cl2 = h_client_new(&e);
     h_send(cl2, FRAME_KIND_INVOKE, 1, 1, "/svc/S");
     h_expect(up, FRAME_KIND_INVOKE, 2, T);
+    answer_first(up, 2, cl2, 1);
     h_send_frame(cl2, FRAME_KIND_CANCEL, true, true, 1, 2, NULL, 0);
     assert_true(h_peer_frame(up, &f, T));
     assert_int_equal(f.kind, FRAME_KIND_CANCEL);
@@ -316,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_upstream_close_ends),
         cmocka_unit_test(test_upstream_error_ends),
         cmocka_unit_test(test_client_cancel_error_close),
+        cmocka_unit_test(test_silent_upstream_not_reused),
         cmocka_unit_test(test_late_packets),
         cmocka_unit_test(test_soft_cancel),
         cmocka_unit_test(test_hard_cancel),
