@@ -465,6 +465,7 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
     if (!call_set_state(c, CALL_ACTIVE))
         return;
     c->up_in_at_attach = up->wire.bytes_in;
+    c->up_out_at_attach = up->wire.bytes_out;
     if (p->pc->reverse && !c->deadline_at && p->pc->first_reply_timeout_ms)
         c->first_reply_at = uv_now(c->lc->loop) + p->pc->first_reply_timeout_ms;
     if (!c->attached_hr) {

@@ -109,10 +109,11 @@ struct call {
     bool up_replied;
     bool retried;
     bool retry_log_full;
-    uint64_t up_in_at_attach; /* the upstream's bytes_in when the call was attached */
-    bool waits_absent;        /* waits for a named agent that had no connection */
-    uint64_t first_reply_at;  /* uv_now ms; 0 = no first-reply deadline */
-    const char *dirty_why;    /* why the upstream is not reused, when it is not */
+    uint64_t up_in_at_attach;  /* the upstream's bytes_in when the call was attached */
+    uint64_t up_out_at_attach; /* and its bytes_out (written to the kernel) */
+    bool waits_absent;         /* waits for a named agent that had no connection */
+    uint64_t first_reply_at;   /* uv_now ms; 0 = no first-reply deadline */
+    const char *dirty_why;     /* why the upstream is not reused, when it is not */
 
     uv_timer_t timer; /* wait timeout, deadline, first-reply deadline: the first */
     bool timer_init;

@@ -94,18 +94,19 @@ bool upstream_peer_gone(struct upstream_conn *up)
 
 /*
  * Whether the peer closed the connection before it can have read the call
- * now on it: no reply byte came since the call was attached, and the peer
- * reset the connection (status, or the socket's pending error after an
- * EOF). A peer closes with a reset when our bytes reach a socket it had
- * already closed, or when it closes with them still unread; a plain EOF
- * may follow a read of the call, so it is not retried.
+ * now on it: no reply byte came since the call was attached, and either
+ * none of the call's bytes had been written yet, or the peer reset the
+ * connection (status, or the socket's pending error after an EOF). A peer
+ * closes with a reset when our bytes reach a socket it had already closed,
+ * or when it closes with them still unread; a plain EOF after the call
+ * went out may follow a read of it, so it is not retried.
  */
 static bool call_unread(struct upstream_conn *up, int status)
 {
     struct call *c = up->call;
     if (!c || c->up_replied || up->wire.bytes_in != c->up_in_at_attach)
         return false;
-    if (status == UV_ECONNRESET || status == UV_EPIPE)
+    if (status == UV_ECONNRESET || status == UV_EPIPE || up->wire.bytes_out == c->up_out_at_attach)
         return true;
     uv_os_fd_t fd;
     int err = 0;
