@@ -590,8 +590,11 @@ void pool_janitor(struct pool *p, uint64_t now)
     }
     /* Idle connections past max_lifetime go now, not after one more call
      * (reverse pools check it at release only: an agent connection cannot
-     * be dialled back). Those idle for a while give back the buffers a big
-     * call grew. Closing an idle connection unlinks only its own node. */
+     * be dialled back). One whose peer began a frame while it idled and has
+     * not finished it within dial_timeout_ms is broken or hostile, and
+     * holds the frame's buffer: it goes. Those idle for a while give back
+     * the buffers a big call grew. Closing an idle connection unlinks only
+     * its own node. */
     bool check_age = pc->max_lifetime_ms && !pc->reverse;
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &p->idle.head)
@@ -599,6 +602,8 @@ void pool_janitor(struct pool *p, uint64_t now)
         struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
         if (check_age && now - up->created_at >= pc->max_lifetime_ms)
             upstream_close(up, "max_lifetime reached");
+        else if (up->partial_since && now - up->partial_since >= pc->dial_timeout_ms)
+            upstream_close(up, "idle with an unfinished frame");
         else if (now - up->idle_since >= WIRE_TRIM_IDLE_MS)
             wire_trim(&up->wire);
     }

@@ -349,9 +349,11 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct wire_frames it;
     struct frame f;
     enum frame_result r = FRAME_NEED_MORE;
+    size_t frames = 0;
     wire_frames_begin(&it, &up->wire, nread, buf);
     if (agent_prefix(up, &it)) {
         while ((r = wire_frames_next(&it, max, &f)) == FRAME_OK) {
+            frames++;
             if (up->call && f.stream_id == up->call->up_sid)
                 call_on_upstream_frame(up->call, &f);
             else if (up->state == UPSTREAM_HANDSHAKE && f.stream_id == up->last_stream_id)
@@ -366,6 +368,10 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         upstream_close(up, "out of memory");
         return;
     }
+    if (!up->wire.in.len)
+        up->partial_since = 0;
+    else if (!up->partial_since || frames)
+        up->partial_since = uv_now(up->pool->sc->loop);
     if (r < 0 && up->state != UPSTREAM_CLOSING) {
         up_warn(up, "up#%llu: protocol error from upstream: %s", (unsigned long long)up->id,
                 frame_strerror(r));

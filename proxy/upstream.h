@@ -65,6 +65,10 @@ struct upstream_conn {
     uint64_t last_stream_id; /* last stream id used; the next call gets +1 */
     uint64_t created_at;     /* uv_now ms */
     uint64_t idle_since;
+    /* uv_now of the last complete frame while wire.in holds an unfinished
+     * one; 0 when it holds none. The janitor closes an idle connection
+     * stuck mid-frame (pool.c). */
+    uint64_t partial_since;
     uint64_t calls_served;
     /* Its last call was soft-cancelled: a server may still be running that
      * handler (Go runs one per connection), so the next call would wait. */

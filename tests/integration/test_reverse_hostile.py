@@ -418,6 +418,28 @@ def test_calls_for_one_busy_agent_are_capped(sidecar, agent):
             c.close()
 
 
+# --- 6. an idle agent connection stuck mid-frame -----------------------------------
+
+
+def test_an_idle_agent_holding_half_a_frame_is_closed(sidecar, agent, procs):
+    """An idle agent sends the start of a 1 MiB frame and stops: the
+    sidecar would hold that buffer for good. Within dial_timeout_ms the
+    connection goes; the stock agent beside it is untouched."""
+    sc = sidecar(reverse_config(identify=False, dial_timeout_ms=400))
+    agent(accept_of(sc), conns=1)
+    assert idle(sc, 1)
+    raw = procs.peer(RawAgent(accept_of(sc)))
+    assert idle(sc, 2)
+    frame = drpc.encode_frame(drpc.KIND_MESSAGE, 1, 1, b"\0" * (1 << 20))
+    t0 = time.monotonic()
+    raw.c.send_raw(frame[:64 * 1024])
+    assert raw.closed_by_sidecar(timeout=5)
+    assert 0.35 < time.monotonic() - t0 < 3 * SCALE
+    assert idle(sc, 1)
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"still here") == b"still here"
+
+
 # --- 7. metadata by full length; identify failures and throttled warnings --------
 
 
