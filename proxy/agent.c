@@ -32,13 +32,20 @@ static struct agent_warn_slot *warn_slot(struct agent_listener *al, const char *
     return oldest;
 }
 
+void agent_peer_ip(const char *peer, char *out, size_t size)
+{
+    snprintf(out, size, "%s", peer);
+    char *colon = strrchr(out, ':');
+    if (colon && colon != out && strchr(out, ':') != colon && out[0] != '[')
+        return; /* a bare IPv6 address: no port */
+    if (colon && colon != out)
+        *colon = '\0';
+}
+
 void agent_warn(struct pool *p, const char *peer, const char *fmt, ...)
 {
     char ip[64];
-    snprintf(ip, sizeof(ip), "%s", peer);
-    char *colon = strrchr(ip, ':');
-    if (colon && colon != ip)
-        *colon = '\0';
+    agent_peer_ip(peer, ip, sizeof(ip));
     uint64_t suppressed = 0;
     if (p->agents) {
         uint64_t now = uv_now(p->lc->loop);

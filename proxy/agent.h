@@ -43,6 +43,9 @@ struct agent_listener {
 __attribute__((warn_unused_result)) int
 agent_listener_start(struct pool *p, struct agent_listener **out, char *err, size_t err_size);
 
+/* The address of peer ("ip:port", "[v6]:port") without the port. */
+void agent_peer_ip(const char *peer, char *out, size_t size);
+
 /* Logs a warning about the agent connection from peer ("ip:port"),
  * throttled per IP (see AGENT_WARN_SLOTS). */
 __attribute__((format(printf, 3, 4))) void agent_warn(struct pool *p, const char *peer,

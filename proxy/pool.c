@@ -255,8 +255,11 @@ bool pool_set_upstream_state(struct pool *p, struct upstream_conn *up, enum upst
     switch (to) {
     case UPSTREAM_IDLE:
         /* Most recently used first, except after a soft cancel: other idle
-         * connections go before it while its server may still be busy. */
-        if (up->after_cancel)
+         * connections go before it while its server may still be busy.
+         * An agent connection that has not served a call yet goes behind
+         * the proven ones too: a probe or a squatter looks just like it
+         * until a call shows what it is. */
+        if (up->after_cancel || (!up->ep && up->calls_served == 0))
             counted_list_push_back(new_list, &up->pool_node);
         else
             counted_list_push_front(new_list, &up->pool_node);
@@ -731,6 +734,31 @@ enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call 
     if (pool_n_ready(p) == 0)
         return CALL_CAUSE_NO_AGENT;
     return CALL_CAUSE_WAIT_TIMEOUT;
+}
+
+struct upstream_conn *pool_oldest_handshake(struct pool *p)
+{
+    struct upstream_conn *oldest = NULL;
+    for (struct list_node *q = p->connecting.head.next; q != &p->connecting.head; q = q->next) {
+        struct upstream_conn *up = list_entry(q, struct upstream_conn, pool_node);
+        if (up->state == UPSTREAM_HANDSHAKE && (!oldest || up->created_at < oldest->created_at))
+            oldest = up;
+    }
+    return oldest;
+}
+
+bool pool_agent_id_held_elsewhere(const struct pool *p, const char *agent_id, const char *ip)
+{
+    const struct list_node *lists[] = {&p->idle.head, &p->busy.head};
+    for (size_t i = 0; i < 2; i++)
+        for (const struct list_node *q = lists[i]->next; q != lists[i]; q = q->next) {
+            const struct upstream_conn *up = list_entry(q, struct upstream_conn, pool_node);
+            char other[64];
+            agent_peer_ip(up->peer, other, sizeof(other));
+            if (strcmp(up->agent_id, agent_id) == 0 && strcmp(other, ip) != 0)
+                return true;
+        }
+    return false;
 }
 
 uint32_t pool_agent_conns(const struct pool *p, const char *agent_id)

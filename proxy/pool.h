@@ -68,6 +68,8 @@ struct agent_listener;
     X(agents_rejected, "Agent connections closed at accept: max_conns reached (reverse pools)")    \
     X(calls_retried, "Calls sent to another connection: the first one's peer had closed unread")   \
     X(agent_identify_failures, "Agent connections closed before identify succeeded")               \
+    X(agent_handshakes_evicted, "Agent connections in their handshake closed for a newer one")     \
+    X(agent_id_conflicts, "Agent connections closed: their id is held from another address")       \
     X(agent_warnings_suppressed, "Warnings about agent peers not logged (one per peer per 10 s)")
 
 struct pool_stats {
@@ -196,6 +198,14 @@ void pool_janitor(struct pool *p, uint64_t now);
 
 /* Why a call that waited too long failed (reverse pools distinguish agents). */
 enum call_cause pool_wait_timeout_cause(const struct pool *p, const struct call *c);
+
+/* Reverse pools: the agent connection still in its handshake (identify
+ * unanswered) that has waited longest, or NULL. */
+struct upstream_conn *pool_oldest_handshake(struct pool *p);
+
+/* Reverse pools: whether ready connections from an address other than
+ * ip (no port) hold agent_id. */
+bool pool_agent_id_held_elsewhere(const struct pool *p, const char *agent_id, const char *ip);
 
 /* Number of ready (idle or busy) connections of a reverse pool's agent. */
 uint32_t pool_agent_conns(const struct pool *p, const char *agent_id);

@@ -305,6 +305,16 @@ static void identify_on_frame(struct upstream_conn *up, const struct frame *f)
         }
         memcpy(up->agent_id, p, n);
         up->agent_id[n] = '\0';
+        /* The first address to hold an id keeps it: another address
+         * claiming it is turned away until those connections are gone
+         * (with TLS, the certificate is what proves an id). */
+        char ip[64];
+        agent_peer_ip(up->peer, ip, sizeof(ip));
+        if (pool_agent_id_held_elsewhere(up->pool, up->agent_id, ip)) {
+            up->pool->stats.agent_id_conflicts++;
+            upstream_close(up, "agent id already held by connections from another address");
+            return;
+        }
         agent_ready(up);
         return;
     }
@@ -647,6 +657,17 @@ void upstream_accept(struct pool *p, uv_stream_t *server)
         }
     } else {
         snprintf(up->agent_id, sizeof(up->agent_id), "conn-%llu", (unsigned long long)up->id);
+    }
+    /* At max_conns, the connection that has waited longest in its handshake
+     * (identify unanswered) gives its slot to the new one: connections that
+     * never identify cannot keep out agents that do. */
+    struct upstream_conn *pending =
+        pool_total(p) >= p->pc->max_conns && sc->state != SIDECAR_STOPPING
+            ? pool_oldest_handshake(p)
+            : NULL;
+    if (pending) {
+        p->stats.agent_handshakes_evicted++;
+        upstream_close(pending, "handshake evicted: its slot went to a newer agent connection");
     }
     if (pool_total(p) >= p->pc->max_conns || sc->state == SIDECAR_STOPPING) {
         p->stats.agents_rejected++;

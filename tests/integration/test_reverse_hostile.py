@@ -79,8 +79,14 @@ class RawAgent:
     """An agent connection the test drives by hand (a drpc.Conn to the
     pool's accept port). With ident it answers the identify call first."""
 
-    def __init__(self, addr, ident=None):
-        self.c = drpc.Conn(addr)
+    def __init__(self, addr, ident=None, source=None):
+        sock = None
+        if source:  # another loopback address: another agent host
+            host, port = addr.rsplit(":", 1)
+            sock = socket.socket()
+            sock.bind((source, 0))
+            sock.connect((host, int(port)))
+        self.c = drpc.Conn(addr, sock=sock)
         self.sock = self.c.sock
         if ident is not None:
             sid, rpc = self.read_call()
@@ -235,6 +241,57 @@ def test_an_agent_stopped_mid_frame_is_closed(sidecar, agent, procs):
         assert c.unary(ECHO + "Unary", b"fine") == b"fine"
 
 
+# --- 2. real agents are not locked out ------------------------------------------
+
+
+def test_silent_handshakes_give_their_slots_to_a_real_agent(sidecar, agent, procs):
+    """max_conns connections that never answer identify used to keep every
+    agent out until dial_timeout_ms; the one waiting longest now makes room."""
+    sc = sidecar(reverse_config(max_conns=4, dial_timeout_ms=5000))
+    squatters = [procs.peer(RawAgent(accept_of(sc))) for _ in range(4)]
+    assert wait_for(lambda: pool(sc)["conns"]["connecting"] == 4)
+    t0 = time.monotonic()
+    agent(accept_of(sc), conns=1, ident="good")
+    assert wait_for(lambda: agent_conns(sc) == {"good": 1}, timeout=2.0)
+    assert time.monotonic() - t0 < 2.0 * SCALE
+    with sc.conn() as c:
+        assert c.unary(IDENTIFY, b"", {"agent-id": "good"}) == b"good"
+    assert pool(sc)["counters"]["agent_handshakes_evicted"] >= 1
+    assert squatters[0].closed_by_sidecar()
+
+
+def test_an_id_held_from_one_address_is_not_taken_from_another(sidecar, agent, procs):
+    """Two agents claimed "dup" and every call went to the later one. The
+    first address keeps the id; the other is turned away (counted)."""
+    sc = sidecar(reverse_config())
+    agent(accept_of(sc), conns=1, ident="dup")
+    assert wait_for(lambda: agent_conns(sc) == {"dup": 1})
+    first = pool(sc)["agents"][0]["remote"]
+    other = procs.peer(RawAgent(accept_of(sc), "dup", source="127.0.0.2"))
+    assert other.closed_by_sidecar()
+    assert pool(sc)["counters"]["agent_id_conflicts"] == 1
+    a = pool(sc)["agents"]
+    assert len(a) == 1 and a[0]["remote"] == first and a[0]["conns"] == 1
+    with sc.conn() as c:
+        for _ in range(20):
+            assert c.unary(IDENTIFY, b"", {"agent-id": "dup"}) == b"dup"
+
+
+def test_a_new_agent_connection_goes_behind_proven_ones(sidecar, agent, procs):
+    """A connection that has not served a call yet is tried last: a silent
+    squatter that arrives after a working agent gets no call while that
+    agent is free (it got the very next one)."""
+    sc = sidecar(reverse_config(identify=False, call_timeout_ms=500))
+    agent(accept_of(sc), conns=1)
+    assert idle(sc, 1)
+    with sc.conn() as c:
+        assert c.unary(ECHO + "Unary", b"proven") == b"proven"
+        procs.peer(RawAgent(accept_of(sc)))  # silent
+        assert idle(sc, 2)
+        for i in range(10):
+            assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
+
+
 # --- 3. drain keeps idle agent connections ------------------------------------
 
 
@@ -299,13 +356,18 @@ def test_connect_close_probes_lose_no_calls(sidecar, agent):
 
 def stock_then_raw(sidecar, agent, procs):
     """A pool without identify, a stock agent's connection, then a raw
-    agent's: the newest idle connection, so the next call goes to it."""
+    agent's behind it; a held call keeps the stock one busy (300 ms), so
+    the next call goes to the raw one. Returns (sidecar, raw, holder): the
+    holder's Sleep reply is b"slept"."""
     sc = sidecar(reverse_config(identify=False))
     agent(accept_of(sc), conns=1)
     assert idle(sc, 1)
     raw = procs.peer(RawAgent(accept_of(sc)))
     assert idle(sc, 2)
-    return sc, raw
+    holder = procs.peer(sc.conn())
+    holder.start_unary(ECHO + "Sleep", b"300")  # the older connection: the stock agent's
+    assert wait_for(lambda: pool(sc)["conns"]["busy"] == 1)
+    return sc, raw, holder
 
 
 def test_an_agent_that_half_closed_gets_no_more_calls(sidecar, agent, procs):
@@ -313,33 +375,35 @@ def test_an_agent_that_half_closed_gets_no_more_calls(sidecar, agent, procs):
     to the stock agent. (Its EOF is read while it idles; a call handed to it
     in the instant between its reply and its EOF is not retried, since a
     half-closed agent still reads and may have received it.)"""
-    sc, raw = stock_then_raw(sidecar, agent, procs)
+    sc, raw, holder = stock_then_raw(sidecar, agent, procs)
     with sc.conn() as c:
-        c.start_unary(ECHO + "Unary", b"first")  # the newest idle connection: raw
+        c.start_unary(ECHO + "Unary", b"first")  # the only idle connection: raw
         sid, _ = raw.read_call()
         raw.reply(sid, b"first")
         raw.sock.shutdown(socket.SHUT_WR)
         assert c.finish_unary() == b"first"
         for i in range(6):
             assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
+    assert holder.finish_unary() == b"slept"
 
 
 def test_a_call_the_agent_never_read_is_retried_once(sidecar, agent, procs):
     """The agent closes with the call unread (a reset): it cannot have
     served it, so the call goes to another connection."""
-    sc, raw = stock_then_raw(sidecar, agent, procs)
+    sc, raw, holder = stock_then_raw(sidecar, agent, procs)
     with sc.conn() as c:
-        c.start_unary(ECHO + "Unary", b"retry me")  # the newest idle connection: raw
+        c.start_unary(ECHO + "Unary", b"retry me")  # the only idle connection: raw
         r, _, _ = select.select([raw.sock], [], [], 5 * SCALE)
         assert r
         raw.close()  # unread bytes: the kernel resets the connection
-        assert c.finish_unary() == b"retry me"
+        assert c.finish_unary() == b"retry me"  # on the stock agent, once it is free
+    assert holder.finish_unary() == b"slept"
     assert pool(sc)["counters"]["calls_retried"] == 1
 
 
 def test_a_call_the_agent_read_is_not_retried(sidecar, agent, procs):
     """The agent read the call and closed: it may have acted on it."""
-    sc, raw = stock_then_raw(sidecar, agent, procs)
+    sc, raw, holder = stock_then_raw(sidecar, agent, procs)
     with sc.conn() as c:
         c.start_unary(ECHO + "Unary", b"once")
         raw.read_call()
@@ -347,6 +411,7 @@ def test_a_call_the_agent_read_is_not_retried(sidecar, agent, procs):
         with pytest.raises(drpc.DrpcError) as e:
             c.finish_unary()
         assert e.value.code == 1006
+    assert holder.finish_unary() == b"slept"
     assert pool(sc)["counters"]["calls_retried"] == 0
 
 
