@@ -381,7 +381,7 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (!up->wire.in.len)
         up->partial_since = 0;
     else if (!up->partial_since || frames)
-        up->partial_since = uv_now(up->pool->sc->loop);
+        up->partial_since = uv_now(up->pool->lc->loop);
     if (r < 0 && up->state != UPSTREAM_CLOSING) {
         up_warn(up, "up#%llu: protocol error from upstream: %s", (unsigned long long)up->id,
                 frame_strerror(r));
