@@ -326,7 +326,7 @@ static void h_reload(const struct route_req *rq, struct admin_response *resp)
         resp->pending = true;
 }
 
-/* The whole admin API. README's table lists the same rows. */
+/* The whole admin API. admin/README.md's table lists the same rows. */
 static const struct route routes[] = {
     {"GET", "/", h_dashboard},
     {"GET", "/healthz", h_healthz},

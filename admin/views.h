@@ -2,7 +2,7 @@
  * views: the admin API's JSON documents, built from the live objects each
  * time they are asked for (no copies that could drift from the data plane).
  * Numbers that /metrics also exports come from the rows of
- * metrics_table.h. Field names are snake_case and stable; README documents
+ * metrics_table.h. Field names are snake_case and stable; admin/README.md documents
  * them. Lists that grow with traffic (/calls, /clients) are capped by a
  * limit and say how many there were in total.
  */

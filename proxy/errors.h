@@ -1,7 +1,7 @@
 /*
  * errors: why the sidecar itself fails a call. Each cause has a stable
  * DRPC error code (sent in the Error packet's 8-byte code) and a name used
- * in logs and metrics. The table is declared once here; README documents it.
+ * in logs and metrics. The table is declared once here; proxy/README.md documents it.
  * Every Error text the sidecar sends starts with "drpc-sidecar: ".
  */
 #ifndef SIDECAR_ERRORS_H

@@ -9,8 +9,8 @@
  * poll is preceded by sched_yield(), so a process woken on the same core
  * (the app beside the sidecar, on a one-core VM, woken by our reply) runs
  * first instead of waiting for the spin to end. Nor does the loop spin
- * with as many calls in flight as cores (busy_poll_should_spin): on the
- * 2-core test VM that cost 64-connection throughput about a tenth.
+ * with as many calls in flight as cores (busy_poll_should_spin): their
+ * peers need every core (measured in config/README.md, busy_poll_us).
  * busy_poll_us 0 turns it off.
  */
 #ifndef DRPC_SIDECAR_RUN_H
