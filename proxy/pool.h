@@ -56,6 +56,7 @@ struct agent_listener;
     X(calls_cancelled, "Calls the client cancelled or abandoned")                                  \
     X(calls_failed, "Calls the sidecar failed (see errors by cause)")                              \
     X(dials, "Upstream dials started")                                                             \
+    X(panic_dials, "Dials for calls while no endpoint was healthy (panic mode)")                   \
     X(dial_failures, "Upstream dials that failed or timed out")                                    \
     X(wait_timeouts, "Calls that timed out waiting for a connection")                              \
     X(checkouts_idle, "Checkouts served from an idle connection")                                  \
@@ -113,6 +114,11 @@ struct endpoint {
     uint64_t dials;
     uint64_t dial_failures;
     uint64_t ejections;
+    /* The circuit breaker (pool.c): when the last dial failed, the probes
+     * made while the endpoint was out, and how often one readmitted it. */
+    uint64_t last_failure_at; /* uv_now ms; 0 = none since it last connected */
+    uint64_t probes;
+    uint64_t readmissions;
     char last_error[128];
 };
 
@@ -224,6 +230,10 @@ void pool_move_waiters(struct pool *from, struct pool *to);
 
 /* Fails every call waiting in p. */
 void pool_fail_waiters(struct pool *p, enum call_cause cause, const char *detail);
+
+/* A dial to e connected (or a health check passed): its failures are
+ * forgotten and, if it was ejected, it is readmitted at once. */
+void endpoint_readmit(struct pool *p, struct endpoint *e, const char *how);
 
 const char *endpoint_health_name(enum endpoint_health h);
 enum endpoint_health endpoint_health(const struct endpoint *e, uint64_t now);
