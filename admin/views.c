@@ -265,6 +265,7 @@ static json_t *call_json(const struct sidecar *sc, const struct call *c, uint64_
     json_object_set_new(o, "messages_down", json_integer((json_int_t)c->msgs_down));
     json_object_set_new(o, "bytes_up", json_integer((json_int_t)c->bytes_up));
     json_object_set_new(o, "bytes_down", json_integer((json_int_t)c->bytes_down));
+    json_object_set_new(o, "attempt", json_integer((json_int_t)c->attempt));
     return o;
 }
 

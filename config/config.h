@@ -161,7 +161,9 @@ struct config_listener {
     /* agent sent no reply frame this long (0 = never) */                                          \
     X(first_reply_timeout_ms, U64, 0, CONFIG_READ_DAY_MS, 60000, AGENT)                            \
     /* reverse pools: calls waiting for one named agent (absent ones share one allowance) */       \
-    X(max_waiters_per_agent, U32, 0, 1000000, 64, AGENT)
+    X(max_waiters_per_agent, U32, 0, 1000000, 64, AGENT)                                           \
+    /* retries of unanswered calls, as a share of the calls of the last second */                  \
+    X(retry_budget_percent, U32, 0, 100, 20, ANY)
 
 #define CONFIG_POOL_CTYPE_U32     uint32_t
 #define CONFIG_POOL_CTYPE_U64     uint64_t
@@ -222,6 +224,11 @@ struct config_route {
     uint64_t call_timeout_ms; /* overrides the pool's when has_call_timeout */
 
     char *agent_from_metadata; /* reverse pools: metadata key naming the agent */
+
+    /* "retry": {"unanswered": ..., "max_attempts": ...} (proxy/retry.h) */
+    bool has_retry;
+    bool retry_unanswered;       /* retry a call lost before the first reply byte */
+    uint32_t retry_max_attempts; /* attempts in all, 2..10, default 2 */
 };
 
 struct config_admin {

@@ -122,6 +122,12 @@ static json_t *route_json(struct out *o, const struct config_route *r)
         put(o, j, "call_timeout_ms", u64(r->call_timeout_ms));
     if (r->agent_from_metadata)
         put(o, j, "agent_from_metadata", json_string(r->agent_from_metadata));
+    if (r->has_retry) {
+        json_t *retry = json_object();
+        put(o, retry, "unanswered", json_boolean(r->retry_unanswered));
+        put(o, retry, "max_attempts", u64(r->retry_max_attempts));
+        put(o, j, "retry", retry);
+    }
     return j;
 }
 

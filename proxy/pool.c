@@ -425,6 +425,7 @@ static void acquire(struct pool *p, struct call *c);
 void pool_acquire(struct pool *p, struct call *c)
 {
     p->stats.calls++;
+    retry_budget_note_call(&p->retry_budget, uv_now(p->lc->loop));
     acquire(p, c);
 }
 

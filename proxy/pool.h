@@ -40,6 +40,7 @@
 #include "proxy/errors.h"
 #include "proxy/histo.h"
 #include "proxy/list.h"
+#include "proxy/retry.h"
 #include "proxy/upstream.h"
 
 struct sidecar;
@@ -68,6 +69,8 @@ struct agent_listener;
     X(agents_accepted, "Agent connections accepted (reverse pools)")                               \
     X(agents_rejected, "Agent connections closed at accept: max_conns reached (reverse pools)")    \
     X(calls_retried, "Calls sent to another connection: the first one's peer had closed unread")   \
+    X(calls_retried_unanswered, "Of those, calls lost after the request, before a reply (opt-in)") \
+    X(retries_over_budget, "Unanswered calls not retried because the retry budget was spent")      \
     X(agent_identify_failures, "Agent connections closed before identify succeeded")               \
     X(agent_handshakes_evicted, "Agent connections in their handshake closed for a newer one")     \
     X(agent_id_conflicts, "Agent connections closed: their id is held from another address")       \
@@ -147,6 +150,7 @@ struct pool {
     bool retired;  /* replaced by a reload: serves its waiters, then closes */
     struct list_node retired_node; /* sidecar.retired_pools */
     struct agent_listener *agents; /* reverse pools: where agents dial in */
+    struct retry_budget retry_budget;
     struct pool_stats stats;
 };
 
@@ -164,8 +168,8 @@ void pool_destroy(struct pool *p);
  */
 void pool_acquire(struct pool *p, struct call *c);
 
-/* pool_acquire for a call whose connection was lost before it was read
- * (call_retry): counted as a retry, not as another call. */
+/* pool_acquire for a call sent to another connection (call_retry; see
+ * retry.h): counted as a retry, not as another call. */
 void pool_retry(struct pool *p, struct call *c);
 
 /* Removes a waiting call from the queue (client left, timeout). */

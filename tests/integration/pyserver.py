@@ -96,16 +96,24 @@ class _ServerConn(threading.Thread):
     def before_recv(self):
         """Waits until the socket is readable, then marks the connection
         active before taking its bytes, so close_if_idle never closes it
-        with a request read but not yet served."""
+        with a request read but not yet served. A connection close_if_idle
+        picked is closed here, by its own thread, as Go's server closes an
+        idle connection: a plain close (a reset if bytes came meanwhile)."""
         with self.state_lock:
             self.active = self.in_call
-        select.select([self.sock], [], [])
-        with self.state_lock:
-            self.active = True
+        while True:
+            readable = select.select([self.sock], [], [], 0.005)[0]
+            with self.state_lock:
+                if self.idle_closed:
+                    self.sock.close()
+                    raise drpc.ConnectionLost("closed while idle")
+                if readable:
+                    self.active = True
+                    return
 
     def close_if_idle(self):
-        """Shuts the connection down when no call is under way and no byte
-        waits unread; returns whether it did."""
+        """Picks the connection to be closed when no call is under way and
+        no byte waits unread; returns whether it did."""
         with self.state_lock:
             if self.active or self.idle_closed:
                 return False
@@ -114,10 +122,6 @@ class _ServerConn(threading.Thread):
                     return False
             except BlockingIOError:
                 pass
-            except OSError:
-                return False
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 return False
             self.idle_closed = True

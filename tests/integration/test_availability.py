@@ -114,3 +114,111 @@ def test_single_endpoint_restart_costs_its_downtime_only(testd, sidecar):
     # the dials of the calls that found the pool empty at the kill
     assert dials_down <= 16 + 12, dials_down
     assert set(failures(records)) <= {1004, 1005, 1006}, failures(records)
+
+
+def test_an_upstream_closing_idle_connections_never_fails_a_call(pyserver, sidecar):
+    """The upstream shuts down every connection that is between calls every
+    100-300 ms (a Go server shutting down gracefully, an idle timeout),
+    while calls arrive at the same rhythm: no call fails. A connection
+    found closed at checkout is skipped; one lost before its peer can have
+    read the call is retried."""
+    up = pyserver()
+    up.close_idle_every(100, 300)
+    sc = sidecar(default_pool(up.addr))
+    load = TimedLoad(sc.addr, n=16, pause_s=0.1)
+    time.sleep(6.0)
+    records = load.stop()
+    c = pool_view(sc)["counters"]
+    print("figures: idle-close rhythm: %d calls, failed %s; upstream idle closes %d; "
+          "calls retried %d"
+          % (len(records), failures(records), up.idle_closes, c.get("calls_retried", -1)))
+    assert up.idle_closes >= 10
+    assert len(records) >= 60
+    assert not failures(records), failures(records)
+
+
+def rolling_restart(testd, sidecar, retry):
+    """Two endpoints under 32 clients: kill A, restart it, kill B, restart
+    it. Returns the records and the pool view."""
+    a, b = free_addr(), free_addr()
+    ups = {a: testd(a), b: testd(b)}
+    cfg = default_pool(a)
+    cfg["pools"][0]["endpoints"] = [a, b]
+    if retry:
+        cfg["routes"][0]["retry"] = {"unanswered": True, "max_attempts": 2}
+    sc = sidecar(cfg)
+    load = TimedLoad(sc.addr, n=32)
+    time.sleep(0.7)
+    for addr in (a, b):
+        ups[addr].kill()
+        time.sleep(0.7)
+        ups[addr] = testd(addr)
+        time.sleep(0.7)
+    return load.stop(), pool_view(sc)
+
+
+def test_rolling_restart_with_retry_unanswered_fails_no_call(testd, sidecar):
+    records, p = rolling_restart(testd, sidecar, retry=True)
+    c = p["counters"]
+    print("figures: rolling restart, retry.unanswered: failed %s of %d calls; retried "
+          "unanswered=%d in all=%d over_budget=%d"
+          % (failures(records), len(records), c["calls_retried_unanswered"],
+             c["calls_retried"], c["retries_over_budget"]))
+    assert not failures(records), failures(records)
+    assert c["calls_retried_unanswered"] >= 1
+
+
+def test_rolling_restart_without_opt_in_fails_only_calls_in_flight(testd, sidecar):
+    records, p = rolling_restart(testd, sidecar, retry=False)
+    f = failures(records)
+    print("figures: rolling restart, no opt-in: failed %s of %d calls; retried unanswered=%d "
+          "in all=%d"
+          % (f, len(records), p["counters"]["calls_retried_unanswered"],
+             p["counters"]["calls_retried"]))
+    assert set(f) <= {1006}, f
+    assert f.get(1006, 0) <= 2 * 32  # at most the calls in flight at each kill
+    assert p["counters"]["calls_retried_unanswered"] == 0
+
+
+def test_retry_budget_holds_under_an_upstream_that_drops_calls(pyserver, sidecar):
+    """Every call to /test.Echo/Abort loses its connection before a reply
+    byte; the route retries unanswered calls up to 10 attempts, but the
+    pool's budget keeps retries to 20% of its calls per second (at least
+    3 per second): most calls fail with 1006 instead of storming."""
+    up = pyserver()
+    cfg = default_pool(up.addr)
+    cfg["routes"][0]["retry"] = {"unanswered": True, "max_attempts": 10}
+    sc = sidecar(cfg)
+    calls, errors = 0, {}
+    t0 = time.monotonic()
+    with sc.conn() as c:
+        while time.monotonic() - t0 < 2.0:
+            calls += 1
+            try:
+                c.unary(ECHO + "Abort", b"0")
+            except drpc.DrpcError as e:
+                errors[e.code] = errors.get(e.code, 0) + 1
+    took = time.monotonic() - t0
+    cnt = pool_view(sc)["counters"]
+    retried = cnt["calls_retried_unanswered"]
+    print("figures: retry budget: %d calls in %.1fs, failed %s; retried %d, over budget %d"
+          % (calls, took, errors, retried, cnt["retries_over_budget"]))
+    assert errors.get(1006, 0) >= calls * 0.5
+    assert cnt["retries_over_budget"] >= 1
+    assert retried <= 0.2 * cnt["calls"] + 3 * (took + 2) + 2, (retried, cnt["calls"])
+
+
+def test_a_refused_dial_sends_the_call_to_another_endpoint(pyserver, sidecar):
+    """Safe retries, dial refused: with one endpoint refusing, every call is
+    served by the other, none fails (the dial that was refused never
+    carried a byte of the call)."""
+    dead = free_addr()
+    cfg = default_pool(dead)
+    cfg["pools"][0]["endpoints"] = [dead, pyserver().addr]
+    cfg["pools"][0]["max_conns"] = 1  # every call after the first needs the one connection
+    sc = sidecar(cfg)
+    with sc.conn() as c:
+        for i in range(20):
+            assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
+    ep = pool_view(sc)["endpoints"][0]
+    assert ep["dial_failures"] >= 1, ep
