@@ -70,7 +70,11 @@
       "Probes (dials) made while the endpoint was ejected or backing off", e->probes)              \
     X(pool_endpoint_readmissions_total, counter, readmissions, INT,                                \
       "Times a successful probe or dial readmitted the endpoint before eject_ms ran out",          \
-      e->readmissions)
+      e->readmissions)                                                                             \
+    X(pool_endpoint_health_checks_total, counter, health_checks, INT,                              \
+      "Active health checks of the endpoint that finished", e->check.checks)                       \
+    X(pool_endpoint_health_check_failures_total, counter, health_check_failures, INT,              \
+      "Active health checks of the endpoint that failed", e->check.failed)
 
 /* Per listener, labels {listener}; subject `l` (const struct listener *). JSON: /stats. */
 #define METRICS_LISTENER(X)                                                                        \

@@ -79,6 +79,19 @@ static json_t *pool_json(struct out *o, const struct config_pool *p)
         put(o, j, "endpoints", eps);
         if (p->tls.enabled)
             put(o, j, "tls", config_tls_client_json(&p->tls));
+        const struct config_health_check *hc = &p->health_check;
+        if (hc->enabled) {
+            json_t *h = json_object();
+            put(o, h, "interval_ms", u64(hc->interval_ms));
+            put(o, h, "timeout_ms", u64(hc->timeout_ms));
+            if (hc->rpc) {
+                put(o, h, "rpc", json_string(hc->rpc));
+                put(o, h, "request", json_string(hc->request));
+            }
+            put(o, h, "healthy_threshold", u64(hc->healthy_threshold));
+            put(o, h, "unhealthy_threshold", u64(hc->unhealthy_threshold));
+            put(o, j, "health_check", h);
+        }
     }
     /* The keys of both kinds of pool (and of reverse pools only), then
      * (dialled pools only) the rest. */

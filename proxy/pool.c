@@ -41,6 +41,8 @@ const char *endpoint_health_name(enum endpoint_health h)
         return "backoff";
     case ENDPOINT_EJECTED:
         return "ejected";
+    case ENDPOINT_UNHEALTHY:
+        return "unhealthy";
     }
     return "?";
 }
@@ -49,6 +51,8 @@ enum endpoint_health endpoint_health(const struct endpoint *e, uint64_t now)
 {
     if (e->ejected_until > now)
         return ENDPOINT_EJECTED;
+    if (e->pool->pc->health_check.enabled && e->check.state != ENDPOINT_CHECK_HEALTHY)
+        return ENDPOINT_UNHEALTHY;
     if (e->backoff_until > now)
         return ENDPOINT_BACKOFF;
     return ENDPOINT_HEALTHY;
@@ -175,6 +179,15 @@ static const char *last_dial_error(const struct pool *p)
         if (p->endpoints[i].last_error[0])
             last = p->endpoints[i].last_error;
     return last;
+}
+
+/* Whether some endpoint is healthy (not panic mode). */
+static bool any_healthy(const struct pool *p, uint64_t now)
+{
+    for (size_t i = 0; i < p->n_endpoints; i++)
+        if (endpoint_health(&p->endpoints[i], now) == ENDPOINT_HEALTHY)
+            return true;
+    return false;
 }
 
 static bool all_ejected(const struct pool *p, uint64_t now)
@@ -535,6 +548,8 @@ void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const ch
         upstream_close(up, "max_lifetime reached");
     else if (up->ep && endpoint_health(up->ep, now) == ENDPOINT_EJECTED)
         upstream_close(up, "endpoint ejected");
+    else if (up->ep && endpoint_health(up->ep, now) == ENDPOINT_UNHEALTHY && any_healthy(p, now))
+        upstream_close(up, "endpoint unhealthy");
     else {
         hand_over(p, up, CHECKOUT_WAITED);
         return;
@@ -581,16 +596,16 @@ void pool_on_connected(struct pool *p, struct upstream_conn *up)
     hand_over(p, up, CHECKOUT_DIALED);
 }
 
-/* An ejected endpoint gets no calls while it is out, not even over
- * connections opened before it failed: they are closed. */
-static void close_idle_of(struct pool *p, const struct endpoint *e)
+/* An ejected or unhealthy endpoint gets no calls while it is out, not even
+ * over connections opened before it failed: they are closed. */
+void pool_close_idle_of(struct pool *p, const struct endpoint *e, const char *reason)
 {
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &p->idle.head)
     {
         struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
         if (up->ep == e)
-            upstream_close(up, "endpoint ejected");
+            upstream_close(up, reason);
     }
 }
 
@@ -642,7 +657,7 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
             log_warn("pool %s: endpoint %s ejected for %llu ms after %u failures (%s)", p->pc->name,
                      e->addr->text, (unsigned long long)p->pc->eject_ms, e->consecutive_failures,
                      e->last_error);
-            close_idle_of(p, e);
+            pool_close_idle_of(p, e, "endpoint ejected");
         } else {
             log_warn("pool %s: %s", p->pc->name, e->last_error);
         }
@@ -717,7 +732,10 @@ void pool_janitor(struct pool *p, uint64_t now)
             if (!dial_one(p, false))
                 break;
         }
-        probe_endpoints(p, now);
+        if (pc->health_check.enabled)
+            health_janitor(p, now); /* the checks are the probes */
+        else
+            probe_endpoints(p, now);
     }
     serve_waiters(p);
 }
@@ -859,6 +877,7 @@ uint32_t pool_agent_conns(const struct pool *p, const char *agent_id)
 
 void pool_free(struct pool *p)
 {
+    health_stop(p);
     if (list_linked(&p->retired_node))
         list_remove(&p->retired_node);
     config_unref(p->cfg);
@@ -873,6 +892,7 @@ void pool_destroy(struct pool *p)
         p->agents = NULL;
     }
     p->draining = true;
+    health_stop(p);
     pool_fail_waiters(p, CALL_CAUSE_SHUTTING_DOWN, NULL);
     struct counted_list *lists[] = {&p->idle, &p->connecting, &p->busy, &p->released};
     for (size_t i = 0; i < 4; i++) {

@@ -38,6 +38,7 @@
 
 #include "config/config.h"
 #include "proxy/errors.h"
+#include "proxy/health.h"
 #include "proxy/histo.h"
 #include "proxy/list.h"
 #include "proxy/retry.h"
@@ -87,8 +88,9 @@ struct pool_stats {
 
 enum endpoint_health {
     ENDPOINT_HEALTHY,
-    ENDPOINT_BACKOFF, /* recent dial failure: not dialled until backoff_until */
-    ENDPOINT_EJECTED, /* too many consecutive failures: unused until ejected_until */
+    ENDPOINT_BACKOFF,   /* recent dial failure: not dialled until backoff_until */
+    ENDPOINT_EJECTED,   /* too many consecutive failures: unused until ejected_until */
+    ENDPOINT_UNHEALTHY, /* active health checks have not passed (health.h) */
 };
 
 #define ENDPOINT_MAX_RESOLVED 8
@@ -123,6 +125,7 @@ struct endpoint {
     uint64_t probes;
     uint64_t readmissions;
     char last_error[128];
+    struct endpoint_check check; /* active health checks (health.h) */
 };
 
 struct pool {
@@ -234,6 +237,9 @@ void pool_move_waiters(struct pool *from, struct pool *to);
 
 /* Fails every call waiting in p. */
 void pool_fail_waiters(struct pool *p, enum call_cause cause, const char *detail);
+
+/* Closes e's idle connections (e was ejected or turned unhealthy). */
+void pool_close_idle_of(struct pool *p, const struct endpoint *e, const char *reason);
 
 /* A dial to e connected (or a health check passed): its failures are
  * forgotten and, if it was ejected, it is readmitted at once. */

@@ -7,9 +7,11 @@ call, failed calls by code, dials made while the upstream was down."""
 
 import threading
 import time
+import urllib.request
 
 from . import drpc
 from .procs import SCALE, basic_config, free_addr
+from .test_faults import RawUpstream
 
 ECHO = "/test.Echo/"
 
@@ -222,3 +224,114 @@ def test_a_refused_dial_sends_the_call_to_another_endpoint(pyserver, sidecar):
             assert c.unary(ECHO + "Unary", b"%d" % i) == b"%d" % i
     ep = pool_view(sc)["endpoints"][0]
     assert ep["dial_failures"] >= 1, ep
+
+
+class CheckedUpstream(RawUpstream):
+    """A DRPC upstream whose answers the test switches: mode "ok" echoes
+    each request, "error" answers every call with an Error, "silent"
+    accepts and reads but never answers (a blackhole). Records the
+    request messages it received. Register with procs.peer()."""
+
+    def __init__(self, mode="ok"):
+        self.mode = mode
+        self.messages = []
+        super().__init__(None)
+
+    def _serve(self, s):
+        dec = drpc.FrameDecoder()
+        msg = {}
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    return
+                for f in dec.feed(data):
+                    if f.kind == drpc.KIND_MESSAGE:
+                        msg[f.stream] = f.data
+                        self.messages.append(f.data)
+                    if f.kind != drpc.KIND_CLOSE_SEND or self.mode == "silent":
+                        continue
+                    if self.mode == "error":
+                        s.sendall(drpc.encode_frame(drpc.KIND_ERROR, f.stream, 1,
+                                                    drpc.encode_error(13, "not serving")))
+                    else:
+                        s.sendall(drpc.encode_frame(drpc.KIND_MESSAGE, f.stream, 1,
+                                                    msg.get(f.stream, b"")) +
+                                  drpc.encode_frame(drpc.KIND_CLOSE_SEND, f.stream, 2))
+        except OSError:
+            pass
+
+
+def endpoint_views(sc):
+    return {e["address"]: e for e in pool_view(sc)["endpoints"]}
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout * SCALE
+    while True:
+        v = pred()
+        if v:
+            return v
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.01)
+
+
+def test_health_check_rpc_keeps_calls_off_an_endpoint_that_fails_it(procs, pyserver, sidecar):
+    """One endpoint accepts connections but fails the check RPC: it is
+    marked unhealthy before any call is routed, and never gets one."""
+    bad = procs.peer(CheckedUpstream("error"))
+    good = pyserver()
+    cfg = default_pool(bad.addr)
+    cfg["pools"][0]["endpoints"] = [bad.addr, good.addr]
+    cfg["pools"][0]["health_check"] = {"interval_ms": 100, "rpc": ECHO + "Unary",
+                                       "request": "ping"}
+    sc = sidecar(cfg)
+    eps = wait_for(lambda: (lambda v: v if v[bad.addr]["health_check"]["last_at"] and
+                            v[good.addr]["health_check"]["last_at"] else None)(endpoint_views(sc)),
+                   5, "the first checks")
+    assert eps[bad.addr]["health"] == "unhealthy", eps[bad.addr]
+    assert "error code=13" in eps[bad.addr]["health_check"]["last_result"]
+    assert eps[good.addr]["health"] == "healthy", eps[good.addr]
+    assert eps[good.addr]["health_check"]["state"] == "healthy"
+    with sc.conn() as c:
+        for i in range(20):
+            assert c.unary(ECHO + "Unary", b"call%d" % i) == b"call%d" % i
+    time.sleep(0.3)
+    assert set(bad.messages) == {b"ping"}, bad.messages[:5]  # checks only, never a call
+    eps = endpoint_views(sc)
+    assert eps[bad.addr]["health_checks"] >= 2 and eps[bad.addr]["health_check_failures"] >= 2
+    assert eps[bad.addr]["health_check"]["consecutive_failures"] >= 2
+    assert eps[good.addr]["health_check"]["consecutive_successes"] >= 2
+    metrics = urllib.request.urlopen("http://%s/metrics" % sc.admin, timeout=5).read().decode()
+    assert "drpc_sidecar_pool_endpoint_health_check_failures_total" in metrics
+
+
+def test_health_check_ejects_a_blackholed_endpoint_within_its_threshold(procs, sidecar):
+    """An endpoint that keeps accepting but stops answering is marked
+    unhealthy within unhealthy_threshold x interval_ms (plus the timeout of
+    the check that was running), and its idle connections are closed."""
+    up = procs.peer(CheckedUpstream("ok"))
+    other = procs.peer(CheckedUpstream("ok"))
+    cfg = default_pool(up.addr)
+    cfg["pools"][0]["endpoints"] = [up.addr, other.addr]
+    cfg["pools"][0]["min_idle"] = 2
+    cfg["pools"][0]["health_check"] = {"interval_ms": 200, "timeout_ms": 150,
+                                       "rpc": ECHO + "Unary", "unhealthy_threshold": 3}
+    sc = sidecar(cfg)
+    wait_for(lambda: endpoint_views(sc)[up.addr]["health"] == "healthy", 5, "healthy")
+    up.mode = "silent"
+    t0 = time.monotonic()
+    wait_for(lambda: endpoint_views(sc)[up.addr]["health"] == "unhealthy", 5, "unhealthy")
+    took = time.monotonic() - t0
+    ep = endpoint_views(sc)[up.addr]
+    print("figures: blackholed endpoint marked unhealthy after %.3fs (threshold 3 x 200 ms); "
+          "last result %r" % (took, ep["health_check"]["last_result"]))
+    # the first check to start after the switch starts within interval_ms;
+    # from it, three fail interval_ms apart, the last after timeout_ms:
+    # 2 x 200 + 150 ms, within unhealthy_threshold x interval_ms
+    assert took <= 0.2 + 3 * 0.2 + 0.1, took
+    assert ep["health_check"]["last_result"] == "timed out"
+    assert ep["open_conns"] == 0 or ep["busy_conns"] == ep["open_conns"]
+    with sc.conn() as c:
+        for i in range(10):
+            assert c.unary(ECHO + "Unary", b"x%d" % i) == b"x%d" % i
