@@ -65,7 +65,16 @@
     X(pool_endpoint_dial_failures_total, counter, dial_failures, INT,                              \
       "Dials to the endpoint that failed or timed out", e->dial_failures)                          \
     X(pool_endpoint_ejections_total, counter, ejections, INT,                                      \
-      "Times the endpoint was ejected for consecutive failures", e->ejections)
+      "Times the endpoint was ejected for consecutive failures", e->ejections)                     \
+    X(pool_endpoint_probes_total, counter, probes, INT,                                            \
+      "Probes (dials) made while the endpoint was ejected or backing off", e->probes)              \
+    X(pool_endpoint_readmissions_total, counter, readmissions, INT,                                \
+      "Times a successful probe or dial readmitted the endpoint before eject_ms ran out",          \
+      e->readmissions)                                                                             \
+    X(pool_endpoint_health_checks_total, counter, health_checks, INT,                              \
+      "Active health checks of the endpoint that finished", e->check.checks)                       \
+    X(pool_endpoint_health_check_failures_total, counter, health_check_failures, INT,              \
+      "Active health checks of the endpoint that failed", e->check.failed)
 
 /* Per listener, labels {listener}; subject `l` (const struct listener *). JSON: /stats. */
 #define METRICS_LISTENER(X)                                                                        \

@@ -88,6 +88,24 @@ static json_t *percentiles(const struct histo *h)
                      "count", (json_int_t)h->count);
 }
 
+/* An endpoint's active health checks (proxy/health.h), or null without. */
+static json_t *health_check_json(const struct sidecar *sc, const struct endpoint *e)
+{
+    const struct endpoint_check *k = &e->check;
+    if (!e->pool->pc->health_check.enabled)
+        return json_null();
+    json_t *o = json_object();
+    json_object_set_new(o, "state", json_string(health_state_name(k->state)));
+    json_object_set_new(o, "last_result",
+                        k->last_at ? views_string(k->last_result, strlen(k->last_result))
+                                   : json_null());
+    json_object_set_new(o, "last_at", k->last_at ? iso(sc, k->last_at) : json_null());
+    json_object_set_new(o, "last_latency_ms", json_real((double)k->last_latency_us / 1000.0));
+    json_object_set_new(o, "consecutive_successes", json_integer((json_int_t)k->successes));
+    json_object_set_new(o, "consecutive_failures", json_integer((json_int_t)k->failures));
+    return o;
+}
+
 static json_t *endpoint_json(const struct sidecar *sc, const struct endpoint *e, uint64_t now)
 {
     enum endpoint_health health = endpoint_health(e, now);
@@ -109,6 +127,7 @@ static json_t *endpoint_json(const struct sidecar *sc, const struct endpoint *e,
     json_object_set_new(o, "last_error",
                         e->last_error[0] ? views_string(e->last_error, strlen(e->last_error))
                                          : json_null());
+    json_object_set_new(o, "health_check", health_check_json(sc, e));
     return o;
 }
 
@@ -265,6 +284,7 @@ static json_t *call_json(const struct sidecar *sc, const struct call *c, uint64_
     json_object_set_new(o, "messages_down", json_integer((json_int_t)c->msgs_down));
     json_object_set_new(o, "bytes_up", json_integer((json_int_t)c->bytes_up));
     json_object_set_new(o, "bytes_down", json_integer((json_int_t)c->bytes_down));
+    json_object_set_new(o, "attempt", json_integer((json_int_t)c->attempt));
     return o;
 }
 

@@ -208,12 +208,49 @@ static int read_CANCEL(struct config_reader *rd, const json_t *v, const char *pa
     return rc;
 }
 
+/* "health_check": {"interval_ms", "timeout_ms", "rpc", "request",
+ * "healthy_threshold", "unhealthy_threshold"} (proxy/health.h). */
+static int parse_health_check(struct config_reader *rd, const json_t *v, const char *path,
+                              struct config_health_check *hc)
+{
+    static const char *const keys[] = {"interval_ms",       "timeout_ms",          "rpc", "request",
+                                       "healthy_threshold", "unhealthy_threshold", NULL};
+    int rc;
+    if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)))
+        return rc;
+    const json_t *req = json_object_get(v, "request");
+    if ((rc = config_read_u64(rd, v, path, "interval_ms", 10, CONFIG_READ_DAY_MS, 1000,
+                              &hc->interval_ms)) ||
+        (rc = config_read_u64(rd, v, path, "timeout_ms", 1, CONFIG_READ_DAY_MS, 1000,
+                              &hc->timeout_ms)) ||
+        (rc = config_read_string(rd, v, path, "rpc", false, &hc->rpc)) ||
+        (rc = config_read_u32(rd, v, path, "healthy_threshold", 1, 1000, 2,
+                              &hc->healthy_threshold)) ||
+        (rc = config_read_u32(rd, v, path, "unhealthy_threshold", 1, 1000, 3,
+                              &hc->unhealthy_threshold)))
+        return rc;
+    if (req) {
+        char p[PATH_LEN];
+        config_read_join(p, path, "request");
+        if (!json_is_string(req))
+            return config_read_fail(rd, p, "must be a string, not %s", config_read_type_name(req));
+        if (!hc->rpc)
+            return config_read_fail(rd, p, "needs \"rpc\": a TCP check sends nothing");
+    }
+    hc->request = strdup(req ? json_string_value(req) : "");
+    if (!hc->request)
+        return UV_ENOMEM;
+    hc->enabled = true;
+    return 0;
+}
+
 static int parse_pool(struct config_reader *rd, const json_t *v, const char *path,
                       struct config_pool *pl)
 {
 #define POOL_KEY_NAME(key, type, min, max, def, scope) #key,
     static const char *const keys[] = {
-        "name", "endpoints", "accept", "identify", CONFIG_POOL_KEYS(POOL_KEY_NAME) "tls", NULL};
+        "name",         "endpoints", "accept", "identify", CONFIG_POOL_KEYS(POOL_KEY_NAME) "tls",
+        "health_check", NULL};
 #undef POOL_KEY_NAME
     int rc;
     if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
@@ -266,6 +303,15 @@ static int parse_pool(struct config_reader *rd, const json_t *v, const char *pat
         }
         /* The sidecar is the TLS server towards agents: the listener form. */
         if ((rc = config_tls_parse_server(rd, v, path, &pl->accept_tls)))
+            return rc;
+    }
+
+    const json_t *hc = json_object_get(v, "health_check");
+    if (hc) {
+        config_read_join(p, path, "health_check");
+        if (pl->reverse)
+            return config_read_fail(rd, p, "does not apply to reverse pools: agents dial in");
+        if ((rc = parse_health_check(rd, hc, p, &pl->health_check)))
             return rc;
     }
 
@@ -537,6 +583,8 @@ static void config_free(struct config *cfg)
         free(p->endpoints);
         config_addr_free(&p->accept);
         free(p->identify_rpc);
+        free(p->health_check.rpc);
+        free(p->health_check.request);
         config_tls_client_free(&p->tls);
         config_tls_server_free(&p->accept_tls);
     }

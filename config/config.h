@@ -161,7 +161,9 @@ struct config_listener {
     /* agent sent no reply frame this long (0 = never) */                                          \
     X(first_reply_timeout_ms, U64, 0, CONFIG_READ_DAY_MS, 60000, AGENT)                            \
     /* reverse pools: calls waiting for one named agent (absent ones share one allowance) */       \
-    X(max_waiters_per_agent, U32, 0, 1000000, 64, AGENT)
+    X(max_waiters_per_agent, U32, 0, 1000000, 64, AGENT)                                           \
+    /* retries of unanswered calls, as a share of the calls of the last second */                  \
+    X(retry_budget_percent, U32, 0, 100, 20, ANY)
 
 #define CONFIG_POOL_CTYPE_U32     uint32_t
 #define CONFIG_POOL_CTYPE_U64     uint64_t
@@ -185,16 +187,28 @@ struct config_listener {
 extern const char *const config_balance_names[];
 extern const char *const config_cancel_names[];
 
+/* A pool's "health_check" (proxy/health.h). */
+struct config_health_check {
+    bool enabled;                 /* the key was given */
+    uint64_t interval_ms;         /* between checks of one endpoint, default 1000 */
+    uint64_t timeout_ms;          /* a check that takes longer fails, default 1000 */
+    char *rpc;                    /* unary RPC whose success means healthy; NULL = TCP connect */
+    char *request;                /* its request message, default "" */
+    uint32_t healthy_threshold;   /* passes in a row that make an endpoint healthy, default 2 */
+    uint32_t unhealthy_threshold; /* failures in a row that make it unhealthy, default 3 */
+};
+
 struct config_pool {
     char *name;
     /* Dialled pool: endpoints. Reverse pool: accept (exclusive with endpoints). */
     struct config_addr *endpoints;
     size_t n_endpoints;
-    bool reverse;                        /* true when "accept" is given */
-    struct config_addr accept;           /* reverse pools: where agents dial in */
-    char *identify_rpc;                  /* reverse pools: "identify": {"rpc": ...}; NULL = off */
-    struct config_tls_client tls;        /* dialled pools: "tls" */
-    struct config_tls_server accept_tls; /* reverse pools: "tls" (the listener form) */
+    bool reverse;              /* true when "accept" is given */
+    struct config_addr accept; /* reverse pools: where agents dial in */
+    char *identify_rpc;        /* reverse pools: "identify": {"rpc": ...}; NULL = off */
+    struct config_health_check health_check; /* dialled pools: "health_check" */
+    struct config_tls_client tls;            /* dialled pools: "tls" */
+    struct config_tls_server accept_tls;     /* reverse pools: "tls" (the listener form) */
 
     CONFIG_POOL_KEYS(CONFIG_POOL_MEMBER)
 };
@@ -222,6 +236,11 @@ struct config_route {
     uint64_t call_timeout_ms; /* overrides the pool's when has_call_timeout */
 
     char *agent_from_metadata; /* reverse pools: metadata key naming the agent */
+
+    /* "retry": {"unanswered": ..., "max_attempts": ...} (proxy/retry.h) */
+    bool has_retry;
+    bool retry_unanswered;       /* retry a call lost before the first reply byte */
+    uint32_t retry_max_attempts; /* attempts in all, 2..10, default 2 */
 };
 
 struct config_admin {

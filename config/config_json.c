@@ -79,6 +79,19 @@ static json_t *pool_json(struct out *o, const struct config_pool *p)
         put(o, j, "endpoints", eps);
         if (p->tls.enabled)
             put(o, j, "tls", config_tls_client_json(&p->tls));
+        const struct config_health_check *hc = &p->health_check;
+        if (hc->enabled) {
+            json_t *h = json_object();
+            put(o, h, "interval_ms", u64(hc->interval_ms));
+            put(o, h, "timeout_ms", u64(hc->timeout_ms));
+            if (hc->rpc) {
+                put(o, h, "rpc", json_string(hc->rpc));
+                put(o, h, "request", json_string(hc->request));
+            }
+            put(o, h, "healthy_threshold", u64(hc->healthy_threshold));
+            put(o, h, "unhealthy_threshold", u64(hc->unhealthy_threshold));
+            put(o, j, "health_check", h);
+        }
     }
     /* The keys of both kinds of pool (and of reverse pools only), then
      * (dialled pools only) the rest. */
@@ -122,6 +135,12 @@ static json_t *route_json(struct out *o, const struct config_route *r)
         put(o, j, "call_timeout_ms", u64(r->call_timeout_ms));
     if (r->agent_from_metadata)
         put(o, j, "agent_from_metadata", json_string(r->agent_from_metadata));
+    if (r->has_retry) {
+        json_t *retry = json_object();
+        put(o, retry, "unanswered", json_boolean(r->retry_unanswered));
+        put(o, retry, "max_attempts", u64(r->retry_max_attempts));
+        put(o, j, "retry", retry);
+    }
     return j;
 }
 

@@ -110,11 +110,28 @@ static int parse_add_metadata(struct config_reader *rd, const json_t *add, const
     return 0;
 }
 
+/* "retry": {"unanswered": bool, "max_attempts": 2..10}; without it, or
+ * with unanswered false, only calls that never reached the upstream are
+ * retried (proxy/retry.h). */
+static int parse_retry(struct config_reader *rd, const json_t *v, const char *path,
+                       struct config_route *r)
+{
+    static const char *const keys[] = {"unanswered", "max_attempts", NULL};
+    int rc;
+    if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
+        (rc = config_read_bool(rd, v, path, "unanswered", false, &r->retry_unanswered)) ||
+        (rc = config_read_u32(rd, v, path, "max_attempts", 2, 10, 2, &r->retry_max_attempts)))
+        return rc;
+    r->has_retry = true;
+    return 0;
+}
+
 static int parse_route(struct config_reader *rd, const json_t *v, const char *path,
                        struct config_route *r, const struct config *cfg, size_t index)
 {
     static const char *const keys[] = {
-        "name", "match", "pool", "add_metadata", "call_timeout_ms", "agent_from_metadata", NULL};
+        "name",  "match", "pool", "add_metadata", "call_timeout_ms", "agent_from_metadata",
+        "retry", NULL};
     int rc;
     char p[CONFIG_POS_PATH_MAX];
     if ((rc = config_read_object(rd, v, path)) || (rc = config_read_keys(rd, v, path, keys)) ||
@@ -152,6 +169,12 @@ static int parse_route(struct config_reader *rd, const json_t *v, const char *pa
         (rc = config_read_string(rd, v, path, "agent_from_metadata", false,
                                  &r->agent_from_metadata)))
         return rc;
+    const json_t *retry = json_object_get(v, "retry");
+    if (retry) {
+        config_read_join(p, path, "retry");
+        if ((rc = parse_retry(rd, retry, p, r)))
+            return rc;
+    }
     if (r->agent_from_metadata && !cfg->pools[pi].reverse) {
         config_read_join(p, path, "agent_from_metadata");
         return config_read_fail(

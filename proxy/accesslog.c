@@ -245,6 +245,7 @@ void accesslog_call(struct accesslog *al, const struct accesslog_entry *e)
         {"call_id", e->call_id},         {"client_id", e->client_id}, {"error_code", e->error_code},
         {"duration_us", e->duration_us}, {"wait_us", e->wait_us},     {"bytes_up", e->bytes_up},
         {"bytes_down", e->bytes_down},   {"msgs_up", e->msgs_up},     {"msgs_down", e->msgs_down},
+        {"attempt", e->attempt},
     };
     size_t start = al->pending.len;
     int rc = 0;

@@ -36,6 +36,7 @@ struct accesslog_entry {
     uint64_t duration_us;
     uint64_t wait_us;
     uint64_t bytes_up, bytes_down, msgs_up, msgs_down;
+    uint64_t attempt; /* 1, or more when the call was retried */
 };
 
 /* Opens cfg->path ("-" = stderr). Returns 0 or a UV error (message in err). */

@@ -23,6 +23,7 @@
 #include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/pool.h"
+#include "proxy/retry.h"
 #include "proxy/router.h"
 #include "proxy/rpc_stats.h"
 #include "proxy/sidecar.h"
@@ -210,6 +211,7 @@ static void log_access(struct call *c)
         .bytes_down = c->bytes_down,
         .msgs_up = c->msgs_up,
         .msgs_down = c->msgs_down,
+        .attempt = c->attempt,
     };
     accesslog_call(sc->accesslog, &e);
 }
@@ -375,6 +377,7 @@ void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t
     c->rpc = name;
     c->rpc_len = rpc_len;
     c->client_sid = sid;
+    c->attempt = 1;
     c->started_at = uv_now(lc->loop);
     c->started_hr = uv_hrtime();
     list_init(&c->wait_node);
@@ -466,6 +469,10 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
         return;
     c->up_in_at_attach = up->wire.bytes_in;
     c->up_out_at_attach = up->wire.bytes_out;
+    /* A reused connection may have been closed by its peer since the loop
+     * last read it (a graceful shutdown, an idle timeout): look again just
+     * before the call's first write. */
+    up->wire.peek_before_write = checkout_kind != CHECKOUT_DIALED;
     if (p->pc->reverse && !c->deadline_at && p->pc->first_reply_timeout_ms)
         c->first_reply_at = uv_now(c->lc->loop) + p->pc->first_reply_timeout_ms;
     if (!c->attached_hr) {
@@ -727,24 +734,68 @@ void call_client_gone(struct call *c)
                     : "client gone mid-packet");
 }
 
-void call_retry(struct call *c, const char *detail)
+/* Sends the call to another connection of its pool: back to WAITING, what
+ * was kept (meta_packet, pending) replays at the next attach. */
+static void requeue(struct call *c)
 {
-    if (c->state == CALL_DONE)
-        return;
-    c->up = NULL;
-    if (c->retried || c->retry_log_full || c->up_replied || !c->pool) {
-        call_fail(c, CALL_CAUSE_UPSTREAM_LOST, detail);
-        return;
-    }
-    log_info("call#%llu %.*s: %s before reading the call; retrying on another connection",
-             (unsigned long long)c->id, (int)c->rpc_len, c->rpc ? c->rpc : "", detail);
-    c->retried = true;
+    c->attempt++;
     c->up_msg = c->up_src_msg = 0;
     c->up_pkt_open = false;
     c->first_reply_at = 0;
     if (!call_set_state(c, CALL_WAITING))
         return;
     pool_retry(c->pool, c);
+}
+
+void call_retry(struct call *c, const char *detail)
+{
+    if (c->state == CALL_DONE)
+        return;
+    c->up = NULL;
+    if (!c->pool || c->unread_retries > c->pool->pc->max_conns || c->retry_log_full ||
+        c->up_replied) {
+        call_fail(c, CALL_CAUSE_UPSTREAM_LOST, detail);
+        return;
+    }
+    log_info("call#%llu %.*s: %s; retrying on another connection (attempt %u)",
+             (unsigned long long)c->id, (int)c->rpc_len, c->rpc ? c->rpc : "", detail,
+             c->attempt + 1);
+    c->unread_retries++;
+    requeue(c);
+}
+
+/* Whether a call lost after its request went out may be retried (retry.h);
+ * counts the retry, or a refusal by the budget. */
+static bool unanswered_retry(struct call *c)
+{
+    const struct config_route *r = c->route_index >= 0 ? &c->cfg->routes[c->route_index] : NULL;
+    struct pool *p = c->pool;
+    if (!r || !r->retry_unanswered || c->attempt >= r->retry_max_attempts || !p || !c->client ||
+        c->up_replied || c->retry_log_full ||
+        (c->state != CALL_ACTIVE && c->state != CALL_CLIENT_CLOSED))
+        return false;
+    /* not when the sidecar itself is closing the pool's connections */
+    if (p->draining || p->retired || p->sc->state != SIDECAR_RUNNING)
+        return false;
+    if (!retry_budget_take(&p->retry_budget, uv_now(c->lc->loop), p->pc->retry_budget_percent)) {
+        p->stats.retries_over_budget++;
+        return false;
+    }
+    p->stats.calls_retried_unanswered++;
+    return true;
+}
+
+void call_upstream_closed(struct call *c, const char *reason)
+{
+    c->up = NULL;
+    if (!unanswered_retry(c)) {
+        call_fail(c, CALL_CAUSE_UPSTREAM_LOST, reason);
+        return;
+    }
+    log_info("call#%llu %.*s: %s before any reply; retrying on another connection (attempt %u)",
+             (unsigned long long)c->id, (int)c->rpc_len, c->rpc ? c->rpc : "", reason,
+             c->attempt + 1);
+    requeue(c);
 }
 
 void call_upstream_lost(struct call *c, enum call_cause cause, const char *detail)

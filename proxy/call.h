@@ -107,7 +107,8 @@ struct call {
      * to another connection once if the peer had closed before reading it
      * (retry_log_full: more than CALL_RETRY_LOG_MAX was sent, no retry). */
     bool up_replied;
-    bool retried;
+    uint32_t unread_retries; /* sent to another connection after one lost it unread */
+    uint32_t attempt;        /* 1, then one more per retry (retry.h) */
     bool retry_log_full;
     uint64_t up_in_at_attach;  /* the upstream's bytes_in when the call was attached */
     uint64_t up_out_at_attach; /* and its bytes_out (written to the kernel) */
@@ -157,10 +158,21 @@ void call_upstream_lost(struct call *c, enum call_cause cause, const char *detai
 /*
  * The upstream connection's peer closed or reset it before it can have
  * read the call (no reply byte came): the call goes to another connection
- * of its pool, once; otherwise, or a second time, it fails like
- * call_upstream_lost. The caller has detached c from that connection.
+ * of its pool, up to max_conns + 1 times (a server shutting down closes
+ * all its idle connections at once, so the next may be gone too, and each
+ * one lost is closed); beyond that it fails like call_upstream_lost. The caller has detached c from
+ * that connection.
  */
 void call_retry(struct call *c, const char *detail);
+
+/*
+ * The call's connection is being closed for reason after the call's bytes
+ * may have reached its peer (the caller has detached them): on a route with "retry": {"unanswered":
+ * true} the call goes to another connection when no reply byte came, all
+ * it sent is still kept, max_attempts and the pool's retry budget allow
+ * (retry.h); otherwise it fails with upstream_lost.
+ */
+void call_upstream_closed(struct call *c, const char *reason);
 
 /* Most bytes kept for a retry (metadata, invoke and client frames). */
 #define CALL_RETRY_LOG_MAX (64 * 1024)

@@ -1,11 +1,21 @@
 /*
  * pool: checkout, release, the wait queue and endpoint health (see pool.h).
  *
- * Health per endpoint: a failed dial puts it in back-off (base * 2^(n-1),
- * capped); eject_after_failures consecutive failures eject it for eject_ms.
- * Only healthy endpoints are dialled. When the pool has no connection at
- * all and no endpoint can be dialled, waiting calls fail at once with a
- * precise cause instead of sitting out their wait timeout.
+ * Health per endpoint, a circuit breaker: a failed dial puts it in back-off
+ * (base * 2^(n-1), capped); eject_after_failures consecutive failures eject
+ * it for at most eject_ms. Calls dial healthy endpoints only, while one
+ * exists. Meanwhile the janitor probes each endpoint that is out with one
+ * dial whenever its back-off runs out (half-open), and the first dial that
+ * connects readmits it at once. With no healthy endpoint, calls dial
+ * themselves (panic mode, at most once per backoff_base_ms per endpoint) or
+ * wait for a dial under way; when the pool has no connection at all and
+ * every endpoint's last dial just failed, they fail at once with a precise
+ * cause instead of sitting out their wait timeout.
+ *
+ *            dial fails                  eject_after_failures
+ *   HEALTHY ------------> BACKOFF ----------------------------> EJECTED
+ *      ^                    |  probe or panic dial connects        |
+ *      +--------------------+--------------------------------------+
  */
 #include "proxy/pool.h"
 
@@ -31,6 +41,8 @@ const char *endpoint_health_name(enum endpoint_health h)
         return "backoff";
     case ENDPOINT_EJECTED:
         return "ejected";
+    case ENDPOINT_UNHEALTHY:
+        return "unhealthy";
     }
     return "?";
 }
@@ -39,6 +51,8 @@ enum endpoint_health endpoint_health(const struct endpoint *e, uint64_t now)
 {
     if (e->ejected_until > now)
         return ENDPOINT_EJECTED;
+    if (e->pool->pc->health_check.enabled && e->check.state != ENDPOINT_CHECK_HEALTHY)
+        return ENDPOINT_UNHEALTHY;
     if (e->backoff_until > now)
         return ENDPOINT_BACKOFF;
     return ENDPOINT_HEALTHY;
@@ -92,8 +106,33 @@ int pool_create(struct sidecar *sc, struct config *cfg, size_t index, struct poo
     return 0;
 }
 
-/* Picks a healthy endpoint per the balance setting, or NULL. */
-static struct endpoint *pick_endpoint(struct pool *p, uint64_t now)
+/* Dials to e still under way (ordinary, panic or probe). */
+static uint32_t dials_in_flight(const struct pool *p, const struct endpoint *e)
+{
+    uint32_t n = 0;
+    for (const struct list_node *i = p->connecting.head.next; i != &p->connecting.head; i = i->next)
+        if (list_entry(i, struct upstream_conn, pool_node)->ep == e)
+            n++;
+    return n;
+}
+
+/*
+ * Panic mode (Envoy's panic threshold, for a pool with no healthy
+ * endpoint): a call may dial an ejected or backing-off endpoint itself
+ * when no dial to it is under way and its last dial failed at least
+ * backoff_base_ms ago. Calls arriving meanwhile wait for that dial (or
+ * fail fast when it just failed), so a pool under load dials a dead
+ * endpoint at most once per backoff_base_ms, and one that comes back is
+ * found within that time.
+ */
+static bool panic_dialable(const struct pool *p, const struct endpoint *e, uint64_t now)
+{
+    return now - e->last_failure_at >= p->pc->backoff_base_ms && dials_in_flight(p, e) == 0;
+}
+
+/* Picks a healthy endpoint per the balance setting; with none healthy and
+ * panic allowed, a panic-dialable one (round robin); or NULL. */
+static struct endpoint *pick_endpoint(struct pool *p, uint64_t now, bool panic)
 {
     struct endpoint *best = NULL;
     for (size_t k = 0; k < p->n_endpoints; k++) {
@@ -111,16 +150,24 @@ static struct endpoint *pick_endpoint(struct pool *p, uint64_t now)
             (e->n_conns == best->n_conns && e->n_busy < best->n_busy))
             best = e;
     }
+    for (size_t k = 0; !best && panic && k < p->n_endpoints; k++) {
+        struct endpoint *e = &p->endpoints[(p->rr_next + k) % p->n_endpoints];
+        if (panic_dialable(p, e, now))
+            best = e;
+    }
     if (best)
         p->rr_next = (best->index + 1) % p->n_endpoints;
     return best;
 }
 
 /* Whether some endpoint could be dialled now (does not advance round robin). */
-static bool pick_endpoint_peek(const struct pool *p, uint64_t now)
+static bool pick_endpoint_peek(const struct pool *p, uint64_t now, bool panic)
 {
     for (size_t i = 0; i < p->n_endpoints; i++)
         if (endpoint_health(&p->endpoints[i], now) == ENDPOINT_HEALTHY)
+            return true;
+    for (size_t i = 0; panic && i < p->n_endpoints; i++)
+        if (panic_dialable(p, &p->endpoints[i], now))
             return true;
     return false;
 }
@@ -134,6 +181,15 @@ static const char *last_dial_error(const struct pool *p)
     return last;
 }
 
+/* Whether some endpoint is healthy (not panic mode). */
+static bool any_healthy(const struct pool *p, uint64_t now)
+{
+    for (size_t i = 0; i < p->n_endpoints; i++)
+        if (endpoint_health(&p->endpoints[i], now) == ENDPOINT_HEALTHY)
+            return true;
+    return false;
+}
+
 static bool all_ejected(const struct pool *p, uint64_t now)
 {
     for (size_t i = 0; i < p->n_endpoints; i++)
@@ -142,16 +198,22 @@ static bool all_ejected(const struct pool *p, uint64_t now)
     return p->n_endpoints > 0;
 }
 
-/* Starts one dial to a healthy endpoint; returns false when none can be dialled. */
-static bool dial_one(struct pool *p)
+/* Starts one dial to a healthy endpoint, or for a call (for_call) in panic
+ * mode to an unhealthy one; returns false when none can be dialled. */
+static bool dial_one(struct pool *p, bool for_call)
 {
     uint64_t now = uv_now(p->lc->loop);
-    struct endpoint *e = pick_endpoint(p, now);
+    struct endpoint *e = pick_endpoint(p, now, for_call);
     if (!e)
         return false;
+    bool panic = endpoint_health(e, now) != ENDPOINT_HEALTHY;
     struct upstream_conn *up;
     if (upstream_dial(p, e, &up) != 0)
         return false;
+    if (panic) {
+        p->stats.panic_dials++;
+        e->probes++;
+    }
     return true;
 }
 
@@ -201,7 +263,7 @@ static void serve_waiters(struct pool *p)
     if (p->pc->reverse || p->draining || p->sc->state == SIDECAR_STOPPING)
         return;
     while (p->n_waiters > promising_dials(p) && pool_total(p) < p->pc->max_conns) {
-        if (!dial_one(p))
+        if (!dial_one(p, true))
             break;
     }
     if (p->n_waiters > 0 && pool_total(p) == 0) {
@@ -316,7 +378,7 @@ static uint32_t dial_slots(const struct pool *p)
     if (p->pc->reverse || p->draining || p->sc->state == SIDECAR_STOPPING)
         return 0;
     uint32_t total = pool_total(p);
-    bool can_dial = total < p->pc->max_conns && pick_endpoint_peek(p, uv_now(p->lc->loop));
+    bool can_dial = total < p->pc->max_conns && pick_endpoint_peek(p, uv_now(p->lc->loop), true);
     return p->connecting.n + (can_dial ? p->pc->max_conns - total : 0);
 }
 
@@ -376,6 +438,7 @@ static void acquire(struct pool *p, struct call *c);
 void pool_acquire(struct pool *p, struct call *c)
 {
     p->stats.calls++;
+    retry_budget_note_call(&p->retry_budget, uv_now(p->lc->loop));
     acquire(p, c);
 }
 
@@ -405,8 +468,10 @@ static void acquire(struct pool *p, struct call *c)
     if (!agent_may_wait(p, c))
         return;
     uint64_t now = uv_now(p->lc->loop);
-    if (!p->pc->reverse && !p->draining && pool_total(p) == 0 && !pick_endpoint_peek(p, now)) {
-        /* Nothing open, nothing dialling, nothing dialable: fail fast. */
+    if (!p->pc->reverse && !p->draining && pool_total(p) == 0 &&
+        !pick_endpoint_peek(p, now, true)) {
+        /* Nothing open, nothing dialling, nothing dialable even in panic
+         * mode (its last dial just failed): fail fast. */
         if (all_ejected(p, now)) {
             call_fail(c, CALL_CAUSE_NO_HEALTHY_ENDPOINT, NULL);
             return;
@@ -417,7 +482,7 @@ static void acquire(struct pool *p, struct call *c)
     list_push_back(&p->waiters, &c->wait_node);
     p->n_waiters++;
     bool dialing = !p->pc->reverse && !p->draining && p->connecting.n < p->n_waiters &&
-                   pool_total(p) < p->pc->max_conns && dial_one(p);
+                   pool_total(p) < p->pc->max_conns && dial_one(p, true);
     call_on_queued(c, p->pc->wait_timeout_ms ? now + p->pc->wait_timeout_ms : 0, dialing);
 }
 
@@ -483,6 +548,8 @@ void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const ch
         upstream_close(up, "max_lifetime reached");
     else if (up->ep && endpoint_health(up->ep, now) == ENDPOINT_EJECTED)
         upstream_close(up, "endpoint ejected");
+    else if (up->ep && endpoint_health(up->ep, now) == ENDPOINT_UNHEALTHY && any_healthy(p, now))
+        upstream_close(up, "endpoint unhealthy");
     else {
         hand_over(p, up, CHECKOUT_WAITED);
         return;
@@ -490,26 +557,55 @@ void pool_release(struct pool *p, struct upstream_conn *up, bool clean, const ch
     serve_waiters(p);
 }
 
+void endpoint_readmit(struct pool *p, struct endpoint *e, const char *how)
+{
+    uint64_t now = uv_now(p->lc->loop);
+    if (e->ejected_until > now) {
+        e->readmissions++;
+        log_info("pool %s: endpoint %s readmitted (%s)", p->pc->name, e->addr->text, how);
+    }
+    e->consecutive_failures = 0;
+    e->failed_addrs = 0;
+    e->backoff_until = 0;
+    e->ejected_until = 0;
+    e->last_failure_at = 0;
+}
+
+/*
+ * Half-open probes: an endpoint that is out (ejected, or with failures
+ * since it last connected) gets one dial when its back-off runs out, with
+ * or without calls asking for it, at most one at a time. The first that
+ * connects readmits it (pool_on_connected) and serves a waiter or parks.
+ */
+static void probe_endpoints(struct pool *p, uint64_t now)
+{
+    for (size_t i = 0; i < p->n_endpoints && pool_total(p) < p->pc->max_conns; i++) {
+        struct endpoint *e = &p->endpoints[i];
+        if (!e->consecutive_failures || now < e->backoff_until || dials_in_flight(p, e))
+            continue;
+        struct upstream_conn *up;
+        if (upstream_dial(p, e, &up) == 0)
+            e->probes++;
+    }
+}
+
 void pool_on_connected(struct pool *p, struct upstream_conn *up)
 {
-    if (up->ep) {
-        up->ep->consecutive_failures = 0;
-        up->ep->failed_addrs = 0;
-        up->ep->backoff_until = 0;
-    }
+    if (up->ep)
+        endpoint_readmit(p, up->ep, "connected");
     hand_over(p, up, CHECKOUT_DIALED);
 }
 
-/* An ejected endpoint gets no calls while it is out, not even over
- * connections opened before it failed: they are closed. */
-static void close_idle_of(struct pool *p, const struct endpoint *e)
+/* An ejected or unhealthy endpoint gets no calls while it is out, not even
+ * over connections opened before it failed: they are closed. */
+void pool_close_idle_of(struct pool *p, const struct endpoint *e, const char *reason)
 {
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &p->idle.head)
     {
         struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
         if (up->ep == e)
-            upstream_close(up, "endpoint ejected");
+            upstream_close(up, reason);
     }
 }
 
@@ -546,6 +642,7 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
         }
         e->failed_addrs = 0;
         e->consecutive_failures++;
+        e->last_failure_at = now;
         uint32_t shift = e->consecutive_failures - 1;
         if (shift > 20)
             shift = 20;
@@ -560,7 +657,7 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
             log_warn("pool %s: endpoint %s ejected for %llu ms after %u failures (%s)", p->pc->name,
                      e->addr->text, (unsigned long long)p->pc->eject_ms, e->consecutive_failures,
                      e->last_error);
-            close_idle_of(p, e);
+            pool_close_idle_of(p, e, "endpoint ejected");
         } else {
             log_warn("pool %s: %s", p->pc->name, e->last_error);
         }
@@ -632,9 +729,13 @@ void pool_janitor(struct pool *p, uint64_t now)
     }
     if (!p->draining && p->sc->state == SIDECAR_RUNNING) {
         while (p->idle.n + p->connecting.n < pc->min_idle && pool_total(p) < pc->max_conns) {
-            if (!dial_one(p))
+            if (!dial_one(p, false))
                 break;
         }
+        if (pc->health_check.enabled)
+            health_janitor(p, now); /* the checks are the probes */
+        else
+            probe_endpoints(p, now);
     }
     serve_waiters(p);
 }
@@ -776,6 +877,7 @@ uint32_t pool_agent_conns(const struct pool *p, const char *agent_id)
 
 void pool_free(struct pool *p)
 {
+    health_stop(p);
     if (list_linked(&p->retired_node))
         list_remove(&p->retired_node);
     config_unref(p->cfg);
@@ -790,6 +892,7 @@ void pool_destroy(struct pool *p)
         p->agents = NULL;
     }
     p->draining = true;
+    health_stop(p);
     pool_fail_waiters(p, CALL_CAUSE_SHUTTING_DOWN, NULL);
     struct counted_list *lists[] = {&p->idle, &p->connecting, &p->busy, &p->released};
     for (size_t i = 0; i < 4; i++) {

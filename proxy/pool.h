@@ -38,8 +38,10 @@
 
 #include "config/config.h"
 #include "proxy/errors.h"
+#include "proxy/health.h"
 #include "proxy/histo.h"
 #include "proxy/list.h"
+#include "proxy/retry.h"
 #include "proxy/upstream.h"
 
 struct sidecar;
@@ -56,6 +58,7 @@ struct agent_listener;
     X(calls_cancelled, "Calls the client cancelled or abandoned")                                  \
     X(calls_failed, "Calls the sidecar failed (see errors by cause)")                              \
     X(dials, "Upstream dials started")                                                             \
+    X(panic_dials, "Dials for calls while no endpoint was healthy (panic mode)")                   \
     X(dial_failures, "Upstream dials that failed or timed out")                                    \
     X(wait_timeouts, "Calls that timed out waiting for a connection")                              \
     X(checkouts_idle, "Checkouts served from an idle connection")                                  \
@@ -67,6 +70,8 @@ struct agent_listener;
     X(agents_accepted, "Agent connections accepted (reverse pools)")                               \
     X(agents_rejected, "Agent connections closed at accept: max_conns reached (reverse pools)")    \
     X(calls_retried, "Calls sent to another connection: the first one's peer had closed unread")   \
+    X(calls_retried_unanswered, "Of those, calls lost after the request, before a reply (opt-in)") \
+    X(retries_over_budget, "Unanswered calls not retried because the retry budget was spent")      \
     X(agent_identify_failures, "Agent connections closed before identify succeeded")               \
     X(agent_handshakes_evicted, "Agent connections in their handshake closed for a newer one")     \
     X(agent_id_conflicts, "Agent connections closed: their id is held from another address")       \
@@ -83,8 +88,9 @@ struct pool_stats {
 
 enum endpoint_health {
     ENDPOINT_HEALTHY,
-    ENDPOINT_BACKOFF, /* recent dial failure: not dialled until backoff_until */
-    ENDPOINT_EJECTED, /* too many consecutive failures: unused until ejected_until */
+    ENDPOINT_BACKOFF,   /* recent dial failure: not dialled until backoff_until */
+    ENDPOINT_EJECTED,   /* too many consecutive failures: unused until ejected_until */
+    ENDPOINT_UNHEALTHY, /* active health checks have not passed (health.h) */
 };
 
 #define ENDPOINT_MAX_RESOLVED 8
@@ -113,7 +119,13 @@ struct endpoint {
     uint64_t dials;
     uint64_t dial_failures;
     uint64_t ejections;
+    /* The circuit breaker (pool.c): when the last dial failed, the probes
+     * made while the endpoint was out, and how often one readmitted it. */
+    uint64_t last_failure_at; /* uv_now ms; 0 = none since it last connected */
+    uint64_t probes;
+    uint64_t readmissions;
     char last_error[128];
+    struct endpoint_check check; /* active health checks (health.h) */
 };
 
 struct pool {
@@ -141,6 +153,7 @@ struct pool {
     bool retired;  /* replaced by a reload: serves its waiters, then closes */
     struct list_node retired_node; /* sidecar.retired_pools */
     struct agent_listener *agents; /* reverse pools: where agents dial in */
+    struct retry_budget retry_budget;
     struct pool_stats stats;
 };
 
@@ -158,8 +171,8 @@ void pool_destroy(struct pool *p);
  */
 void pool_acquire(struct pool *p, struct call *c);
 
-/* pool_acquire for a call whose connection was lost before it was read
- * (call_retry): counted as a retry, not as another call. */
+/* pool_acquire for a call sent to another connection (call_retry; see
+ * retry.h): counted as a retry, not as another call. */
 void pool_retry(struct pool *p, struct call *c);
 
 /* Removes a waiting call from the queue (client left, timeout). */
@@ -224,6 +237,13 @@ void pool_move_waiters(struct pool *from, struct pool *to);
 
 /* Fails every call waiting in p. */
 void pool_fail_waiters(struct pool *p, enum call_cause cause, const char *detail);
+
+/* Closes e's idle connections (e was ejected or turned unhealthy). */
+void pool_close_idle_of(struct pool *p, const struct endpoint *e, const char *reason);
+
+/* A dial to e connected (or a health check passed): its failures are
+ * forgotten and, if it was ejected, it is readmitted at once. */
+void endpoint_readmit(struct pool *p, struct endpoint *e, const char *how);
 
 const char *endpoint_health_name(enum endpoint_health h);
 enum endpoint_health endpoint_health(const struct endpoint *e, uint64_t now);

@@ -189,10 +189,8 @@ void upstream_close(struct upstream_conn *up, const char *reason)
     if (up->wire.handle_open)
         wire_close(&up->wire, handle_closed);
 
-    if (c) {
-        c->up = NULL;
-        call_upstream_lost(c, CALL_CAUSE_UPSTREAM_LOST, reason);
-    }
+    if (c)
+        call_upstream_closed(c, reason);
 }
 
 /* A frame that is not for the current call: late (drop) or a violation. */

@@ -53,6 +53,10 @@ struct wire {
     bool reading;
     bool writing;  /* a uv_write is in flight */
     bool shutdown; /* no more frames will be read (EOF seen or closing) */
+    /* Upstream wires: before the next write, peek whether the peer closed
+     * the connection since its call was attached, and fail the write then
+     * (the call was not sent: it is retried, see retry.h). */
+    bool peek_before_write;
 
     struct buf in;               /* incomplete frame carried over between reads */
     struct buf out;              /* frames waiting to be written */

@@ -20,6 +20,7 @@ reason" text); Agent(tls=drpc.tls_client_context(...)) dials over TLS.
 """
 
 import collections
+import random
 import select
 import socket
 import ssl
@@ -44,6 +45,7 @@ class _Reader:
         self.assembler = drpc.PacketAssembler()
         self.frames = collections.deque()
         self.pushed = []  # a packet read ahead by _stream_over, served first
+        self.gate = None  # the connection, when the server closes idle ones
 
     def ready(self):
         """True when a packet may be read without waiting for the socket."""
@@ -54,6 +56,8 @@ class _Reader:
             return self.pushed.pop()
         while True:
             while not self.frames:
+                if self.gate is not None:
+                    self.gate.before_recv()
                 try:
                     data = self.sock.recv(1 << 16)
                 except OSError as e:
@@ -77,10 +81,51 @@ class _ServerConn(threading.Thread):
         self.conn_id = conn_id
         self.rpcs = 0
         self.wlock = threading.Lock()
+        self.state_lock = threading.Lock()
+        self.active = False  # a call is under way or its bytes are being read
+        self.in_call = False
+        self.idle_closed = False
 
     def send(self, data):
         with self.wlock:
             self.sock.sendall(data)
+
+    # --- closing idle connections, as a server shutting down gracefully or
+    # with an idle timeout does: only between calls, with nothing unread
+
+    def before_recv(self):
+        """Waits until the socket is readable, then marks the connection
+        active before taking its bytes, so close_if_idle never closes it
+        with a request read but not yet served. A connection close_if_idle
+        picked is closed here, by its own thread, as Go's server closes an
+        idle connection: a plain close (a reset if bytes came meanwhile)."""
+        with self.state_lock:
+            self.active = self.in_call
+        while True:
+            readable = select.select([self.sock], [], [], 0.005)[0]
+            with self.state_lock:
+                if self.idle_closed:
+                    self.sock.close()
+                    raise drpc.ConnectionLost("closed while idle")
+                if readable:
+                    self.active = True
+                    return
+
+    def close_if_idle(self):
+        """Picks the connection to be closed when no call is under way and
+        no byte waits unread; returns whether it did."""
+        with self.state_lock:
+            if self.active or self.idle_closed:
+                return False
+            try:
+                if self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    return False
+            except BlockingIOError:
+                pass
+            except OSError:
+                return False
+            self.idle_closed = True
+            return True
 
     def run(self):
         try:
@@ -102,6 +147,8 @@ class _ServerConn(threading.Thread):
 
     def _serve(self):
         reader = _Reader(self.sock, self.server.header)
+        if self.server.idle_close:
+            reader.gate = self
         meta, meta_sid, cur = {}, 0, 0
         while True:
             p = reader.read_packet()
@@ -114,8 +161,10 @@ class _ServerConn(threading.Thread):
                 continue
             cur = p.stream
             self.rpcs += 1
+            self.in_call = True
             self._call(reader, p.stream, p.data.decode(errors="replace"),
                        meta if meta_sid == p.stream else {})
+            self.in_call = False
 
     def _read_request(self, reader, sid, streaming=False):
         """Messages of stream sid until CloseSend (streaming) or the first
@@ -234,6 +283,8 @@ class _Service:
         self.accepted = 0  # connections served so far
         self.calls = []  # rpc names, in order
         self.closed = False
+        self.idle_close = None  # (min_ms, max_ms) while close_idle_every runs
+        self.idle_closes = 0  # connections closed for being idle
 
     def _serve_socket(self, sock):
         if sock.family != socket.AF_UNIX:
@@ -251,6 +302,25 @@ class _Service:
     def open_conns(self):
         with self.lock:
             return len(self.conns)
+
+    def close_idle_every(self, min_ms, max_ms):
+        """From now on, every min_ms to max_ms (at random) shut down each
+        connection that is between calls with nothing unread, as a Go
+        server shutting down gracefully or timing idle connections out
+        does; counted in idle_closes. Applies to connections accepted
+        after the call."""
+        self.idle_close = (min_ms, max_ms)
+
+        def run():
+            while not self.closed:
+                time.sleep(random.uniform(min_ms, max_ms) / 1000.0)
+                with self.lock:
+                    conns = list(self.conns)
+                n = sum(1 for c in conns if c.close_if_idle())
+                with self.lock:
+                    self.idle_closes += n
+
+        threading.Thread(target=run, daemon=True).start()
 
     def kill_connections(self):
         """Shuts every connection down at once (a crashed peer, seen from the sidecar)."""

@@ -203,18 +203,21 @@ def test_ejected_endpoint_in_pools_and_metrics(sidecar):
     p = pool(sc)
     ep = p["endpoints"][0]
     assert ep["address"] == dead and ep["health"] == "ejected"
-    assert ep["consecutive_failures"] == 2 and ep["dial_failures"] == 2 and ep["dials"] == 2
+    # the third call dialled in panic mode (no healthy endpoint, the last
+    # failure older than backoff_base_ms), and the janitor probes it too
+    assert ep["consecutive_failures"] >= 3 and ep["dial_failures"] == ep["dials"] >= 3, ep
+    assert ep["probes"] >= 1 and ep["readmissions"] == 0, ep
     assert ep["ejections"] == 1 and ep["open_conns"] == 0 and ep["last_error"]
     until = iso_to_epoch(ep["ejected_until"])
     assert now + 3 < until < now + 6, (now, ep["ejected_until"])
-    assert p["counters"]["dial_failures"] == 2
+    assert p["counters"]["dial_failures"] >= 3 and p["counters"]["panic_dials"] >= 1
     assert p["errors"]["dial_failed"] >= 1 and p["errors"]["no_healthy_endpoint"] >= 1
 
     fams = parse_prometheus(get(sc, "/metrics").text)
     assert samples(fams, "drpc_sidecar_pool_endpoint_healthy", pool="default")[0][1] == 0
     assert samples(fams, "drpc_sidecar_pool_endpoint_ejections_total", pool="default")[0][1] == 1
     assert samples(fams, "drpc_sidecar_pool_endpoint_consecutive_failures",
-                   pool="default")[0][1] == 2
+                   pool="default")[0][1] >= 3
 
 
 def test_resolved_addresses_of_a_host_name_and_a_literal(testd, sidecar):

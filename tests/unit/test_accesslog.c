@@ -236,7 +236,7 @@ static void test_json_lines_parse(void **state)
         if (!obj)
             fail_msg("line %zu does not parse (%s): %s", i, jerr.text, l.v[i]);
         assert_true(json_is_object(obj));
-        assert_int_equal(json_object_size(obj), 17);
+        assert_int_equal(json_object_size(obj), 18);
         size_t k = i % (N_ASCII + N_BINARY);
         assert_u64_field(obj, "call_id", 1000 + i);
         assert_u64_field(obj, "client_id", 7);
@@ -345,7 +345,7 @@ static void test_text_lines_parse(void **state)
     static const char *const want_keys[] = {
         "time",    "client",   "listener",   "route",     "pool",       "endpoint",
         "rpc",     "result",   "call_id",    "client_id", "error_code", "duration_us",
-        "wait_us", "bytes_up", "bytes_down", "msgs_up",   "msgs_down",
+        "wait_us", "bytes_up", "bytes_down", "msgs_up",   "msgs_down",  "attempt",
     };
     const size_t n_keys = sizeof(want_keys) / sizeof(want_keys[0]);
     struct lines l;
