@@ -10,10 +10,9 @@ static bool kind_known(uint8_t kind)
     return kind >= FRAME_KIND_INVOKE && kind <= FRAME_KIND_INVOKE_METADATA;
 }
 
-enum frame_result frame_parse(const uint8_t *buf, size_t len, size_t max_data, struct frame *out,
-                              size_t *consumed)
+enum frame_result frame_parse_header(const uint8_t *buf, size_t len, size_t max_data,
+                                     struct frame *out)
 {
-    *consumed = 0;
     if (len < 1)
         return FRAME_NEED_MORE;
 
@@ -42,12 +41,6 @@ enum frame_result frame_parse(const uint8_t *buf, size_t len, size_t max_data, s
     if (ids[2] > max_data || ids[2] > SIZE_MAX - pos)
         return FRAME_ERR_TOO_LARGE;
 
-    size_t total = pos + (size_t)ids[2];
-    if (len < total) {
-        *consumed = total;
-        return FRAME_NEED_MORE;
-    }
-
     out->kind = kind;
     out->done = (control & FRAME_CONTROL_DONE) != 0;
     out->control = is_control;
@@ -55,8 +48,25 @@ enum frame_result frame_parse(const uint8_t *buf, size_t len, size_t max_data, s
     out->message_id = ids[1];
     out->data = buf + pos;
     out->len = (size_t)ids[2];
+    out->frame_len = (size_t)ids[2];
+    out->offset = 0;
     out->header_len = pos;
+    return FRAME_OK;
+}
+
+enum frame_result frame_parse(const uint8_t *buf, size_t len, size_t max_data, struct frame *out,
+                              size_t *consumed)
+{
+    *consumed = 0;
+    struct frame f;
+    enum frame_result r = frame_parse_header(buf, len, max_data, &f);
+    if (r != FRAME_OK)
+        return r;
+    size_t total = f.header_len + f.frame_len;
     *consumed = total;
+    if (len < total)
+        return FRAME_NEED_MORE;
+    *out = f;
     return FRAME_OK;
 }
 

@@ -46,9 +46,32 @@ struct frame {
     uint64_t stream_id;
     uint64_t message_id;
     const uint8_t *data; /* points into the parsed buffer */
-    size_t len;
-    size_t header_len; /* bytes before data in the buffer */
+    size_t len;          /* bytes at data: the whole frame's, or one piece's */
+    size_t header_len;   /* bytes before data in the buffer (first piece only) */
+    /* A frame passed on as it arrives (cut-through, see wire.h) comes in
+     * pieces: data/len is the piece at `offset` of the frame's frame_len
+     * data bytes. A whole frame is one piece: offset 0, len == frame_len. */
+    size_t frame_len;
+    size_t offset;
 };
+
+/* The piece that carries the frame's header (its first, maybe empty, piece). */
+static inline bool frame_first_piece(const struct frame *f)
+{
+    return f->offset == 0;
+}
+
+/* The piece that completes the frame. */
+static inline bool frame_last_piece(const struct frame *f)
+{
+    return f->offset + f->len == f->frame_len;
+}
+
+/* The piece that completes the frame's packet: where a packet acts. */
+static inline bool frame_ends_packet(const struct frame *f)
+{
+    return f->done && frame_last_piece(f);
+}
 
 enum frame_result {
     FRAME_OK = 0,
@@ -67,6 +90,14 @@ enum frame_result {
  */
 enum frame_result frame_parse(const uint8_t *buf, size_t len, size_t max_data, struct frame *out,
                               size_t *consumed);
+
+/*
+ * Parses only the header at buf[0..len): on FRAME_OK fills *out as for a
+ * whole frame whose data is still to come (data = buf + header_len; len and
+ * frame_len = the declared length, of which fewer bytes may be buffered).
+ */
+enum frame_result frame_parse_header(const uint8_t *buf, size_t len, size_t max_data,
+                                     struct frame *out);
 
 /* A short human-readable reason for a frame_result. */
 const char *frame_strerror(enum frame_result r);

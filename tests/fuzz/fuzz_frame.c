@@ -174,6 +174,15 @@ static void ref_parse(const uint8_t *data, size_t size, size_t max_data, struct 
         struct frame f;
         size_t used = SIZE_MAX;
         enum frame_result res = frame_parse(data + pos, size - pos, max_data, &f, &used);
+        /* The header alone parses the same way; its length is the whole
+         * frame's (cut-through hands the data on in pieces). */
+        struct frame h;
+        enum frame_result hres = frame_parse_header(data + pos, size - pos, max_data, &h);
+        CHECK(hres == (res == FRAME_NEED_MORE && used ? FRAME_OK : res));
+        if (hres == FRAME_OK) {
+            CHECK(h.header_len + h.frame_len == used && h.offset == 0 && h.len == h.frame_len);
+            CHECK(h.data == data + pos + h.header_len);
+        }
         if (res != FRAME_OK) {
             CHECK(res == FRAME_NEED_MORE || res == FRAME_ERR_VARINT || res == FRAME_ERR_TOO_LARGE ||
                   res == FRAME_ERR_KIND);

@@ -1123,6 +1123,44 @@ static void test_names(void **state)
 
 /* ------------------------------------------------------------------------ */
 
+/* frame_parse_header: the header alone, with the data still to come; a
+ * whole frame is one piece (offset 0, len == frame_len). */
+static void test_header_only(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    uint8_t data[300];
+    memset(data, 7, sizeof(data));
+    assert_int_equal(frame_append(&b, FRAME_KIND_MESSAGE, true, false, 5, 9, data, sizeof(data)),
+                     0);
+    struct frame f;
+    size_t used;
+    for (size_t cut = 0; cut < b.len; cut++) {
+        enum frame_result r = frame_parse_header(b.data, cut, SIZE_MAX, &f);
+        if (cut < 5) { /* control byte, two one-byte ids, a two-byte length */
+            assert_int_equal(r, FRAME_NEED_MORE);
+            continue;
+        }
+        assert_int_equal(r, FRAME_OK);
+        assert_int_equal(f.header_len, 5);
+        assert_int_equal(f.frame_len, sizeof(data));
+        assert_int_equal(f.offset, 0);
+        assert_true(f.done && f.stream_id == 5 && f.message_id == 9);
+        assert_true(frame_first_piece(&f));
+        assert_int_equal(frame_parse(b.data, cut, SIZE_MAX, &f, &used), FRAME_NEED_MORE);
+        assert_int_equal(used, b.len);
+    }
+    assert_int_equal(frame_parse_header(b.data, b.len, 299, &f), FRAME_ERR_TOO_LARGE);
+    assert_int_equal(frame_parse(b.data, b.len, SIZE_MAX, &f, &used), FRAME_OK);
+    assert_true(frame_first_piece(&f) && frame_last_piece(&f) && frame_ends_packet(&f));
+    f.offset = 100; /* a middle piece of the same frame */
+    f.len = 100;
+    assert_false(frame_first_piece(&f) || frame_last_piece(&f) || frame_ends_packet(&f));
+    f.len = 200;
+    assert_true(frame_last_piece(&f) && frame_ends_packet(&f));
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest codec[] = {
@@ -1139,6 +1177,7 @@ int main(void)
         cmocka_unit_test(test_packet_split_edges),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_length_wrap),
+        cmocka_unit_test(test_header_only),
     };
     have_transcripts = transcript_find(tdir, sizeof(tdir));
     int failed = cmocka_run_group_tests_name("frame codec", codec, NULL, NULL);
