@@ -93,7 +93,17 @@
       sc->state != SIDECAR_RUNNING)                                                                \
     X(access_log_dropped_lines_total, counter, access_log_dropped_lines, INT,                      \
       "Access log lines lost to a full buffer or a failed write",                                  \
-      accesslog_dropped(sc->accesslog))
+      accesslog_dropped(sc->accesslog))                                                            \
+    X(buffered_bytes, gauge, buffered_bytes, INT,                                                  \
+      "Bytes held in partial frames and in calls not yet started (see max_buffered_bytes)",        \
+      sc->lc->budget.used)                                                                         \
+    X(buffered_bytes_limit, gauge, buffered_bytes_limit, INT,                                      \
+      "Configured max_buffered_bytes (0 = no limit)", sc->cfg->max_buffered_bytes)                 \
+    X(buffer_paused_connections, gauge, buffer_paused_connections, INT,                            \
+      "Connections not read while the buffer budget is exceeded (each holds over 64 KiB)",         \
+      sc->lc->budget.n_paused)                                                                     \
+    X(buffer_pauses_total, counter, buffer_pauses, INT,                                            \
+      "Times a connection was paused by the buffer budget", sc->lc->budget.pauses)
 
 /* Process-wide durations, subject `sc`; X(metric, json_key, help, value in microseconds).
  * Prometheus: a gauge in seconds (base unit); JSON (/stats): json_key, in microseconds. */

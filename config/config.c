@@ -527,6 +527,9 @@ static int parse_root(struct config_reader *rd, const json_t *root, struct confi
                                        "max_message_size",
                                        "max_metadata_size",
                                        "call_buffer_bytes",
+                                       "max_buffered_bytes",
+                                       "request_start_timeout_ms",
+                                       "request_idle_timeout_ms",
                                        "busy_poll_us",
                                        "metrics",
                                        NULL};
@@ -548,6 +551,12 @@ static int parse_root(struct config_reader *rd, const json_t *root, struct confi
                               &cfg->max_metadata_size)) ||
         (rc = config_read_u64(rd, root, "", "call_buffer_bytes", 64ULL << 10, 1ULL << 30,
                               1ULL << 20, &cfg->call_buffer_bytes)) ||
+        (rc = config_read_u64(rd, root, "", "max_buffered_bytes", 0, 1ULL << 40, 32ULL << 20,
+                              &cfg->max_buffered_bytes)) ||
+        (rc = config_read_u64(rd, root, "", "request_start_timeout_ms", 0, CONFIG_READ_DAY_MS,
+                              10000, &cfg->request_start_timeout_ms)) ||
+        (rc = config_read_u64(rd, root, "", "request_idle_timeout_ms", 0, CONFIG_READ_DAY_MS, 30000,
+                              &cfg->request_idle_timeout_ms)) ||
         (rc = config_read_u32(rd, root, "", "busy_poll_us", 0, 10000, CONFIG_BUSY_POLL_US,
                               &cfg->busy_poll_us)))
         return rc;

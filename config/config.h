@@ -277,6 +277,10 @@ struct config {
     uint64_t max_message_size;       /* default 4 MiB (the upstream reader's) */
     uint64_t max_metadata_size;      /* default 64 KiB */
     uint64_t call_buffer_bytes;      /* per-call buffered bytes high-water mark, default 1 MiB */
+    uint64_t
+        max_buffered_bytes; /* process-wide budget (proxy/budget.h), default 32 MiB; 0 = none */
+    uint64_t request_start_timeout_ms; /* Invoke to a first message or CloseSend; default 10 s */
+    uint64_t request_idle_timeout_ms;  /* a client silent mid-packet; default 30 s */
     uint32_t busy_poll_us; /* cap of the adaptive spin after traffic (proxy/busy_poll.h); 0 = off */
 
     /* The system CA store, read at load when a dialled pool verifies

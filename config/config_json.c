@@ -199,6 +199,9 @@ json_t *config_to_json(const struct config *cfg, bool redact)
     put(&o, root, "max_message_size", u64(cfg->max_message_size));
     put(&o, root, "max_metadata_size", u64(cfg->max_metadata_size));
     put(&o, root, "call_buffer_bytes", u64(cfg->call_buffer_bytes));
+    put(&o, root, "max_buffered_bytes", u64(cfg->max_buffered_bytes));
+    put(&o, root, "request_start_timeout_ms", u64(cfg->request_start_timeout_ms));
+    put(&o, root, "request_idle_timeout_ms", u64(cfg->request_idle_timeout_ms));
     put(&o, root, "busy_poll_us", u64(cfg->busy_poll_us));
     put(&o, root, "metrics", json_pack("{s:o}", "max_rpcs", u64(cfg->metrics_max_rpcs)));
     if (!o.ok) {

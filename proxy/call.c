@@ -1,10 +1,17 @@
 /*
  * call: the life of one RPC through the sidecar (see call.h).
  *
- *   call_start --route--> pool_acquire --+--> call_attach ----> ACTIVE
+ *   call_start --> STARTING --first message or CloseSend--> call_begin
+ *                     +--request_start_timeout_ms--> call_fail (1016)
+ *   call_begin --route--> pool_acquire --+--> call_attach ----> ACTIVE
  *                                        +--> WAITING --timer--> call_fail
  *   ACTIVE, CLIENT_CLOSED, UPSTREAM_CLOSED --end of stream--> call_finish
  *                                                 --> pool_release
+ *
+ * Until call_begin the client's frames wait in c->pending, so a client
+ * that sends an Invoke (and maybe part of a message) and stalls holds no
+ * upstream connection. A client that stops in mid-packet for
+ * request_idle_timeout_ms (while the sidecar reads it) fails with 1007.
  *
  * Message ids toward the upstream are renumbered per upstream stream
  * (1, 2, 3 ... per packet) so the sidecar can insert packets of its own
@@ -35,6 +42,8 @@
 const char *call_state_name(enum call_state s)
 {
     switch (s) {
+    case CALL_STARTING:
+        return "starting";
     case CALL_WAITING:
         return "waiting";
     case CALL_DIALING:
@@ -55,6 +64,8 @@ static bool call_move_legal(enum call_state from, enum call_state to)
     if (to == CALL_DONE)
         return from != CALL_DONE;
     switch (from) {
+    case CALL_STARTING:
+        return to == CALL_WAITING;
     case CALL_WAITING:
         return to == CALL_DIALING || to == CALL_ACTIVE;
     case CALL_DIALING:
@@ -109,14 +120,41 @@ static void timer_closed(uv_handle_t *h)
 
 static void call_timer_cb(uv_timer_t *t);
 
-/* Arms the timer for the earliest of the wait timeout and the deadline. */
-static void arm_timer(struct call *c)
+/* The client is in the middle of a packet: a frame or a multi-frame packet
+ * started and not finished (a partial header counts). */
+static bool client_mid_request(const struct call *c)
+{
+    const struct client_conn *cl = c->client;
+    return cl && (c->client_pkt_open || cl->wire.in.len);
+}
+
+/* When the timer must next look: the earliest of the deadline, the wait
+ * timeout, the start timeout and the mid-request idle timeout; 0 = never.
+ * The idle timeout runs only while the client is read: time the sidecar
+ * itself holds it back does not count. */
+static uint64_t timer_next(const struct call *c)
 {
     uint64_t next = c->deadline_at;
     if (call_queued(c) && c->wait_until && (!next || c->wait_until < next))
         next = c->wait_until;
     if (c->up && !c->up_replied && c->first_reply_at && (!next || c->first_reply_at < next))
         next = c->first_reply_at;
+    if (c->state == CALL_STARTING && c->start_until && (!next || c->start_until < next))
+        next = c->start_until;
+    uint64_t idle = c->cfg->request_idle_timeout_ms;
+    if (idle && client_mid_request(c) && c->client->wire.reading) {
+        uint64_t at = c->client_active + idle;
+        if (!next || at < next)
+            next = at;
+    }
+    return next;
+}
+
+/* Arms the timer for timer_next(). */
+static void arm_timer(struct call *c)
+{
+    uint64_t next = timer_next(c);
+    c->timer_due = next;
     if (!next) {
         if (c->timer_init)
             uv_timer_stop(&c->timer);
@@ -129,6 +167,28 @@ static void arm_timer(struct call *c)
     }
     uint64_t now = uv_now(c->lc->loop);
     uv_timer_start(&c->timer, call_timer_cb, next > now ? next - now : 0, 0);
+}
+
+void call_on_drain(struct call *c)
+{
+    if (c->state != CALL_STARTING)
+        return;
+    uint64_t by = uv_now(c->lc->loop) + SIDECAR_DRAIN_FIRST_CALL_MS;
+    if (!c->start_until || c->start_until > by)
+        c->start_until = by;
+    arm_timer(c);
+}
+
+void call_watch_client(struct call *c)
+{
+    if (c->state == CALL_DONE)
+        return;
+    c->client_active = uv_now(c->lc->loop);
+    uint64_t next = timer_next(c);
+    /* A timer due no later looks again when it fires: no re-arm per read. */
+    if (!next || (c->timer_due && c->timer_due <= next))
+        return;
+    arm_timer(c);
 }
 
 void call_on_queued(struct call *c, uint64_t wait_until, bool dial_started)
@@ -232,6 +292,19 @@ static const char *result_name(const struct call *c)
 }
 
 /*
+ * The call ends while a frame toward its client is unfinished: the client
+ * fills in the rest, or, when that is large, closes once the call has let
+ * go of it (client_end_frame). Returns false in that case: nothing more
+ * may be written to the client.
+ */
+static bool end_client_frame(struct call *c)
+{
+    size_t left = c->down_left;
+    c->down_left = 0;
+    return !c->client || !left || client_end_frame(c->client, left);
+}
+
+/*
  * Ends the call: the upstream goes back to its pool (clean or closed), the
  * client back to idle, the call is freed. Nothing may touch c afterwards.
  */
@@ -257,6 +330,7 @@ static void call_finish(struct call *c, bool up_clean, const char *reason)
         up->call = NULL;
         pool_release(c->pool, up, up_clean, c->dirty_why ? c->dirty_why : reason);
     }
+    end_client_frame(c);
     struct client_conn *cl = c->client;
     if (cl) {
         c->client = NULL;
@@ -314,7 +388,7 @@ void call_fail(struct call *c, enum call_cause cause, const char *detail)
     log_info("call#%llu client#%llu %.*s: failed: %s", (unsigned long long)c->id,
              c->client ? (unsigned long long)c->client->id : 0ULL, (int)c->rpc_len,
              c->rpc ? c->rpc : "", text);
-    if (c->client)
+    if (end_client_frame(c) && c->client)
         client_send_error(c->client, c->client_sid, c->down_msg + 1, call_cause_code(cause), text);
     bool clean = cancel_upstream(c);
     call_finish(c, clean, call_cause_name(cause));
@@ -325,9 +399,22 @@ static void call_timer_cb(uv_timer_t *t)
     struct call *c = t->data;
     if (c->state == CALL_DONE)
         return;
+    c->timer_due = 0;
     uint64_t now = uv_now(c->lc->loop);
+    char detail[96];
+    if (c->state == CALL_STARTING && c->start_until && now >= c->start_until &&
+        c->lc->sc->state != SIDECAR_RUNNING) {
+        call_fail(c, CALL_CAUSE_SHUTTING_DOWN, "the request had not started");
+        return;
+    }
+    if (c->state == CALL_STARTING && c->start_until && now >= c->start_until) {
+        c->lc->sc->stats.calls_not_started++;
+        snprintf(detail, sizeof(detail), "no message or CloseSend within %llu ms of the invoke",
+                 (unsigned long long)(now - c->started_at));
+        call_fail(c, CALL_CAUSE_NOT_STARTED, detail);
+        return;
+    }
     if (call_queued(c) && c->wait_until && now >= c->wait_until) {
-        char detail[64];
         snprintf(detail, sizeof(detail), "waited %llu ms",
                  (unsigned long long)(now - c->started_at));
         call_fail(c, c->pool ? pool_wait_timeout_cause(c->pool, c) : CALL_CAUSE_WAIT_TIMEOUT,
@@ -335,17 +422,24 @@ static void call_timer_cb(uv_timer_t *t)
         return;
     }
     if (c->up && !c->up_replied && c->first_reply_at && now >= c->first_reply_at) {
-        char detail[400];
-        snprintf(detail, sizeof(detail),
-                 "agent %s sent no reply within first_reply_timeout_ms (%llu ms)", c->up->agent_id,
-                 (unsigned long long)c->pool->pc->first_reply_timeout_ms);
-        call_fail(c, CALL_CAUSE_DEADLINE, detail);
+        char why[400];
+        snprintf(why, sizeof(why), "agent %s sent no reply within first_reply_timeout_ms (%llu ms)",
+                 c->up->agent_id, (unsigned long long)c->pool->pc->first_reply_timeout_ms);
+        call_fail(c, CALL_CAUSE_DEADLINE, why);
         return;
     }
     if (c->deadline_at && now >= c->deadline_at) {
-        char detail[64];
         snprintf(detail, sizeof(detail), "after %llu ms",
                  (unsigned long long)(now - c->started_at));
+        call_fail(c, CALL_CAUSE_DEADLINE, detail);
+        return;
+    }
+    uint64_t idle = c->cfg->request_idle_timeout_ms;
+    if (idle && client_mid_request(c) && c->client->wire.reading &&
+        now - c->client_active >= idle) {
+        c->lc->sc->stats.calls_request_idle++;
+        snprintf(detail, sizeof(detail), "the client sent nothing for %llu ms in mid-request",
+                 (unsigned long long)(now - c->client_active));
         call_fail(c, CALL_CAUSE_DEADLINE, detail);
         return;
     }
@@ -373,13 +467,17 @@ void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t
     c->client = cl;
     c->cfg = config_ref(sc->cfg);
     c->route_index = -1;
-    c->state = CALL_WAITING; /* its first state; only call_set_state changes it */
+    c->state = CALL_STARTING; /* its first state; only call_set_state changes it */
     c->rpc = name;
     c->rpc_len = rpc_len;
     c->client_sid = sid;
     c->attempt = 1;
-    c->started_at = uv_now(lc->loop);
+    c->started_at = c->client_active = uv_now(lc->loop);
     c->started_hr = uv_hrtime();
+    if (c->cfg->request_start_timeout_ms)
+        c->start_until = c->started_at + c->cfg->request_start_timeout_ms;
+    if (sc->state != SIDECAR_RUNNING) /* draining: as long as a first call gets */
+        call_on_drain(c);
     list_init(&c->wait_node);
     list_push_back(&lc->calls, &c->sc_node);
     lc->n_calls++;
@@ -392,12 +490,36 @@ void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t
             call_fail(c, CALL_CAUSE_PROTOCOL, why ? why : "out of memory");
             return;
         }
+        /* Kept for the upstream unless a route rewrites it (call_begin). */
+        if (buf_append(&c->meta_packet, meta, meta_len) != 0) {
+            call_fail(c, CALL_CAUSE_INTERNAL, NULL);
+            return;
+        }
     }
+    /* No upstream connection yet: see call_begin. The timer is armed at
+     * the end of the client's read (call_watch_client), which for a stock
+     * client has begun the call already. */
+}
 
-    int ri = router_match(c->cfg, name, rpc_len, &c->md);
+/*
+ * The request flows (its first message is whole, or CloseSend came): routes
+ * the call and checks out an upstream connection. A client that sends an
+ * Invoke and stalls therefore holds no pooled connection. Routing uses the
+ * config of this moment, whose pools are the live ones.
+ */
+static void call_begin(struct call *c)
+{
+    struct sidecar *sc = c->lc->sc;
+    if (c->cfg != sc->cfg) {
+        config_unref(c->cfg);
+        c->cfg = config_ref(sc->cfg);
+    }
+    if (!call_set_state(c, CALL_WAITING))
+        return;
+    int ri = router_match(c->cfg, c->rpc, c->rpc_len, &c->md);
     if (ri < 0) {
         sc->stats.calls_no_route++;
-        call_fail(c, CALL_CAUSE_NO_ROUTE, name);
+        call_fail(c, CALL_CAUSE_NO_ROUTE, c->rpc);
         return;
     }
     const struct config_route *route = &c->cfg->routes[ri];
@@ -419,44 +541,79 @@ void call_start(struct client_conn *cl, uint64_t sid, const uint8_t *rpc, size_t
             return;
         }
     }
-    int rc = 0;
     if (route->n_add_metadata) {
+        int rc = 0;
         for (size_t i = 0; i < route->n_add_metadata && rc == 0; i++)
             rc = metadata_set(&c->md, route->add_metadata[i].key, route->add_metadata[i].value);
+        buf_reset(&c->meta_packet);
         if (rc == 0)
             rc = metadata_encode(&c->md, &c->meta_packet);
-    } else if (meta) {
-        rc = buf_append(&c->meta_packet, meta, meta_len);
-    }
-    if (rc != 0) {
-        call_fail(c, CALL_CAUSE_INTERNAL, NULL);
-        return;
+        if (rc != 0) {
+            call_fail(c, CALL_CAUSE_INTERNAL, NULL);
+            return;
+        }
     }
 
     uint64_t timeout =
         route->has_call_timeout ? route->call_timeout_ms : c->pool->pc->call_timeout_ms;
-    if (timeout) {
+    if (timeout)
         c->deadline_at = c->started_at + timeout;
-        arm_timer(c);
-    }
+    arm_timer(c);
     pool_acquire(c->pool, c);
 }
 
-/* Forwards one client frame upstream with the upstream stream id. */
+/* Forwards one client frame, or piece of one, upstream with the upstream stream id. */
 static bool forward_up(struct call *c, const struct frame *f)
 {
     struct upstream_conn *up = c->up;
     /* A new packet gets the next upstream message id. */
-    if (!c->up_pkt_open || f->message_id != c->up_src_msg)
-        c->up_msg++;
-    c->up_src_msg = f->message_id;
+    if (frame_first_piece(f)) {
+        if (!c->up_pkt_open || f->message_id != c->up_src_msg)
+            c->up_msg++;
+        c->up_src_msg = f->message_id;
+    }
     if (wire_put_frame(&up->wire, f, c->up_sid, c->up_msg) != 0) {
         call_fail(c, CALL_CAUSE_INTERNAL, NULL);
         return false;
     }
-    c->up_pkt_open = !f->done && !f->control;
+    /* Mid-frame the upstream is mid-packet too: nothing may be put between. */
+    c->up_pkt_open = !frame_last_piece(f) || (!f->done && !f->control);
     wire_schedule_flush(&up->wire);
     return true;
+}
+
+/* Keeps a client frame, or piece of one, that came before the call had an
+ * upstream connection: as it came (ids rewritten on replay). */
+static int hold_pending(struct call *c, const struct frame *f)
+{
+    struct buf *b = &c->pending;
+    int rc = buf_reserve(b, FRAME_HEADER_MAX + f->len);
+    if (rc)
+        return rc;
+    if (frame_first_piece(f))
+        b->len += frame_header_encode(b->data + b->len, f->kind, f->done, f->control, f->stream_id,
+                                      f->message_id, f->frame_len);
+    return buf_append(b, f->data, f->len);
+}
+
+/*
+ * Forwards one upstream frame, or piece of one, to the client. A frame
+ * that arrives in pieces goes out with its done bit cleared and an empty
+ * frame with done after it: should the call end midway, the rest of the
+ * frame can be filled in (end_client_frame) and the client's reader drops
+ * the unfinished packet when the next id comes, instead of taking the
+ * filler for a message.
+ */
+static int forward_down(struct call *c, struct client_conn *cl, const struct frame *f)
+{
+    if (frame_first_piece(f) && frame_last_piece(f))
+        return wire_put_frame(&cl->wire, f, c->client_sid, f->message_id);
+    int rc = wire_put_piece(&cl->wire, f, c->client_sid, f->message_id, false);
+    c->down_left = f->frame_len - f->offset - f->len;
+    if (rc == 0 && frame_ends_packet(f))
+        rc = frame_append(&cl->wire.out, f->kind, true, f->control, c->client_sid, f->message_id,
+                          NULL, 0);
+    return rc;
 }
 
 void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
@@ -510,20 +667,22 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
         buf_free(&c->meta_packet);
     wire_schedule_flush(&up->wire);
 
-    /* Replay what the client sent while the call waited. */
+    /* Replay what the client sent while the call waited; its last frame
+     * may be partial, with the rest still to come from the client. */
     size_t pos = 0;
     while (pos < c->pending.len) {
         struct frame f;
-        size_t used;
-        if (frame_parse(c->pending.data + pos, c->pending.len - pos, SIZE_MAX, &f, &used) !=
+        if (frame_parse_header(c->pending.data + pos, c->pending.len - pos, SIZE_MAX, &f) !=
             FRAME_OK)
             break;
-        pos += used;
+        size_t have = c->pending.len - pos - f.header_len;
+        f.len = have < f.frame_len ? have : f.frame_len;
+        pos += f.header_len + f.len;
         if (!forward_up(c, &f))
             return;
         /* A CloseSend sent while the call waited takes effect now. */
-        if (!f.control && f.done && f.kind == FRAME_KIND_CLOSE_SEND && c->state == CALL_ACTIVE &&
-            !call_set_state(c, CALL_CLIENT_CLOSED))
+        if (!f.control && frame_ends_packet(&f) && f.kind == FRAME_KIND_CLOSE_SEND &&
+            c->state == CALL_ACTIVE && !call_set_state(c, CALL_CLIENT_CLOSED))
             return;
     }
     if (c->retry_log_full)
@@ -538,9 +697,8 @@ static void keep_for_retry(struct call *c, const struct frame *f)
 {
     if (c->up_replied || c->retry_log_full)
         return;
-    const uint8_t *raw = f->data - f->header_len;
-    if (c->meta_packet.len + c->pending.len + f->header_len + f->len > CALL_RETRY_LOG_MAX ||
-        buf_append(&c->pending, raw, f->header_len + f->len) != 0) {
+    if (c->meta_packet.len + c->pending.len + FRAME_HEADER_MAX + f->len > CALL_RETRY_LOG_MAX ||
+        hold_pending(c, f) != 0) {
         c->retry_log_full = true;
         buf_free(&c->pending);
         buf_free(&c->meta_packet);
@@ -560,7 +718,9 @@ static void on_first_reply(struct call *c)
 
 void call_on_client_frame(struct call *c, const struct frame *f)
 {
-    if (!f->control && (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA)) {
+    bool first = frame_first_piece(f);
+    if (first && !f->control &&
+        (f->kind == FRAME_KIND_INVOKE || f->kind == FRAME_KIND_INVOKE_METADATA)) {
         client_protocol_error(c->client, f->stream_id, "invoke on a stream that is already open");
         return;
     }
@@ -575,7 +735,7 @@ void call_on_client_frame(struct call *c, const struct frame *f)
 
     if (f->control) {
         /* A soft cancel from a client with SoftCancel; other control frames are ignored. */
-        if (f->kind != FRAME_KIND_CANCEL)
+        if (f->kind != FRAME_KIND_CANCEL || !first)
             return;
         c->result = CALL_RESULT_CANCELLED;
         bool clean = cancel_upstream(c);
@@ -584,35 +744,35 @@ void call_on_client_frame(struct call *c, const struct frame *f)
     }
 
     if (f->kind == FRAME_KIND_MESSAGE) {
-        c->up_pkt_bytes = new_packet ? f->len : c->up_pkt_bytes + f->len;
-        if (c->up_pkt_bytes > c->cfg->max_message_size) {
-            char detail[96];
-            snprintf(detail, sizeof(detail), "request of more than %llu bytes",
-                     (unsigned long long)c->cfg->max_message_size);
-            call_fail(c, CALL_CAUSE_TOO_LARGE, detail);
-            return;
+        /* Judged at each frame's header, before any of its data goes on. */
+        if (first) {
+            c->up_pkt_bytes = (new_packet ? 0 : c->up_pkt_bytes) + f->frame_len;
+            if (c->up_pkt_bytes > c->cfg->max_message_size) {
+                char detail[96];
+                snprintf(detail, sizeof(detail), "request of more than %llu bytes",
+                         (unsigned long long)c->cfg->max_message_size);
+                call_fail(c, CALL_CAUSE_TOO_LARGE, detail);
+                return;
+            }
         }
-        if (f->done)
+        if (frame_ends_packet(f))
             c->msgs_up++;
     }
     c->bytes_up += f->len;
+    c->client_pkt_open = !frame_ends_packet(f);
 
     if (c->up) {
         if (!forward_up(c, f))
             return;
         keep_for_retry(c, f);
-    } else {
-        /* Not attached yet: keep the frame as it came (ids rewritten on replay). */
-        const uint8_t *raw = f->data - f->header_len;
-        if (buf_append(&c->pending, raw, f->header_len + f->len) != 0) {
-            call_fail(c, CALL_CAUSE_INTERNAL, NULL);
-            return;
-        }
+    } else if (hold_pending(c, f) != 0) {
+        call_fail(c, CALL_CAUSE_INTERNAL, NULL);
+        return;
     }
 
     /* A packet acts once whole: an Error or Close cut into frames ends the
      * call at its last frame, not its first. */
-    switch (f->done ? f->kind : FRAME_KIND_MESSAGE) {
+    switch (frame_ends_packet(f) ? f->kind : FRAME_KIND_MESSAGE) {
     case FRAME_KIND_CLOSE_SEND:
         /* Waiting: it is in c->pending and acts on replay. Already closed:
          * nothing more to do. */
@@ -640,6 +800,11 @@ void call_on_client_frame(struct call *c, const struct frame *f)
     default:
         break;
     }
+    if (c->state == CALL_STARTING && frame_ends_packet(f) &&
+        (f->kind == FRAME_KIND_MESSAGE || f->kind == FRAME_KIND_CLOSE_SEND)) {
+        call_begin(c); /* may finish the call */
+        return;
+    }
     if (c->client)
         client_update_reading(c->client);
 }
@@ -650,13 +815,16 @@ void call_on_upstream_frame(struct call *c, const struct frame *f)
     struct client_conn *cl = c->client;
     if (!c->up_replied)
         on_first_reply(c);
+    bool first = frame_first_piece(f);
     if (f->control) {
         /* A soft cancel from the server ends the stream for both (a Go
          * stream terminates with context.Canceled); other control packets
          * are ignored, as Go ignores the ones it does not know. */
-        if (f->kind != FRAME_KIND_CANCEL || !f->done || f->message_id < c->down_msg)
+        if (f->kind != FRAME_KIND_CANCEL || !f->done || !first || !frame_last_piece(f) ||
+            f->message_id < c->down_msg)
             return;
-        if (cl && wire_put_frame(&cl->wire, f, c->client_sid, f->message_id) == 0)
+        if (cl && end_client_frame(c) &&
+            wire_put_frame(&cl->wire, f, c->client_sid, f->message_id) == 0)
             wire_schedule_flush(&cl->wire);
         c->result = CALL_RESULT_CANCELLED;
         call_finish(c, !c->up_pkt_open && !c->down_pkt_open, "upstream cancelled mid-packet");
@@ -674,31 +842,33 @@ void call_on_upstream_frame(struct call *c, const struct frame *f)
     }
     bool new_packet = f->message_id != c->down_msg;
     if (f->kind == FRAME_KIND_MESSAGE) {
-        c->down_pkt_bytes = new_packet ? f->len : c->down_pkt_bytes + f->len;
-        if (c->down_pkt_bytes > c->cfg->max_message_size) {
-            char detail[96];
-            snprintf(detail, sizeof(detail), "reply of more than %llu bytes",
-                     (unsigned long long)c->cfg->max_message_size);
-            c->down_pkt_open = true; /* the upstream is mid-packet: never reuse it */
-            call_fail(c, CALL_CAUSE_TOO_LARGE, detail);
-            return;
+        if (first) {
+            c->down_pkt_bytes = (new_packet ? 0 : c->down_pkt_bytes) + f->frame_len;
+            if (c->down_pkt_bytes > c->cfg->max_message_size) {
+                char detail[96];
+                snprintf(detail, sizeof(detail), "reply of more than %llu bytes",
+                         (unsigned long long)c->cfg->max_message_size);
+                c->down_pkt_open = true; /* the upstream is mid-packet: never reuse it */
+                call_fail(c, CALL_CAUSE_TOO_LARGE, detail);
+                return;
+            }
         }
-        if (f->done)
+        if (frame_ends_packet(f))
             c->msgs_down++;
     }
     c->bytes_down += f->len;
     c->down_msg = f->message_id;
 
     if (cl) {
-        if (wire_put_frame(&cl->wire, f, c->client_sid, f->message_id) != 0) {
+        if (forward_down(c, cl, f) != 0) {
             call_fail(c, CALL_CAUSE_INTERNAL, NULL);
             return;
         }
         wire_schedule_flush(&cl->wire);
     }
-    c->down_pkt_open = !f->done;
+    c->down_pkt_open = !frame_ends_packet(f);
 
-    switch (f->done ? f->kind : FRAME_KIND_MESSAGE) { /* a packet acts once whole */
+    switch (frame_ends_packet(f) ? f->kind : FRAME_KIND_MESSAGE) { /* a packet acts once whole */
     case FRAME_KIND_CLOSE_SEND:
         if (c->state == CALL_CLIENT_CLOSED) {
             c->result = CALL_RESULT_OK;
@@ -725,6 +895,7 @@ void call_on_upstream_frame(struct call *c, const struct frame *f)
 
 void call_client_gone(struct call *c)
 {
+    end_client_frame(c); /* it may have moved on to a new stream: its reply follows */
     c->client = NULL;
     c->result = CALL_RESULT_CANCELLED;
     bool clean = cancel_upstream(c);

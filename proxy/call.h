@@ -14,9 +14,10 @@
  *
  * States (only call.c writes c->state, through call_set_state):
  *
- *   call_start --> WAITING --a dial started for it--> DIALING
- *                     ^                                  |
- *                     +------ moved by a reload ---------+
+ *   call_start --> STARTING --first message whole, or CloseSend--> WAITING
+ *   WAITING --a dial started for it--> DIALING
+ *      ^                                  |
+ *      +------ moved by a reload ---------+
  *   WAITING, DIALING --call_attach--> ACTIVE
  *   ACTIVE, CLIENT_CLOSED --the peer left before reading it: call_retry,
  *                           once, before any reply--> WAITING
@@ -24,9 +25,11 @@
  *   ACTIVE --upstream CloseSend--> UPSTREAM_CLOSED --client CloseSend--> DONE
  *   every state but DONE --Close, Error, Cancel, failure, client gone--> DONE
  *
- * A CloseSend the client sends while the call waits is kept with its other
- * early frames (c->pending) and takes effect when they are replayed at
- * attach. The admin API shows both half-closed states as "half_closed".
+ * STARTING holds no upstream connection: the client's frames wait in
+ * c->pending until its request flows, and it is not routed yet. A
+ * CloseSend the client sends while the call starts or waits is kept with
+ * its other early frames (c->pending) and takes effect when they are
+ * replayed at attach. The admin API shows both half-closed states as "half_closed".
  */
 #ifndef SIDECAR_CALL_H
 #define SIDECAR_CALL_H
@@ -49,6 +52,7 @@ struct config;
 struct config_route;
 
 enum call_state {
+    CALL_STARTING,        /* Invoke read; its frames held until the request flows */
     CALL_WAITING,         /* routing, or queued for an upstream connection */
     CALL_DIALING,         /* queued, and a dial was started for it */
     CALL_ACTIVE,          /* attached; frames flow both ways */
@@ -89,16 +93,21 @@ struct call {
     uint64_t up_msg;          /* last message id sent upstream (renumbered) */
     uint64_t up_src_msg;      /* client message id of the packet last forwarded */
     uint64_t down_msg;        /* last message id sent to the client */
+    bool client_pkt_open;     /* the client is in mid-packet (or mid-frame) */
     bool up_pkt_open;         /* forwarded part of a packet upstream */
     bool down_pkt_open;       /* forwarded part of a packet to the client */
     uint64_t up_pkt_bytes;
     uint64_t down_pkt_bytes;
+    size_t down_left; /* bytes of a frame toward the client still to come */
 
-    uint64_t started_at;  /* uv_now ms */
-    uint64_t started_hr;  /* uv_hrtime ns */
-    uint64_t attached_hr; /* uv_hrtime ns, 0 until attached */
-    uint64_t deadline_at; /* uv_now ms; 0 = none */
-    uint64_t wait_until;  /* uv_now ms while waiting */
+    uint64_t started_at;    /* uv_now ms */
+    uint64_t started_hr;    /* uv_hrtime ns */
+    uint64_t attached_hr;   /* uv_hrtime ns, 0 until attached */
+    uint64_t deadline_at;   /* uv_now ms; 0 = none */
+    uint64_t wait_until;    /* uv_now ms while waiting */
+    uint64_t start_until;   /* uv_now ms while STARTING; 0 = no limit */
+    uint64_t client_active; /* uv_now ms of the client's last bytes, or of a resume */
+    uint64_t timer_due;     /* uv_now ms the timer fires at; 0 = not armed */
     uint64_t msgs_up, msgs_down, bytes_up, bytes_down;
 
     /* Whether the connection may be reused and the call retried: a frame of
@@ -124,8 +133,9 @@ struct call {
 
 /*
  * Starts a call for the client's Invoke on stream sid. meta is the raw
- * InvokeMetadata data for that stream (may be NULL). Routes, then acquires
- * an upstream connection; on any failure the client gets an Error packet.
+ * InvokeMetadata data for that stream (may be NULL). The call routes and
+ * acquires an upstream connection once its request flows (STARTING until
+ * then); on any failure the client gets an Error packet.
  */
 void call_start(struct client_conn *client, uint64_t sid, const uint8_t *rpc, size_t rpc_len,
                 const uint8_t *meta, size_t meta_len);
@@ -142,7 +152,15 @@ void call_on_queued(struct call *c, uint64_t wait_until, bool dial_started);
  * to pick. */
 void call_on_requeued(struct call *c, struct pool *to);
 
-/* A frame from the client for this call's stream. */
+/* The process drains: a call still starting must start within
+ * SIDECAR_DRAIN_FIRST_CALL_MS or it fails with shutting_down. */
+void call_on_drain(struct call *c);
+
+/* The client's bytes came in (or reading it resumed): restarts the
+ * mid-request idle clock and arms the call's timer when something is due. */
+void call_watch_client(struct call *c);
+
+/* A frame, or piece of one, from the client for this call's stream. */
 void call_on_client_frame(struct call *c, const struct frame *f);
 
 /* A frame from the upstream for this call's stream. */

@@ -25,9 +25,11 @@
 #include "proxy/state.h"
 #include "proxy/upstream.h"
 
-#define MAX_RPC_NAME 4096
-#define STR_(x)      #x
-#define STR(x)       STR_(x)
+#define MAX_RPC_NAME       4096
+/* Frame headers a starting call may hold beyond its first message's data. */
+#define CLIENT_START_SLACK (64 * 1024)
+#define STR_(x)            #x
+#define STR(x)             STR_(x)
 
 const char *client_state_name(enum client_state s)
 {
@@ -128,6 +130,7 @@ void client_close(struct client_conn *cl, const char *reason)
         return;
     bool counted = list_linked(&cl->sc_node);
     (void)client_set_state(cl, CLIENT_CLOSING); /* legal from every other state */
+    budget_forget(&lc->budget, &cl->wire.budget, sc->cfg->max_buffered_bytes);
     if (counted) {
         list_remove(&cl->sc_node);
         lc->n_clients--;
@@ -153,6 +156,7 @@ void client_drain_and_close(struct client_conn *cl, const char *reason)
     if (!client_open(cl) || !client_set_state(cl, CLIENT_DRAINING))
         return;
     cl->close_reason = reason;
+    budget_forget(&cl->wire.lc->budget, &cl->wire.budget, cl->wire.lc->sc->cfg->max_buffered_bytes);
     wire_read_stop(&cl->wire);
     cl->wire.shutdown = true;
     if (wire_queued(&cl->wire) == 0)
@@ -216,12 +220,34 @@ void client_call_started(struct client_conn *cl, struct call *c)
         cl->call = c;
 }
 
+/* Fill-in beyond this closes the client instead (Go writes frames of at
+ * most 64 KiB, so a stock peer never needs more). */
+#define CLIENT_FILL_MAX (64 * 1024)
+
+bool client_end_frame(struct client_conn *cl, size_t left)
+{
+    if (cl->frame_cut)
+        return false;
+    if (left <= CLIENT_FILL_MAX && buf_reserve(&cl->wire.out, left) == 0) {
+        memset(cl->wire.out.data + cl->wire.out.len, 0, left);
+        cl->wire.out.len += left;
+        wire_schedule_flush(&cl->wire);
+        return true;
+    }
+    cl->frame_cut = true;
+    return false;
+}
+
 void client_call_ended(struct client_conn *cl)
 {
     cl->last_active = uv_now(cl->wire.lc->loop);
     cl->call = NULL;
     if (!client_set_state(cl, CLIENT_IDLE))
         return;
+    if (cl->frame_cut) {
+        client_drain_and_close(cl, "a call ended mid-frame");
+        return;
+    }
     if (cl->wire.lc->sc->state != SIDECAR_RUNNING) {
         if (!client_hand_off(cl))
             client_close_after_reply(cl, "shutting down");
@@ -257,7 +283,9 @@ static void hand_off_written(struct client_conn *cl)
         client_close_after_reply(cl, "shutting down");
 }
 
-/* Appends one frame of a small packet (Invoke, InvokeMetadata) being assembled. */
+/* Appends one frame, or piece of a frame, of a small packet (Invoke,
+ * InvokeMetadata) being assembled. The cap is judged at a frame's header,
+ * before its data is taken in. */
 static int assemble(struct buf *b, uint64_t *b_sid, uint64_t *b_msg, bool *done,
                     const struct frame *f, size_t cap)
 {
@@ -268,7 +296,7 @@ static int assemble(struct buf *b, uint64_t *b_sid, uint64_t *b_msg, bool *done,
         if (done)
             *done = false;
     }
-    if (b->len + f->len > cap)
+    if (frame_first_piece(f) && f->frame_len > cap - b->len)
         return UV_E2BIG;
     return buf_append(b, f->data, f->len);
 }
@@ -301,6 +329,10 @@ static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
         return; /* e.g. a Cancel for a stream that never started */
     /* The client moved on: like the upstream server, end the old stream. */
     client_detach_call(cl);
+    if (cl->frame_cut) {
+        client_drain_and_close(cl, "a call ended mid-frame");
+        return;
+    }
     switch (f->kind) {
     case FRAME_KIND_INVOKE_METADATA: {
         int rc = assemble(&cl->meta, &cl->meta_sid, &cl->meta_msg, &cl->meta_done, f,
@@ -316,7 +348,7 @@ static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
             client_close(cl, "out of memory");
             return;
         }
-        if (f->done)
+        if (frame_ends_packet(f))
             cl->meta_done = true;
         return;
     }
@@ -331,7 +363,7 @@ static void on_new_stream_frame(struct client_conn *cl, const struct frame *f)
             client_close(cl, "out of memory");
             return;
         }
-        if (!f->done)
+        if (!frame_ends_packet(f))
             return;
         bool has_meta = cl->meta_sid == f->stream_id && cl->meta_done;
         cl->last_sid = f->stream_id;
@@ -443,6 +475,8 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (client_open(cl))
         client_update_reading(cl);
+    if (cl->call)
+        call_watch_client(cl->call);
 }
 
 void client_update_reading(struct client_conn *cl)
@@ -450,12 +484,21 @@ void client_update_reading(struct client_conn *cl)
     if (!client_open(cl))
         return;
     struct call *c = cl->call;
-    size_t high = (size_t)cl->wire.lc->sc->cfg->call_buffer_bytes;
+    struct loop_ctx *lc = cl->wire.lc;
+    const struct config *cfg = lc->sc->cfg;
+    /* What this client makes the sidecar hold (budget.h), and whether the
+     * buffer budget wants it paused for that. */
+    size_t held = cl->wire.in.len + cl->invoke.len + cl->meta.len + (c ? c->pending.len : 0);
+    bool budget_paused = budget_hold(&lc->budget, &cl->wire.budget, held, cfg->max_buffered_bytes);
+    size_t high = (size_t)cfg->call_buffer_bytes;
     size_t queued = 0;
     if (c && c->up)
         queued = wire_queued(&c->up->wire);
     else if (c)
         queued = c->pending.len;
+    /* A call begins once its first message is whole: hold that much. */
+    if (c && c->state == CALL_STARTING && high < cfg->max_message_size + CLIENT_START_SLACK)
+        high = (size_t)cfg->max_message_size + CLIENT_START_SLACK;
     /* Without a proxied call, what we owe the client counts too: a client
      * that pipelines calls the sidecar answers itself (errors) and never
      * reads would otherwise have them queued without bound. During a
@@ -467,10 +510,13 @@ void client_update_reading(struct client_conn *cl)
         if (owed > queued)
             queued = owed;
     }
-    if (cl->wire.reading && queued > high)
+    if (cl->wire.reading && (queued > high || budget_paused)) {
         wire_read_stop(&cl->wire);
-    else if (!cl->wire.reading && queued <= high / 4)
+    } else if (!cl->wire.reading && queued <= high / 4 && !budget_paused) {
         wire_read_start(&cl->wire, client_read_cb);
+        if (c && cl->wire.reading)
+            call_watch_client(c); /* the pause does not count as the client's idle time */
+    }
 }
 
 void client_on_wire_written(struct client_conn *cl, int status)

@@ -76,6 +76,7 @@ struct client_conn {
     uint64_t errors;
     char peer[64];
     const char *close_reason;
+    bool frame_cut; /* a call ended mid-frame toward it: close once the call is gone */
 };
 
 /* Accepts a pending connection on the listener's server handle (fd < 0),
@@ -102,6 +103,13 @@ bool client_hand_off(struct client_conn *cl);
 /* Its call is over: back to IDLE (and drain, or hand off, if the process
  * is stopping). */
 void client_call_ended(struct client_conn *cl);
+
+/* A call ended while a frame toward this client was unfinished, `left`
+ * bytes short: fills it in with zeros (its done bit is clear, so the
+ * client's reader drops the packet at the next id), or, when that is
+ * large, has the client closed once the call has let go of it. Returns
+ * whether the connection can still carry frames. */
+bool client_end_frame(struct client_conn *cl, size_t left);
 
 /* Sends an Error packet on stream sid (message id msg). */
 void client_send_error(struct client_conn *cl, uint64_t sid, uint64_t msg, uint64_t code,

@@ -25,7 +25,8 @@
     X(UPSTREAM_PROTOCOL, 1012, "upstream_protocol_error", "upstream protocol error")               \
     X(NO_AGENT, 1013, "no_agent_connected", "no agent connected")                                  \
     X(AGENT_NOT_CONNECTED, 1014, "agent_not_connected", "agent not connected")                     \
-    X(INTERNAL, 1015, "internal", "internal error (out of memory)")
+    X(INTERNAL, 1015, "internal", "internal error (out of memory)")                                \
+    X(NOT_STARTED, 1016, "request_not_started", "request not started")
 
 enum call_cause {
 #define X(name, code, metric, text) CALL_CAUSE_##name,

@@ -777,9 +777,34 @@ bool handoff_unix_path_shared(struct sidecar *sc, const char *path)
 
 /* ---- passing connections ------------------------------------------------ */
 
+/* The frame cl's wire is passing on in pieces is the Invoke or
+ * InvokeMetadata frame being assembled for the next stream. */
+static bool cut_is_assembled(const struct client_conn *cl)
+{
+    const struct frame *f = &cl->wire.cut;
+    if (f->control || f->stream_id <= cl->last_sid || f->stream_id != cl->read_sid)
+        return false;
+    if (f->kind == FRAME_KIND_INVOKE)
+        return f->stream_id == cl->invoke_sid && f->message_id == cl->invoke_msg;
+    return f->kind == FRAME_KIND_INVOKE_METADATA && f->stream_id == cl->meta_sid &&
+           f->message_id == cl->meta_msg;
+}
+
+/* Appends a frame header and len bytes of data. */
+static int put_frame(struct buf *out, uint8_t kind, bool done, uint64_t sid, uint64_t msg,
+                     size_t frame_len, const uint8_t *data, size_t len)
+{
+    if (buf_reserve(out, FRAME_HEADER_MAX + len) != 0)
+        return UV_ENOMEM;
+    out->len += frame_header_encode(out->data + out->len, kind, done, false, sid, msg, frame_len);
+    return len ? buf_append(out, data, len) : 0;
+}
+
 /* What cl has read and not acted on, as bytes the new process can read
  * again: the Invoke and InvokeMetadata packets being assembled for the
- * next stream (as one frame each) and the unparsed rest. */
+ * next stream (as one frame each; a frame still arriving as its header
+ * and the data so far, the rest follows from the socket) and the unparsed
+ * rest. */
 static int pending_bytes(const struct client_conn *cl, struct buf *out)
 {
     const struct {
@@ -791,16 +816,27 @@ static int pending_bytes(const struct client_conn *cl, struct buf *out)
         {cl->meta_sid, cl->meta_msg, &cl->meta, FRAME_KIND_INVOKE_METADATA, cl->meta_done},
         {cl->invoke_sid, cl->invoke_msg, &cl->invoke, FRAME_KIND_INVOKE, false},
     };
+    const struct frame *cut = cl->wire.cutting && cut_is_assembled(cl) ? &cl->wire.cut : NULL;
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         /* Only parts of the stream read last; older ones are dead. */
         if (!parts[i].sid || parts[i].sid <= cl->last_sid || parts[i].sid != cl->read_sid)
             continue;
-        if (buf_reserve(out, FRAME_HEADER_MAX + parts[i].b->len) != 0)
-            return UV_ENOMEM;
-        out->len += frame_header_encode(out->data + out->len, parts[i].kind, parts[i].done, false,
-                                        parts[i].sid, parts[i].msg, parts[i].b->len);
-        if (parts[i].b->len && buf_append(out, parts[i].b->data, parts[i].b->len) != 0)
-            return UV_ENOMEM;
+        const uint8_t *d = parts[i].b->data;
+        size_t n = parts[i].b->len;
+        int rc;
+        if (cut && cut->kind == parts[i].kind) {
+            size_t whole = n - cl->wire.cut_off; /* of the frames before the cut one */
+            rc = whole ? put_frame(out, parts[i].kind, false, parts[i].sid, parts[i].msg, whole, d,
+                                   whole)
+                       : 0;
+            if (rc == 0)
+                rc = put_frame(out, parts[i].kind, cut->done, parts[i].sid, parts[i].msg,
+                               cut->frame_len, d + whole, n - whole);
+        } else {
+            rc = put_frame(out, parts[i].kind, parts[i].done, parts[i].sid, parts[i].msg, n, d, n);
+        }
+        if (rc)
+            return rc;
     }
     return cl->wire.in.len ? buf_append(out, cl->wire.in.data, cl->wire.in.len) : 0;
 }
@@ -809,6 +845,11 @@ bool handoff_possible(struct sidecar *sc, const struct client_conn *cl)
 {
     struct handoff *ho = sc->handoff;
     if (!ho || !ho->succ || ho->succ->close_when_flushed)
+        return false;
+    /* Mid-frame (its data passed on piece by piece, see wire.h) only an
+     * Invoke or InvokeMetadata frame can be rebuilt for the successor:
+     * otherwise wait for the frame's end. */
+    if (cl->wire.cutting && !cut_is_assembled(cl))
         return false;
     size_t n = cl->wire.in.len + cl->meta.len + cl->invoke.len + 2 * FRAME_HEADER_MAX;
     return n <= HANDOFF_MAX_PENDING;

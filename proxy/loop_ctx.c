@@ -27,6 +27,7 @@ void loop_ctx_init(struct loop_ctx *lc, uv_loop_t *loop, struct sidecar *sc)
     lc->flush_check.data = lc;
     uv_timer_init(loop, &lc->janitor);
     lc->janitor.data = lc;
+    budget_init(&lc->budget, loop);
     lc->handles_open = true;
 }
 
@@ -47,4 +48,5 @@ void loop_ctx_close(struct loop_ctx *lc)
     lc->handles_open = false;
     uv_close((uv_handle_t *)&lc->janitor, NULL);
     uv_close((uv_handle_t *)&lc->flush_check, NULL);
+    budget_close(&lc->budget);
 }

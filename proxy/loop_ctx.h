@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "proxy/budget.h"
 #include "proxy/busy_poll.h"
 #include "proxy/list.h"
 
@@ -54,7 +55,11 @@ struct loop_ctx {
     uint64_t first_read_ns;     /* uv_hrtime of the first read that brought data since
                                  * run_loop looked; 0: none */
     struct busy_poll busy_poll; /* the adaptive spin window, owned by run_loop */
-    uv_timer_t janitor;         /* started by its owner (sidecar.c) */
+    /* Bytes held against max_buffered_bytes (budget.h). One loop: the
+     * process's whole budget; with several, the sum becomes the process's
+     * (an atomic) and each loop keeps its paused connections. */
+    struct budget budget;
+    uv_timer_t janitor; /* started by its owner (sidecar.c) */
     uint64_t janitor_ticks;
     bool handles_open;
 

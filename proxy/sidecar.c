@@ -28,7 +28,6 @@
 #include "proxy/rpc_stats.h"
 
 #define JANITOR_INTERVAL_MS 100
-#define DRAIN_FIRST_CALL_MS 1000
 
 /* Closes clients that sat between calls longer than their listener allows,
  * and trims the buffers of those idle for a while. */
@@ -54,8 +53,8 @@ static void close_idle_clients(struct loop_ctx *lc, uint64_t now)
         /* Draining: clients that never sent a call (just connected, or
          * taken from a listener's backlog) get a short while to send it,
          * not the whole grace period. */
-        if (sc->state == SIDECAR_DRAINING && (!limit || limit > DRAIN_FIRST_CALL_MS))
-            limit = DRAIN_FIRST_CALL_MS; /* one taking in its reply is active, above */
+        if (sc->state == SIDECAR_DRAINING && (!limit || limit > SIDECAR_DRAIN_FIRST_CALL_MS))
+            limit = SIDECAR_DRAIN_FIRST_CALL_MS; /* one taking in its reply is active, above */
         if (!limit)
             continue;
         if (now - cl->last_active >= limit)
@@ -217,16 +216,22 @@ void sidecar_shutdown(struct sidecar *sc, const char *why)
     /* Idle clients go now, except those that never sent a call (just
      * connected: their first call is likely on its way and a close would
      * reset it) and those with part of a call read. They get
-     * DRAIN_FIRST_CALL_MS to send it (see close_idle_clients) and are
+     * SIDECAR_DRAIN_FIRST_CALL_MS to send it (see close_idle_clients) and are
      * closed after it. With a successor process, all of them go to it. */
     handoff_pass_idle_clients(sc);
     struct list_node *n, *tmp;
     list_for_each_safe(n, tmp, &sc->lc->clients)
     {
         struct client_conn *cl = list_entry(n, struct client_conn, sc_node);
-        bool partial = cl->wire.in.len || cl->invoke.len || cl->meta.len;
+        bool partial = cl->wire.in.len || cl->wire.cutting || cl->invoke.len || cl->meta.len;
         if ((cl->state == CLIENT_IDLE || cl->state == CLIENT_PREFIX) && cl->calls > 0 && !partial)
             client_close_after_reply(cl, "shutting down");
+    }
+    /* Calls still starting (their request has not flowed yet) get as long
+     * as a first call. */
+    list_for_each_safe(n, tmp, &sc->lc->calls)
+    {
+        call_on_drain(list_entry(n, struct call, sc_node));
     }
     /* Then stop the listeners: what they still had queued is accepted and
      * served one call (see listener_stop). Stopped listeners free

@@ -30,6 +30,10 @@ struct handoff;
 struct rpc_stats;
 struct history;
 
+/* While draining, a client gets this long to send a call it has not sent
+ * (or finish starting one: see call_on_drain). */
+#define SIDECAR_DRAIN_FIRST_CALL_MS 1000
+
 enum sidecar_state {
     SIDECAR_RUNNING,
     SIDECAR_DRAINING, /* listeners closed; in-flight calls finishing */
@@ -46,6 +50,10 @@ enum sidecar_state {
     X(clients_closed, "Client connections closed")                                                 \
     X(client_protocol_errors, "Client connections closed for a protocol error")                    \
     X(calls_no_route, "Calls that matched no route")                                               \
+    X(calls_not_started,                                                                           \
+      "Calls failed with request_not_started: no first message or CloseSend in time")              \
+    X(calls_request_idle,                                                                          \
+      "Calls failed because their client stopped mid-request (request_idle_timeout_ms)")           \
     X(clients_handed_off, "Client connections passed to a newer process (upgrade)")                \
     X(clients_adopted, "Client connections taken over from an older process (upgrade)")            \
     X(handoff_failures, "Client connections an upgrade closed instead of passing them on")         \

@@ -156,6 +156,7 @@ void upstream_close(struct upstream_conn *up, const char *reason)
     struct call *c = up->call;
     enum upstream_state was = up->state;
     (void)pool_set_upstream_state(p, up, UPSTREAM_CLOSING, reason); /* legal from any other */
+    budget_forget(&up->wire.lc->budget, &up->wire.budget, p->sc->cfg->max_buffered_bytes);
     up->call = NULL;
     uint64_t age = uv_now(p->lc->loop) - up->created_at;
     if (!up->ep && was == UPSTREAM_HANDSHAKE) {
@@ -394,20 +395,29 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         } else {
             upstream_close(up, "upstream protocol error");
         }
+        return;
     }
+    if (up->state != UPSTREAM_CLOSING)
+        upstream_update_reading(up);
 }
 
 void upstream_update_reading(struct upstream_conn *up)
 {
     if (up->state != UPSTREAM_IDLE && up->state != UPSTREAM_BUSY && up->state != UPSTREAM_HANDSHAKE)
         return;
+    struct sidecar *sc = up->pool->sc;
+    /* Agents and upstreams follow the budget too (budget.h); with frame
+     * data passed on as it arrives they hold at most a header and an
+     * identify reply. */
+    bool budget_paused = budget_hold(&up->wire.lc->budget, &up->wire.budget,
+                                     up->wire.in.len + up->ident.len, sc->cfg->max_buffered_bytes);
     size_t high = (size_t)up->pool->cfg->call_buffer_bytes;
     size_t queued = 0;
     if (up->call && up->call->client)
         queued = wire_queued(&up->call->client->wire);
-    if (up->wire.reading && queued > high)
+    if (up->wire.reading && (queued > high || budget_paused))
         wire_read_stop(&up->wire);
-    else if (!up->wire.reading && queued <= high / 4)
+    else if (!up->wire.reading && queued <= high / 4 && !budget_paused)
         wire_read_start(&up->wire, upstream_read_cb);
 }
 

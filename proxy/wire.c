@@ -11,10 +11,14 @@
 #include "proxy/client.h"
 #include "proxy/loop_ctx.h"
 #include "proxy/netaddr.h"
+#include "proxy/sidecar.h"
 #include "proxy/upstream.h"
 
-/* A private input buffer bigger than this is freed once it empties. */
+/* An output buffer bigger than this is freed by wire_trim. */
 #define WIRE_READ_CHUNK (64 * 1024)
+/* What a read can leave over: a partial frame header, or of the DRPC!!!1
+ * prefix. More than that in wire.in was put there by its owner. */
+#define WIRE_KEEP_MAX   (FRAME_HEADER_MAX + DRPC_HEADER_LEN)
 
 void wire_init(struct wire *w, struct loop_ctx *lc, enum wire_owner owner)
 {
@@ -23,6 +27,7 @@ void wire_init(struct wire *w, struct loop_ctx *lc, enum wire_owner owner)
     w->ops = &transport_stream;
     w->owner = owner;
     list_init(&w->flush_node);
+    budget_entry_init(&w->budget);
     w->h.handle.data = w;
 }
 
@@ -30,19 +35,27 @@ void wire_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     struct wire *w = h->data;
-    if (w->in.len == 0) {
-        buf->base = (char *)w->lc->readbuf;
-        buf->len = sizeof(w->lc->readbuf);
+    size_t keep = w->in.len;
+    if (keep > WIRE_KEEP_MAX) {
+        /* Not a partial header: bytes put there by an owner (an adopted
+         * connection's pending bytes). Read after them, privately. */
+        if (buf_reserve(&w->in, WIRE_READ_CHUNK) != 0) {
+            buf->base = NULL; /* libuv reports UV_ENOBUFS */
+            buf->len = 0;
+            return;
+        }
+        buf->base = (char *)w->in.data + w->in.len;
+        buf->len = w->in.cap - w->in.len;
         return;
     }
-    if (buf_reserve(&w->in, WIRE_READ_CHUNK) != 0) {
-        /* libuv turns a zero-length buffer into UV_ENOBUFS for read_cb. */
-        buf->base = NULL;
-        buf->len = 0;
-        return;
-    }
-    buf->base = (char *)w->in.data + w->in.len;
-    buf->len = w->in.cap - w->in.len;
+    /* Reads land in the loop-wide buffer. A partial header left from the
+     * last read (a few bytes) goes in front of it; wire.in keeps its copy
+     * until wire_frames_begin, in case no bytes come. */
+    if (keep)
+        memcpy(w->lc->readbuf, w->in.data, keep);
+    buf->base = (char *)w->lc->readbuf + keep;
+    buf->len = budget_read_size(&w->lc->budget, &w->budget, w->lc->sc->cfg->max_buffered_bytes,
+                                sizeof(w->lc->readbuf) - keep);
 }
 
 void wire_frames_begin(struct wire_frames *it, struct wire *w, ssize_t nread, const uv_buf_t *buf)
@@ -52,12 +65,14 @@ void wire_frames_begin(struct wire_frames *it, struct wire *w, ssize_t nread, co
     w->bytes_in += (uint64_t)nread;
     if (!w->lc->first_read_ns)
         w->lc->first_read_ns = uv_hrtime();
-    if (buf->base == (char *)w->lc->readbuf) {
-        it->shared = true;
-        it->data = w->lc->readbuf;
-        it->len = (size_t)nread;
+    const uint8_t *rb = w->lc->readbuf;
+    it->shared = (const uint8_t *)buf->base >= rb &&
+                 (const uint8_t *)buf->base < rb + sizeof(w->lc->readbuf);
+    if (it->shared) {
+        it->data = rb;
+        it->len = w->in.len + (size_t)nread;
+        buf_reset(&w->in);
     } else {
-        it->shared = false;
         w->in.len += (size_t)nread;
         it->data = w->in.data;
         it->len = w->in.len;
@@ -66,38 +81,77 @@ void wire_frames_begin(struct wire_frames *it, struct wire *w, ssize_t nread, co
 
 enum frame_result wire_frames_next(struct wire_frames *it, size_t max_data, struct frame *f)
 {
-    size_t used;
-    enum frame_result r = frame_parse(it->data + it->pos, it->len - it->pos, max_data, f, &used);
-    if (r == FRAME_OK)
-        it->pos += used;
-    return r;
+    struct wire *w = it->w;
+    size_t avail = it->len - it->pos;
+    if (w->cutting) {
+        if (avail == 0)
+            return FRAME_NEED_MORE;
+        size_t left = w->cut.frame_len - w->cut_off;
+        size_t n = avail < left ? avail : left;
+        *f = w->cut;
+        f->data = it->data + it->pos;
+        f->len = n;
+        f->offset = w->cut_off;
+        f->header_len = 0;
+        it->pos += n;
+        w->cut_off += n;
+        w->cutting = w->cut_off < w->cut.frame_len;
+        return FRAME_OK;
+    }
+    enum frame_result r = frame_parse_header(it->data + it->pos, avail, max_data, f);
+    if (r != FRAME_OK)
+        return r;
+    size_t have = avail - f->header_len;
+    it->pos += f->header_len;
+    if (have >= f->frame_len) {
+        it->pos += f->frame_len; /* whole: one piece */
+        return FRAME_OK;
+    }
+    /* The data is still coming: hand out what is here as the first piece
+     * and pass the rest on as it arrives. */
+    f->len = have;
+    it->pos += have;
+    w->cut = *f;
+    w->cut.data = NULL;
+    w->cut_off = have;
+    w->cutting = true;
+    return FRAME_OK;
 }
 
 int wire_frames_end(struct wire_frames *it)
 {
     struct wire *w = it->w;
-    size_t rest = it->len - it->pos;
-    if (it->shared)
-        return buf_append(&w->in, it->data + it->pos, rest);
-    if (rest == 0) {
-        buf_reset(&w->in); /* kept for the call; wire_trim frees it */
+    if (!it->shared) {
+        buf_consume(&w->in, it->pos);
         return 0;
     }
-    buf_consume(&w->in, it->pos);
+    return buf_append(&w->in, it->data + it->pos, it->len - it->pos);
+}
+
+size_t wire_cut_left(const struct wire *w)
+{
+    return w->cutting ? w->cut.frame_len - w->cut_off : 0;
+}
+
+int wire_put_piece(struct wire *w, const struct frame *f, uint64_t stream_id, uint64_t message_id,
+                   bool done)
+{
+    bool first = frame_first_piece(f);
+    int rc = buf_reserve(&w->out, (first ? FRAME_HEADER_MAX : 0) + f->len);
+    if (rc)
+        return rc;
+    if (first)
+        w->out.len += frame_header_encode(w->out.data + w->out.len, f->kind, done, f->control,
+                                          stream_id, message_id, f->frame_len);
+    if (f->len)
+        memcpy(w->out.data + w->out.len, f->data, f->len);
+    w->out.len += f->len;
     return 0;
 }
 
 int wire_put_frame(struct wire *w, const struct frame *f, uint64_t stream_id, uint64_t message_id)
 {
-    int rc = buf_reserve(&w->out, FRAME_HEADER_MAX + f->len);
-    if (rc)
-        return rc;
-    w->out.len += frame_header_encode(w->out.data + w->out.len, f->kind, f->done, f->control,
-                                      stream_id, message_id, f->len);
-    if (f->len)
-        memcpy(w->out.data + w->out.len, f->data, f->len);
-    w->out.len += f->len;
-    return 0;
+    return wire_put_piece(w, f, stream_id, message_id, f->done);
 }
 
 static void notify_written(struct wire *w, int status)
@@ -108,6 +162,18 @@ static void notify_written(struct wire *w, int status)
         break;
     case WIRE_UPSTREAM:
         upstream_on_wire_written(upstream_from_wire(w), status);
+        break;
+    }
+}
+
+void wire_budget_resumed(struct wire *w)
+{
+    switch (w->owner) {
+    case WIRE_CLIENT:
+        client_update_reading(client_from_wire(w));
+        break;
+    case WIRE_UPSTREAM:
+        upstream_update_reading(upstream_from_wire(w));
         break;
     }
 }

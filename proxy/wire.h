@@ -3,10 +3,16 @@
  * and upstream connections. The bytes move through a transport
  * (transport.h): the plain socket, TCP or unix, or later TLS over it.
  *
- *   transport --read--> [shared loop buffer]--frames--> owner's handler
- *                        | partial frame left over
+ *   transport --read--> [shared loop buffer]--frame pieces--> owner's handler
+ *                        | partial header left over (< FRAME_HEADER_MAX)
  *                        v
- *                     wire.in (private, freed when it empties)
+ *                     wire.in (private; copied in front of the next read)
+ *
+ * Cut-through: once a frame's header is known, its data is handed on as
+ * it arrives, piece by piece (struct frame offset/frame_len), never
+ * assembled here. A connection's own read buffer is therefore at most a
+ * partial header, whatever the frame size; owners that need whole packets
+ * (Invoke, InvokeMetadata) assemble them under their own caps.
  *
  *   owner appends frames --> wire.out --flush (try_write, then
  *                                        write of the rest)--> transport
@@ -29,6 +35,7 @@
 
 #include "proxy/handle.h"
 
+#include "proxy/budget.h"
 #include "proxy/buf.h"
 #include "proxy/frame.h"
 #include "proxy/list.h"
@@ -58,13 +65,18 @@ struct wire {
      * (the call was not sent: it is retried, see retry.h). */
     bool peek_before_write;
 
-    struct buf in;               /* incomplete frame carried over between reads */
+    struct buf in;               /* incomplete frame header carried over between reads */
+    struct frame cut;            /* header of the frame whose data is being passed on */
+    size_t cut_off;              /* its data bytes handed out so far */
+    bool cutting;                /* cut is a frame with data still to come */
     struct buf out;              /* frames waiting to be written */
     struct buf inflight;         /* bytes owned by the in-flight write */
     size_t inflight_off;         /* inflight's first bytes, already taken by uv_try_write */
     bool trim_after_write;       /* wire_trim came while a write was in flight */
     uv_write_t write_req;        /* the stream transport's */
     struct list_node flush_node; /* on loop_ctx.flush_list while a flush is due */
+
+    struct budget_entry budget; /* what the owner holds, in sidecar.budget */
 
     uint64_t bytes_in;
     uint64_t bytes_out;
@@ -76,7 +88,7 @@ struct wire_frames {
     const uint8_t *data;
     size_t len;
     size_t pos;
-    bool shared; /* data is the loop-wide buffer */
+    bool shared; /* data is the loop-wide buffer (else wire.in) */
 };
 
 void wire_init(struct wire *w, struct loop_ctx *lc, enum wire_owner owner);
@@ -87,7 +99,9 @@ void wire_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 /* Starts iterating the nread bytes just read into buf (nread > 0). */
 void wire_frames_begin(struct wire_frames *it, struct wire *w, ssize_t nread, const uv_buf_t *buf);
 
-/* Next frame; FRAME_NEED_MORE when the rest is incomplete, < 0 on a protocol error. */
+/* Next frame or piece of a frame (see frame.h); FRAME_NEED_MORE when the
+ * rest is an incomplete header, < 0 on a protocol error. A frame whose
+ * data is not all here yet is handed out as its first piece at once. */
 enum frame_result wire_frames_next(struct wire_frames *it, size_t max_data, struct frame *f);
 
 /* Bytes not yet handed out as frames (for a prefix check before framing). */
@@ -102,12 +116,22 @@ static inline void wire_frames_skip(struct wire_frames *it, size_t n)
     it->pos += n;
 }
 
-/* Keeps the unparsed rest for the next read. Returns 0 or UV_ENOMEM. */
+/* Bytes of the frame being passed on that are still to come (0: none). */
+size_t wire_cut_left(const struct wire *w);
+
+/* Keeps the unparsed rest (a partial header) for the next read. Returns 0 or UV_ENOMEM. */
 __attribute__((warn_unused_result)) int wire_frames_end(struct wire_frames *it);
 
-/* Appends a frame with new stream/message ids to the output. */
+/* Appends a frame, or a piece of one, with new stream/message ids to the
+ * output: the first piece writes the header (length frame_len), every
+ * piece its data. */
 __attribute__((warn_unused_result)) int wire_put_frame(struct wire *w, const struct frame *f,
                                                        uint64_t stream_id, uint64_t message_id);
+
+/* The same with the header's done bit given (see call.c forward_down). */
+__attribute__((warn_unused_result)) int wire_put_piece(struct wire *w, const struct frame *f,
+                                                       uint64_t stream_id, uint64_t message_id,
+                                                       bool done);
 
 /* Bytes queued toward this wire's peer and not yet written. */
 static inline size_t wire_queued(const struct wire *w)
@@ -146,6 +170,9 @@ void wire_on_written(struct wire *w, int status);
 __attribute__((warn_unused_result)) int wire_connect(struct wire *w, uv_connect_t *req,
                                                      const struct sockaddr *sa, const char *path,
                                                      uv_connect_cb cb);
+
+/* The buffer budget lifted its pause: the owner re-decides whether to read. */
+void wire_budget_resumed(struct wire *w);
 
 /* Read control; both are idempotent. cb receives what the transport
  * delivers (plaintext), with the stream argument &w->h.stream. */

@@ -18,18 +18,34 @@
 
 #define T 1000 /* ms: how long a test waits for something that must happen */
 
+/* cl opens a stream ("/svc/S") on client stream sid: an Invoke (message
+ * id 1) and a first message "go" (id 2), which starts the call (it takes
+ * an upstream connection once its request flows). */
+static void send_open(struct h_peer *cl, uint64_t sid)
+{
+    h_send(cl, FRAME_KIND_INVOKE, sid, 1, "/svc/S");
+    h_send(cl, FRAME_KIND_MESSAGE, sid, 2, "go");
+}
+
+/* The upstream sees the stream send_open opened, on its stream up_sid. */
+static void expect_open(struct h_peer *up, uint64_t up_sid)
+{
+    assert_string_equal(h_expect(up, FRAME_KIND_INVOKE, up_sid, T), "/svc/S");
+    assert_string_equal(h_expect(up, FRAME_KIND_MESSAGE, up_sid, T), "go");
+}
+
 /* Starts a sidecar with pool options, its endpoint listening; *cl opens a
- * stream ("/svc/S") on client stream sid. Returns the upstream connection,
- * which has seen the Invoke on its stream 1. */
+ * stream on client stream sid (send_open). Returns the upstream connection,
+ * which has seen the stream open on its stream 1. */
 static struct h_peer *start_stream(struct h_env *e, const char *pool_opts, struct h_peer **cl,
                                    uint64_t sid)
 {
     h_start(e, 1, pool_opts, "");
     h_upstream_listen(e, 0);
     *cl = h_client_new(e);
-    h_send(*cl, FRAME_KIND_INVOKE, sid, 1, "/svc/S");
+    send_open(*cl, sid);
     struct h_peer *up = h_upstream_peer(e, 0, 0, T);
-    assert_string_equal(h_expect(up, FRAME_KIND_INVOKE, 1, T), "/svc/S");
+    expect_open(up, 1);
     return up;
 }
 
@@ -98,9 +114,9 @@ static void test_stream_half_close(void **state)
     struct h_peer *up = start_stream(&e, "", &cl, 1);
 
     /* The client finishes sending first. */
-    h_send(cl, FRAME_KIND_MESSAGE, 1, 2, "a");
-    h_send(cl, FRAME_KIND_MESSAGE, 1, 3, "b");
-    h_send(cl, FRAME_KIND_CLOSE_SEND, 1, 4, NULL);
+    h_send(cl, FRAME_KIND_MESSAGE, 1, 3, "a");
+    h_send(cl, FRAME_KIND_MESSAGE, 1, 4, "b");
+    h_send(cl, FRAME_KIND_CLOSE_SEND, 1, 5, NULL);
     assert_string_equal(h_expect(up, FRAME_KIND_MESSAGE, 1, T), "a");
     assert_string_equal(h_expect(up, FRAME_KIND_MESSAGE, 1, T), "b");
     h_expect(up, FRAME_KIND_CLOSE_SEND, 1, T);
@@ -116,14 +132,14 @@ static void test_stream_half_close(void **state)
     ended_clean(&e, cl, up);
 
     /* The upstream finishes sending first. */
-    h_send(cl, FRAME_KIND_INVOKE, 2, 1, "/svc/S");
-    h_expect(up, FRAME_KIND_INVOKE, 2, T);
+    send_open(cl, 2);
+    expect_open(up, 2);
     h_send(up, FRAME_KIND_CLOSE_SEND, 2, 1, NULL);
     h_expect(cl, FRAME_KIND_CLOSE_SEND, 2, T);
-    h_send(cl, FRAME_KIND_MESSAGE, 2, 2, "late but legal");
+    h_send(cl, FRAME_KIND_MESSAGE, 2, 3, "late but legal");
     assert_string_equal(h_expect(up, FRAME_KIND_MESSAGE, 2, T), "late but legal");
     assert_true(h_client_in_call(cl));
-    h_send(cl, FRAME_KIND_CLOSE_SEND, 2, 3, NULL);
+    h_send(cl, FRAME_KIND_CLOSE_SEND, 2, 4, NULL);
     h_expect(up, FRAME_KIND_CLOSE_SEND, 2, T);
     ended_clean(&e, cl, up);
     assert_int_equal(h_pool_calls_ok(h_pool(&e)), 2);
@@ -186,23 +202,23 @@ static void test_client_cancel_error_close(void **state)
     struct h_peer *up = start_stream(&e, "", &cl, 1);
 
     answer_first(up, 1, cl, 1);
-    h_send(cl, FRAME_KIND_CANCEL, 1, 2, NULL);
+    h_send(cl, FRAME_KIND_CANCEL, 1, 3, NULL);
     h_expect(up, FRAME_KIND_CANCEL, 1, T);
     ended_clean(&e, cl, up);
     assert_int_equal(h_pool_calls_cancelled(h_pool(&e)), 1);
 
-    h_send(cl, FRAME_KIND_INVOKE, 2, 1, "/svc/S");
-    h_expect(up, FRAME_KIND_INVOKE, 2, T);
+    send_open(cl, 2);
+    expect_open(up, 2);
     answer_first(up, 2, cl, 2);
-    h_send_error(cl, 2, 2, 7, "client gave up");
+    h_send_error(cl, 2, 3, 7, "client gave up");
     assert_int_equal(h_expect_error(up, 2, T), 7);
     ended_clean(&e, cl, up);
     assert_int_equal(h_pool_calls_cancelled(h_pool(&e)), 2);
 
-    h_send(cl, FRAME_KIND_INVOKE, 3, 1, "/svc/S");
-    h_expect(up, FRAME_KIND_INVOKE, 3, T);
+    send_open(cl, 3);
+    expect_open(up, 3);
     answer_first(up, 3, cl, 3);
-    h_send(cl, FRAME_KIND_CLOSE, 3, 2, NULL);
+    h_send(cl, FRAME_KIND_CLOSE, 3, 3, NULL);
     h_expect(up, FRAME_KIND_CLOSE, 3, T);
     ended_clean(&e, cl, up);
     assert_true(h_peer_quiet(cl, 1)); /* the client was told nothing */
@@ -219,13 +235,13 @@ static void test_silent_upstream_not_reused(void **state)
     struct h_env e;
     struct h_peer *cl;
     struct h_peer *up = start_stream(&e, "", &cl, 1);
-    h_send(cl, FRAME_KIND_CANCEL, 1, 2, NULL);
+    h_send(cl, FRAME_KIND_CANCEL, 1, 3, NULL);
     assert_true(h_peer_wait_eof(up, T)); /* closed: what was queued for it goes too */
     assert_true(H_UNTIL(&e, T, h_pool_total(h_pool(&e)) == 0));
 
-    h_send(cl, FRAME_KIND_INVOKE, 2, 1, "/svc/S");
+    send_open(cl, 2);
     struct h_peer *up2 = h_upstream_peer(&e, 0, 1, T);
-    h_expect(up2, FRAME_KIND_INVOKE, 1, T);
+    expect_open(up2, 1);
     h_peer_close(cl);
     assert_true(h_peer_wait_eof(up2, T));
     assert_int_equal(up2->in.len, 0); /* closed, no soft Cancel first */
@@ -289,10 +305,10 @@ static void test_soft_cancel(void **state)
 
     /* A control Cancel from the client. */
     struct h_peer *cl2 = h_client_new(&e);
-    h_send(cl2, FRAME_KIND_INVOKE, 1, 1, "/svc/S");
-    h_expect(up, FRAME_KIND_INVOKE, 2, T);
+    send_open(cl2, 1);
+    expect_open(up, 2);
     answer_first(up, 2, cl2, 1);
-    h_send_frame(cl2, FRAME_KIND_CANCEL, true, true, 1, 2, NULL, 0);
+    h_send_frame(cl2, FRAME_KIND_CANCEL, true, true, 1, 3, NULL, 0);
     assert_true(h_peer_frame(up, &f, T));
     assert_int_equal(f.kind, FRAME_KIND_CANCEL);
     assert_true(f.control);
@@ -301,9 +317,9 @@ static void test_soft_cancel(void **state)
     assert_int_equal(h_pool_calls_cancelled(h_pool(&e)), 2);
 
     /* Mid-packet: the connection goes. */
-    h_send(cl2, FRAME_KIND_INVOKE, 2, 1, "/svc/S");
-    h_expect(up, FRAME_KIND_INVOKE, 3, T);
-    h_send_frame(cl2, FRAME_KIND_MESSAGE, false, false, 2, 2, "half", 4);
+    send_open(cl2, 2);
+    expect_open(up, 3);
+    h_send_frame(cl2, FRAME_KIND_MESSAGE, false, false, 2, 3, "half", 4);
     assert_string_equal(h_expect(up, FRAME_KIND_MESSAGE, 3, T), "half");
     h_peer_close(cl2);
     assert_true(h_peer_wait_eof(up, T));

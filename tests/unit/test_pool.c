@@ -25,6 +25,21 @@ static void unary(struct h_peer *cl, uint64_t sid, struct h_peer *up, uint64_t u
     h_expect_unary_reply(cl, sid, "rep");
 }
 
+/* cl opens a call that holds its connection until the upstream ends it:
+ * Invoke and CloseSend (a call takes a connection once its request flows). */
+static void send_hold(struct h_peer *cl, uint64_t sid, const char *rpc)
+{
+    h_send(cl, FRAME_KIND_INVOKE, sid, 1, rpc);
+    h_send(cl, FRAME_KIND_CLOSE_SEND, sid, 2, NULL);
+}
+
+/* The upstream sees a call send_hold opened, on its stream up_sid. */
+static void expect_hold(struct h_peer *up, uint64_t up_sid)
+{
+    h_expect(up, FRAME_KIND_INVOKE, up_sid, T);
+    h_expect(up, FRAME_KIND_CLOSE_SEND, up_sid, T);
+}
+
 /* Starts a sidecar whose one endpoint listens; client *a opens a call
  * ("/svc/Hold", stream 1) that holds a connection. Returns its upstream. */
 static struct h_peer *start_holding(struct h_env *e, const char *pool_opts, struct h_peer **a)
@@ -32,9 +47,9 @@ static struct h_peer *start_holding(struct h_env *e, const char *pool_opts, stru
     h_start(e, 1, pool_opts, "");
     h_upstream_listen(e, 0);
     *a = h_client_new(e);
-    h_send(*a, FRAME_KIND_INVOKE, 1, 1, "/svc/Hold");
+    send_hold(*a, 1, "/svc/Hold");
     struct h_peer *up = h_upstream_peer(e, 0, 0, T);
-    h_expect(up, FRAME_KIND_INVOKE, 1, T);
+    expect_hold(up, 1);
     return up;
 }
 
@@ -94,12 +109,14 @@ static void test_dirty_release_closes(void **state)
     struct h_peer *cl = h_client_new(&e);
 
     h_send(cl, FRAME_KIND_INVOKE, 1, 1, "/svc/Stream");
+    h_send(cl, FRAME_KIND_MESSAGE, 1, 2, "go"); /* the call takes a connection */
     struct h_peer *up = h_upstream_peer(&e, 0, 0, T);
     h_expect(up, FRAME_KIND_INVOKE, 1, T);
+    h_expect(up, FRAME_KIND_MESSAGE, 1, T);
     /* The upstream sends the first frame of a packet, then the client cancels. */
     h_send_frame(up, FRAME_KIND_MESSAGE, false, false, 1, 1, "part", 4);
     h_expect(cl, FRAME_KIND_MESSAGE, 1, T);
-    h_send(cl, FRAME_KIND_CANCEL, 1, 2, NULL);
+    h_send(cl, FRAME_KIND_CANCEL, 1, 3, NULL);
     assert_true(h_peer_wait_eof(up, T));
     assert_int_equal(h_pool_idle(p), 0);
     assert_int_equal(h_pool_total(p), 0);
@@ -130,8 +147,8 @@ static void test_waiters_fifo(void **state)
     assert_true(H_UNTIL(&e, T, h_pool_idle(p) == 1));
 
     /* A holds the connection with a second call; B, C, D queue in order. */
-    h_send(a, FRAME_KIND_INVOKE, 2, 1, "/svc/A2");
-    h_expect(up, FRAME_KIND_INVOKE, 2, T);
+    send_hold(a, 2, "/svc/A2");
+    expect_hold(up, 2);
     const char *names[] = {"/svc/B", "/svc/C", "/svc/D"};
     struct h_peer *w[3];
     for (size_t i = 0; i < 3; i++) {
@@ -161,12 +178,12 @@ static void test_max_conns(void **state)
     struct h_peer *c[3];
     for (size_t i = 0; i < 3; i++) {
         c[i] = h_client_new(&e);
-        h_send(c[i], FRAME_KIND_INVOKE, 1, 1, "/svc/Hold");
+        send_hold(c[i], 1, "/svc/Hold");
     }
     struct h_peer *u0 = h_upstream_peer(&e, 0, 0, T);
     struct h_peer *u1 = h_upstream_peer(&e, 0, 1, T);
-    h_expect(u0, FRAME_KIND_INVOKE, 1, T);
-    h_expect(u1, FRAME_KIND_INVOKE, 1, T);
+    expect_hold(u0, 1);
+    expect_hold(u1, 1);
     h_sleep(&e, 30);
     assert_int_equal(h_upstream_accepted(&e, 0), 2);
     assert_int_equal(h_pool_total(p), 2);

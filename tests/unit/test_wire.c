@@ -62,6 +62,13 @@ static void receive_all(struct h_env *e, struct h_peer *cl, struct h_peer *up, c
         struct h_frame f;
         if (!h_peer_frame(cl, &f, 2))
             continue;
+        if (f.len == 0) {
+            /* A frame the sidecar passed on in pieces ends with an empty
+             * frame that carries its done bit (call.c forward_down). */
+            assert_true(f.done);
+            assert_int_equal(f.mid, got);
+            continue;
+        }
         got++;
         assert_int_equal(f.kind, FRAME_KIND_MESSAGE);
         assert_int_equal(f.sid, 1);
@@ -81,8 +88,10 @@ static struct h_peer *start_stream(struct h_env *e, const char *top_opts, struct
     h_upstream_listen(e, 0);
     *cl = h_client_new(e);
     h_send(*cl, FRAME_KIND_INVOKE, 1, 1, "/svc/Download");
+    h_send(*cl, FRAME_KIND_CLOSE_SEND, 1, 2, NULL); /* the request flows: a connection */
     struct h_peer *up = h_upstream_peer(e, 0, 0, T);
     h_expect(up, FRAME_KIND_INVOKE, 1, T);
+    h_expect(up, FRAME_KIND_CLOSE_SEND, 1, T);
     return up;
 }
 
@@ -179,8 +188,10 @@ static void test_flush_coalesces_one_read(void **state)
     h_upstream_listen(&e, 0);
     struct h_peer *cl = h_client_new_type(&e, SOCK_SEQPACKET);
     h_send(cl, FRAME_KIND_INVOKE, 1, 1, "/svc/Download");
+    h_send(cl, FRAME_KIND_CLOSE_SEND, 1, 2, NULL);
     struct h_peer *up = h_upstream_peer(&e, 0, 0, T);
     h_expect(up, FRAME_KIND_INVOKE, 1, T);
+    h_expect(up, FRAME_KIND_CLOSE_SEND, 1, T);
 
     struct buf b = {0};
     for (uint64_t i = 1; i <= 10; i++) {
