@@ -4,12 +4,13 @@ written here with the Python codec (drpc.py), beside well-behaved clients
 whose calls must keep succeeding."""
 
 import socket
+import time
 
 import pytest
 
 from . import drpc
 from .fault_checks import open_testd_conns
-from .procs import basic_config, free_addr
+from .procs import INSTRUMENTED, basic_config, free_addr
 from .test_admin import get, hold, request, wait_until
 
 ECHO = "/test.Echo/"
@@ -236,3 +237,337 @@ def test_a_drain_loses_no_reply_to_a_reader_that_races_the_close(testd, sidecar)
             c.close()
         assert sc.wait(timeout=10) == 0
     assert len(lost) == 0 and len(ok) == 250, (len(lost), len(ok))
+
+
+# --- stalled clients cannot take the pool; buffered memory is bounded --------------
+
+
+def _stalled_client(addr, data):
+    """A raw connection that sends data and then nothing (kept open)."""
+    host, port = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)))
+    s.sendall(data)
+    return s
+
+
+def _error_on(sock, sid, timeout):
+    """Reads sock until an Error packet for stream sid; returns (code, text, seconds)."""
+    t0 = time.monotonic()
+    dec, asm = drpc.FrameDecoder(), drpc.PacketAssembler()
+    sock.settimeout(timeout)
+    while True:
+        data = sock.recv(65536)
+        assert data, "closed without an Error"
+        for f in dec.feed(data):
+            p = asm.add(f)
+            if p is not None and p.kind == drpc.KIND_ERROR and p.stream == sid:
+                code, text = drpc.decode_error(p.data)
+                return code, text, time.monotonic() - t0
+
+
+def test_clients_that_stall_after_an_invoke_do_not_hold_the_pool(testd, sidecar):
+    """Sixteen connections send an Invoke alone and sixteen an Invoke and
+    part of a first message, then stall, on a pool of 16 connections. A
+    call takes an upstream connection only once its request flows, so a
+    well-behaved client's 50 calls run at once (before, each waited for
+    wait_timeout_ms and failed with 1003). The stalled calls fail on their
+    own: 1007 for a client that stopped in mid-message, after
+    request_idle_timeout_ms, and 1016 for one that sent no message, after
+    request_start_timeout_ms; their connections carry the next call."""
+    up = testd()
+    cfg = basic_config(up.addr, max_conns=16, wait_timeout_ms=3000)
+    cfg["request_start_timeout_ms"] = 2500
+    cfg["request_idle_timeout_ms"] = 1000
+    sc = sidecar(cfg)
+    invoke = _frame(drpc.KIND_INVOKE, 1, 1, (ECHO + "Unary").encode())
+    # a Message frame of 100 bytes, 10 of them sent
+    part = bytes([drpc.KIND_MESSAGE << 1 | 1]) + drpc.encode_varint(1) + drpc.encode_varint(2) + \
+        drpc.encode_varint(100) + b"p" * 10
+    # a started bidi call: one whole message, then part of the next
+    started = invoke + _frame(drpc.KIND_MESSAGE, 1, 2, b"one") + \
+        bytes([drpc.KIND_MESSAGE << 1 | 1]) + drpc.encode_varint(1) + drpc.encode_varint(3) + \
+        drpc.encode_varint(100) + b"p" * 10
+    t0 = time.monotonic()
+    alone = [_stalled_client(sc.addr, invoke) for _ in range(16)]
+    partial = [_stalled_client(sc.addr, invoke + part) for _ in range(16)]
+    mid = _stalled_client(sc.addr, started)
+    wait_until(lambda: get(sc, "/stats").json()["calls_in_flight"] == 33, what="33 calls")
+    with sc.conn(timeout=5) as good:
+        worst = 0.0
+        for i in range(50):
+            c0 = time.monotonic()
+            assert good.unary(ECHO + "Unary", b"ok%d" % i) == b"ok%d" % i
+            worst = max(worst, time.monotonic() - c0)
+    assert worst < 1.0, "a call waited %.2fs behind stalled clients" % worst
+    assert time.monotonic() - t0 < 2.4  # every good call came before any stalled one failed
+
+    for s in partial + [mid]:  # stopped in mid-message: request_idle_timeout_ms
+        code, text, _ = _error_on(s, 1, 5)
+        assert code == 1007, (code, text)
+        assert "the client sent nothing for" in text, text
+    for s in alone:  # no message at all: request_start_timeout_ms
+        code, text, _ = _error_on(s, 1, 5)
+        assert code == 1016, (code, text)
+        assert text.startswith("drpc-sidecar: request not started: "), text
+    assert time.monotonic() - t0 >= 2.4
+    # the connection carries the next call
+    alone[0].sendall(_unary_bytes(2, b"next"))
+    dec = drpc.FrameDecoder()
+    alone[0].settimeout(5)
+    frames = []
+    while not any(f.kind == drpc.KIND_MESSAGE for f in frames):
+        frames += dec.feed(alone[0].recv(65536))
+    assert [f.data for f in frames if f.kind == drpc.KIND_MESSAGE] == [b"next"]
+    stats = get(sc, "/stats").json()["counters"]
+    assert stats["calls_not_started"] == 16 and stats["calls_request_idle"] == 17, stats
+    for s in alone + partial + [mid]:
+        s.close()
+
+
+def _rss(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(INSTRUMENTED, reason="sanitizers and valgrind inflate the RSS")
+def test_clients_part_way_through_big_frames_stay_within_the_budget(testd, sidecar):
+    """300 clients each send an Invoke and 4 MiB - 1 bytes of one 4 MiB
+    Message frame and stop. With default settings the sidecar stays under
+    64 MiB resident (before: 1.2 GB), because it holds at most
+    max_buffered_bytes plus a small allowance per connection, pausing the
+    big holders; a well-behaved client's calls keep succeeding meanwhile."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr, max_conns=16))
+    size = 4 << 20
+    head = _frame(drpc.KIND_INVOKE, 1, 1, (ECHO + "Unary").encode()) + \
+        bytes([drpc.KIND_MESSAGE << 1 | 1]) + drpc.encode_varint(1) + drpc.encode_varint(2) + \
+        drpc.encode_varint(size)
+    body = b"b" * (size - 1)
+    host, port = sc.addr.rsplit(":", 1)
+    socks, left = [], []
+    for _ in range(300):
+        s = socket.create_connection((host, int(port)))
+        s.setblocking(False)
+        socks.append(s)
+        left.append(memoryview(head + body))
+    base = _rss(sc.pid)
+    with sc.conn(timeout=5) as good:
+        idle_since, calls = time.monotonic(), 0
+        while time.monotonic() - idle_since < 1.0:
+            moved = 0
+            for i, s in enumerate(socks):
+                if not left[i]:
+                    continue
+                try:
+                    n = s.send(left[i][:1 << 20])
+                except BlockingIOError:
+                    continue
+                left[i] = left[i][n:]
+                moved += n
+            if moved:
+                idle_since = time.monotonic()
+            assert good.unary(ECHO + "Unary", b"x%d" % calls) == b"x%d" % calls
+            calls += 1
+        rss = _rss(sc.pid)
+        stats = get(sc, "/stats").json()
+        for i in range(20):
+            assert good.unary(ECHO + "Unary", b"y%d" % i) == b"y%d" % i
+    sent = sum(len(head) + len(body) - len(x) for x in left)
+    print("rss before %d MiB, with 300 partial 4 MiB frames %d MiB; %d MiB sent, %d calls; "
+          "buffered %d, paused %d, pauses %d" % (base >> 20, rss >> 20, sent >> 20, calls,
+                                                 stats["buffered_bytes"],
+                                                 stats["buffer_paused_connections"],
+                                                 stats["buffer_pauses"]))
+    assert rss < (64 << 20), "RSS %d MiB" % (rss >> 20)
+    assert stats["buffered_bytes_limit"] == 32 << 20
+    assert stats["buffer_paused_connections"] > 0 and stats["buffer_pauses"] > 0, stats
+    assert stats["buffered_bytes"] <= (32 << 20) + 300 * (68 << 10), stats
+    metrics = get(sc, "/metrics").text
+    for name in ("buffered_bytes", "buffered_bytes_limit", "buffer_paused_connections",
+                 "buffer_pauses_total"):
+        assert "\ndrpc_sidecar_%s " % name in metrics, name
+    for s in socks:
+        s.close()
+
+
+def _echo_upstream(lsock, split, slow, result):
+    """Serves one connection: reads one request message (assembled), then
+    answers it in one frame (split None) or in frames of split bytes, then
+    CloseSend. slow: reads and writes in 64 KiB steps with pauses."""
+    try:
+        s, _ = lsock.accept()
+        s.settimeout(30)
+        dec, asm = drpc.FrameDecoder(max_len=8 << 20), drpc.PacketAssembler(max_packet=8 << 20)
+        msg, sid, got = None, None, 0
+        while True:
+            data = s.recv(65536 if slow else 1 << 20)
+            if not data:
+                return
+            got += len(data)
+            if got >= (1 << 20) and "mib_at" not in result:
+                result["mib_at"] = time.monotonic()
+            if slow:
+                time.sleep(0.002)
+            for f in dec.feed(data):
+                p = asm.add(f)
+                if p is None:
+                    continue
+                if p.kind == drpc.KIND_MESSAGE:
+                    msg, sid = p.data, p.stream
+                elif p.kind == drpc.KIND_CLOSE_SEND:
+                    if split:
+                        out = drpc.encode_packet(drpc.KIND_MESSAGE, sid, 1, msg, split=split)
+                    else:
+                        out = drpc.encode_frame(drpc.KIND_MESSAGE, sid, 1, msg)
+                    out += drpc.encode_frame(drpc.KIND_CLOSE_SEND, sid, 2)
+                    step = 65536 if slow else len(out)
+                    for i in range(0, len(out), step):
+                        s.sendall(out[i:i + step])
+                        if slow:
+                            time.sleep(0.002)
+                    result["frames_in"] = dec
+                    return
+    except Exception as e:  # noqa: BLE001 (checked by the test)
+        result["error"] = e
+
+
+@pytest.mark.parametrize("split", [None, 64 * 1024], ids=["one_frame", "64k_frames"])
+@pytest.mark.parametrize("slow", [False, True], ids=["fast", "slow_peers"])
+def test_a_4mib_message_passes_through_in_both_directions(sidecar, short_tmp, split, slow):
+    """A 4 MiB message sent as one frame, or in 64 KiB frames, reaches the
+    upstream and comes back intact, also when both peers are slow. Once a
+    call has its connection, the sidecar passes frame data on as it arrives
+    instead of assembling the frame: with a slow client, the upstream has
+    its first MiB before the client has sent the rest of the one frame
+    (before, nothing of it). A first message is held whole, as before."""
+    import os
+    import threading
+
+    size = 4 << 20
+    lsock = socket.socket(socket.AF_INET)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    result = {"error": None}
+    t = threading.Thread(target=_echo_upstream, args=(lsock, split, slow, result), daemon=True)
+    t.start()
+    try:
+        sc = sidecar(basic_config("127.0.0.1:%d" % lsock.getsockname()[1]))
+        msg = os.urandom(size)
+        with sc.conn(timeout=30) as c:
+            # A call takes its connection once its first message is whole;
+            # slow: a small first message, so the big one meets the cut-through
+            req = _frame(drpc.KIND_INVOKE, 1, 1, b"/t.Echo/Big")
+            if slow:
+                req += _frame(drpc.KIND_MESSAGE, 1, 2, b"hi")
+            if split:
+                req += drpc.encode_packet(drpc.KIND_MESSAGE, 1, 3, msg, split=split)
+            else:
+                req += drpc.encode_frame(drpc.KIND_MESSAGE, 1, 3, msg)
+            req += _frame(drpc.KIND_CLOSE_SEND, 1, 4)
+            step = 65536 if slow else len(req)
+            for i in range(0, len(req), step):
+                c.send_raw(req[i:i + step])
+                if slow:
+                    time.sleep(0.004)
+            sent_at = time.monotonic()
+            got = bytearray()
+            c.sock.settimeout(30)
+            dec, asm = drpc.FrameDecoder(max_len=8 << 20), drpc.PacketAssembler(max_packet=8 << 20)
+            reply = None
+            while reply is None:
+                data = c.sock.recv(65536 if slow else 1 << 20)
+                assert data, "closed after %d bytes" % len(got)
+                if slow:
+                    time.sleep(0.002)
+                for f in dec.feed(data):
+                    p = asm.add(f)
+                    if p is not None and p.kind == drpc.KIND_MESSAGE:
+                        reply = p.data
+                    elif p is not None and p.kind == drpc.KIND_ERROR:
+                        raise AssertionError(drpc.decode_error(p.data))
+            assert len(reply) == size and reply == msg
+        t.join(10)
+        assert result["error"] is None, result["error"]
+        if slow:
+            assert result["mib_at"] < sent_at - 0.05, "the upstream got its first MiB %.3fs " \
+                "after the client sent the last byte" % (result["mib_at"] - sent_at)
+    finally:
+        lsock.close()
+
+
+def test_streaming_calls_start_as_their_request_flows(testd, sidecar):
+    """Calls begin when their first message is whole or CloseSend comes:
+    a bidi and a client stream whose Invoke leaves with the first message,
+    a call with CloseSend and no message, a server stream, and a bidi
+    stream whose client waits before its first message all work."""
+    up = testd()
+    sc = sidecar(basic_config(up.addr, max_conns=2))
+    with sc.conn(timeout=5) as c:
+        assert c.bidi(ECHO + "Bidi", [b"a", b"bb", b"ccc"]) == [b"a", b"bb", b"ccc"]
+        assert c.client_stream(ECHO + "ClientStream", [b"x", b"y", b"z"]) == b"xyz"
+        assert c.client_stream(ECHO + "ClientStream", []) == b""
+        msgs = c.server_stream(ECHO + "ServerStream", b"3 16")
+        assert [len(m) for m in msgs] == [16, 16, 16]
+        st = c.new_stream(ECHO + "Bidi")
+        c.flush()  # the Invoke alone: the call is "starting"
+        wait_until(lambda: [x["state"] for x in get(sc, "/calls").json()["calls"]] == ["starting"],
+                   what="a starting call")
+        assert get(sc, "/pools/default").json()["conns"]["busy"] == 0
+        time.sleep(0.3)
+        st.send(b"late")
+        assert st.recv() == b"late"
+        st.close_send()
+        assert st.recv_all() == []
+        assert c.unary(ECHO + "Unary", b"after") == b"after"
+
+
+def test_a_call_that_ends_mid_frame_leaves_the_client_usable(sidecar):
+    """Frames are passed on as they arrive, so a call can end with a frame
+    toward the client half sent (here the upstream dies 1000 bytes into a
+    32 KiB frame). The sidecar fills the frame in (sent with done clear, so
+    the client's reader drops it at the next id), then sends the Error:
+    the client gets 1006 and its connection carries the next call."""
+    import threading
+
+    lsock = socket.socket(socket.AF_INET)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(2)
+
+    def serve():
+        for n in range(2):
+            s, _ = lsock.accept()
+            dec, asm = drpc.FrameDecoder(), drpc.PacketAssembler()
+            sid = msg = None
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                for f in dec.feed(data):
+                    p = asm.add(f)
+                    if p is not None and p.kind == drpc.KIND_MESSAGE:
+                        sid, msg = p.stream, p.data
+                if sid is None:
+                    continue
+                if n == 0:  # a frame header, 1000 of its 32768 bytes, then gone
+                    s.sendall(bytes([drpc.KIND_MESSAGE << 1 | 1]) + drpc.encode_varint(sid) +
+                              drpc.encode_varint(1) + drpc.encode_varint(32768) + b"z" * 1000)
+                    time.sleep(0.2)
+                    s.close()
+                    break
+                s.sendall(drpc.encode_frame(drpc.KIND_MESSAGE, sid, 1, msg) +
+                          drpc.encode_frame(drpc.KIND_CLOSE_SEND, sid, 2))
+                sid = None
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        sc = sidecar(basic_config("127.0.0.1:%d" % lsock.getsockname()[1], max_conns=1))
+        with sc.conn(timeout=5) as c:
+            with pytest.raises(drpc.DrpcError) as err:
+                c.unary(ECHO + "Unary", b"first")
+            assert err.value.code == 1006, err.value
+            assert c.unary(ECHO + "Unary", b"second") == b"second"
+    finally:
+        lsock.close()

@@ -77,7 +77,9 @@ def test_a_client_that_never_reads_is_paused_not_buffered(testd, sidecar, fault_
     sent, sid, blocked = 0, 1, False
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and sent < (256 << 20):
-        batch = b"".join(_frame(drpc.KIND_INVOKE, i, 1, name) for i in range(sid, sid + 1000))
+        # Invoke and CloseSend: a call is routed once its request flows
+        batch = b"".join(_frame(drpc.KIND_INVOKE, i, 1, name) + _frame(drpc.KIND_CLOSE_SEND, i, 2)
+                         for i in range(sid, sid + 1000))
         sid += 1000
         try:
             s.sendall(batch)
