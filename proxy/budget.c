@@ -38,15 +38,23 @@ static void unpause(struct budget *b, struct budget_entry *e)
     b->n_paused--;
 }
 
-/* Resumes every paused connection; each owner re-reads its own state (and
- * may be paused again if the budget filled meanwhile). */
+/* Resumes every connection paused when it runs, once each; an owner
+ * re-reads its own state and may be paused again (onto b->paused, not
+ * this batch) if the budget filled up meanwhile. */
 static void resume_cb(uv_check_t *h)
 {
     struct budget *b = h->data;
     uv_check_stop(h);
+    struct list_node batch;
+    list_init(&batch);
     while (!list_empty(&b->paused)) {
-        struct budget_entry *e = list_entry(list_first(&b->paused), struct budget_entry, node);
-        unpause(b, e);
+        struct list_node *n = list_first(&b->paused);
+        list_remove(n);
+        list_push_back(&batch, n);
+    }
+    while (!list_empty(&batch)) {
+        struct budget_entry *e = list_entry(list_first(&batch), struct budget_entry, node);
+        unpause(b, e); /* takes it off batch */
         wire_budget_resumed(list_entry(e, struct wire, budget));
     }
 }
