@@ -813,7 +813,9 @@ void call_on_upstream_frame(struct call *c, const struct frame *f)
 {
     struct upstream_conn *up = c->up;
     struct client_conn *cl = c->client;
-    if (!c->up_replied)
+    /* A reply counts once a frame of it is whole: an upstream that stops
+     * in its first frame still meets the first-reply deadline. */
+    if (!c->up_replied && frame_last_piece(f))
         on_first_reply(c);
     bool first = frame_first_piece(f);
     if (f->control) {

@@ -220,15 +220,13 @@ void client_call_started(struct client_conn *cl, struct call *c)
         cl->call = c;
 }
 
-/* Fill-in beyond this closes the client instead (Go writes frames of at
- * most 64 KiB, so a stock peer never needs more). */
-#define CLIENT_FILL_MAX (64 * 1024)
-
 bool client_end_frame(struct client_conn *cl, size_t left)
 {
+    /* At most max_message_size (the frame cap toward clients); a stock Go
+     * peer's frames are 64 KiB. Only out of memory closes the client. */
     if (cl->frame_cut)
         return false;
-    if (left <= CLIENT_FILL_MAX && buf_reserve(&cl->wire.out, left) == 0) {
+    if (buf_reserve(&cl->wire.out, left) == 0) {
         memset(cl->wire.out.data + cl->wire.out.len, 0, left);
         cl->wire.out.len += left;
         wire_schedule_flush(&cl->wire);

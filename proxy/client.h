@@ -106,9 +106,9 @@ void client_call_ended(struct client_conn *cl);
 
 /* A call ended while a frame toward this client was unfinished, `left`
  * bytes short: fills it in with zeros (its done bit is clear, so the
- * client's reader drops the packet at the next id), or, when that is
- * large, has the client closed once the call has let go of it. Returns
- * whether the connection can still carry frames. */
+ * client's reader drops the packet at the next id), or, out of memory,
+ * has the client closed once the call has let go of it. Returns whether
+ * the connection can still carry frames. */
 bool client_end_frame(struct client_conn *cl, size_t left);
 
 /* Sends an Error packet on stream sid (message id msg). */

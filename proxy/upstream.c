@@ -377,7 +377,7 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         upstream_close(up, "out of memory");
         return;
     }
-    if (!up->wire.in.len)
+    if (!up->wire.in.len && !up->wire.cutting)
         up->partial_since = 0;
     else if (!up->partial_since || frames)
         up->partial_since = uv_now(up->pool->lc->loop);

@@ -499,7 +499,9 @@ def test_an_idle_agent_holding_half_a_frame_is_closed(sidecar, agent, procs):
     t0 = time.monotonic()
     raw.c.send_raw(frame[:64 * 1024])
     assert raw.closed_by_sidecar(timeout=5)
-    assert 0.35 < time.monotonic() - t0 < 3 * SCALE
+    # frame data is passed on as it arrives: the header, for a stream never
+    # opened, closes the connection at once rather than after dial_timeout_ms
+    assert time.monotonic() - t0 < 3 * SCALE
     assert idle(sc, 1)
     with sc.conn() as c:
         assert c.unary(ECHO + "Unary", b"still here") == b"still here"
