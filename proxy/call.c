@@ -626,10 +626,6 @@ void call_attach(struct call *c, struct upstream_conn *up, int checkout_kind)
         return;
     c->up_in_at_attach = up->wire.bytes_in;
     c->up_out_at_attach = up->wire.bytes_out;
-    /* A reused connection may have been closed by its peer since the loop
-     * last read it (a graceful shutdown, an idle timeout): look again just
-     * before the call's first write. */
-    up->wire.peek_before_write = checkout_kind != CHECKOUT_DIALED;
     if (p->pc->reverse && !c->deadline_at && p->pc->first_reply_timeout_ms)
         c->first_reply_at = uv_now(c->lc->loop) + p->pc->first_reply_timeout_ms;
     if (!c->attached_hr) {

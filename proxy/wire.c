@@ -201,13 +201,6 @@ void wire_flush(struct wire *w)
 {
     if (!w->handle_open || w->writing || w->out.len == 0)
         return;
-    if (w->peek_before_write) {
-        w->peek_before_write = false;
-        if (w->owner == WIRE_UPSTREAM && upstream_peer_gone(upstream_from_wire(w))) {
-            notify_written(w, UV_EPIPE);
-            return;
-        }
-    }
     uv_buf_t b = uv_buf_init((char *)w->out.data, (unsigned)w->out.len);
     int n = w->ops->try_write(w, &b);
     if (n < 0 && n != UV_EAGAIN) {

@@ -60,10 +60,6 @@ struct wire {
     bool reading;
     bool writing;  /* a uv_write is in flight */
     bool shutdown; /* no more frames will be read (EOF seen or closing) */
-    /* Upstream wires: before the next write, peek whether the peer closed
-     * the connection since its call was attached, and fail the write then
-     * (the call was not sent: it is retried, see retry.h). */
-    bool peek_before_write;
 
     struct buf in;               /* incomplete frame header carried over between reads */
     struct frame cut;            /* header of the frame whose data is being passed on */
