@@ -28,6 +28,14 @@
  * plus one entry of a page or one small answer past it, however large the
  * pages and however many admin clients ask; the data plane runs between.
  *
+ * Pacing: while calls are in flight, the admin server also takes no more
+ * than ADMIN_SHARE_PERCENT of the loop's time. Its credit grows with the
+ * clock at that rate (up to ADMIN_CREDIT_MAX_NS), each turn spends what it
+ * used, and a turn that finds no credit stops the pump and starts the pace
+ * timer for when there is some again, so the loop is free to sleep. With
+ * no call in flight nothing waits on the loop, and the pump runs every
+ * iteration.
+ *
  * Deadlines (one timer per connection, meaning set by the state): a request
  * must arrive complete within admin.request_timeout_ms of its first byte
  * (slowloris), an idle keep-alive connection closes after the same time,
@@ -57,6 +65,7 @@
 #include "proxy/reuseport.h"
 #include "proxy/buf.h"
 #include "proxy/handle.h"
+#include "proxy/inspect.h"
 #include "proxy/list.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
@@ -69,7 +78,9 @@
 #define ADMIN_PUMP_REQUESTS      8    /* answers or page slices per loop iteration, at most */
 #define ADMIN_PUMP_BUDGET_NS     (300 * 1000) /* ... and none started after this much time */
 #define ADMIN_WRITE_PIECE        (64 * 1024)  /* bytes of a body per write */
-#define ADMIN_RETRY_MS           100          /* accept again after an allocation failed */
+#define ADMIN_SHARE_PERCENT      5 /* of the loop's time, at most, while calls are in flight */
+#define ADMIN_CREDIT_MAX_NS      (2 * ADMIN_PUMP_BUDGET_NS) /* credit saved up, at most */
+#define ADMIN_RETRY_MS           100 /* accept again after an allocation failed */
 #define ADMIN_DEFAULT_TIMEOUT_MS 10000
 
 enum admin_conn_state {
@@ -90,8 +101,11 @@ struct admin {
     bool is_unix;
     char *unix_path; /* unlinked at stop; NULL unless we bound it */
     uv_idle_t pump;
-    uv_timer_t retry; /* accept again after conn_new failed */
-    int open_handles; /* server + pump + retry until closed */
+    uv_timer_t retry;   /* accept again after conn_new failed */
+    uv_timer_t pace;    /* restarts the pump once it has credit again */
+    int64_t credit_ns;  /* loop time the pump may still use (pacing, above) */
+    uint64_t credit_at; /* uv_hrtime the credit was last brought up to */
+    int open_handles;   /* server + pump + retry + pace until closed */
     bool stopped;
     struct list_node conns; /* every admin_conn not closing */
     struct list_node queue; /* QUEUED and PRODUCING conns, FIFO */
@@ -477,10 +491,46 @@ static void produce(struct admin_conn *c, uint64_t deadline_ns)
     admin_response_free(&c->resp);
 }
 
+static void pace_cb(uv_timer_t *t)
+{
+    struct admin *a = t->data;
+    if (!list_empty(&a->queue))
+        uv_idle_start(&a->pump, pump_cb);
+}
+
+/*
+ * Brings the pump's credit up to now and returns how long this turn may
+ * run, or 0 after stopping the pump until the pace timer brings credit.
+ */
+static uint64_t pump_budget(struct admin *a, uint64_t now)
+{
+    if (inspect_n_calls(a->sc) == 0) {
+        a->credit_ns = ADMIN_CREDIT_MAX_NS;
+        a->credit_at = now;
+        return ADMIN_PUMP_BUDGET_NS;
+    }
+    a->credit_ns += (int64_t)((now - a->credit_at) * ADMIN_SHARE_PERCENT / 100);
+    if (a->credit_ns > ADMIN_CREDIT_MAX_NS)
+        a->credit_ns = ADMIN_CREDIT_MAX_NS;
+    a->credit_at = now;
+    if (a->credit_ns <= 0) {
+        uint64_t wait_ns = (uint64_t)(-a->credit_ns) * 100 / ADMIN_SHARE_PERCENT;
+        uv_idle_stop(&a->pump);
+        uv_timer_start(&a->pace, pace_cb, wait_ns / 1000000 + 1, 0);
+        return 0;
+    }
+    return (uint64_t)a->credit_ns < ADMIN_PUMP_BUDGET_NS ? (uint64_t)a->credit_ns
+                                                         : ADMIN_PUMP_BUDGET_NS;
+}
+
 static void pump_cb(uv_idle_t *h)
 {
     struct admin *a = h->data;
-    uint64_t deadline = uv_hrtime() + ADMIN_PUMP_BUDGET_NS;
+    uint64_t start = uv_hrtime();
+    uint64_t budget = pump_budget(a, start);
+    if (!budget)
+        return;
+    uint64_t deadline = start + budget;
     unsigned served = 0;
     while (!list_empty(&a->queue)) {
         struct admin_conn *c = list_entry(list_first(&a->queue), struct admin_conn, queue_node);
@@ -492,6 +542,7 @@ static void pump_cb(uv_idle_t *h)
         if (++served >= ADMIN_PUMP_REQUESTS || uv_hrtime() >= deadline)
             break;
     }
+    a->credit_ns -= (int64_t)(uv_hrtime() - start);
     if (list_empty(&a->queue))
         uv_idle_stop(&a->pump);
 }
@@ -672,7 +723,11 @@ int admin_start(struct sidecar *sc, uv_loop_t *loop, struct admin **out, char *e
     a->pump.data = a;
     uv_timer_init(loop, &a->retry);
     a->retry.data = a;
-    a->open_handles = 2;
+    uv_timer_init(loop, &a->pace);
+    a->pace.data = a;
+    a->credit_ns = ADMIN_CREDIT_MAX_NS;
+    a->credit_at = uv_hrtime();
+    a->open_handles = 3;
     *out = a; /* from here on, admin_stop and admin_free clean up */
 
     err[0] = '\0';
@@ -701,6 +756,7 @@ void admin_stop(struct admin *a)
     }
     uv_close((uv_handle_t *)&a->pump, admin_handle_closed);
     uv_close((uv_handle_t *)&a->retry, admin_handle_closed);
+    uv_close((uv_handle_t *)&a->pace, admin_handle_closed);
     while (!list_empty(&a->conns))
         conn_close(list_entry(list_first(&a->conns), struct admin_conn, node), "admin stopping");
 }
