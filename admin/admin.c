@@ -28,13 +28,16 @@
  * plus one entry of a page or one small answer past it, however large the
  * pages and however many admin clients ask; the data plane runs between.
  *
- * Pacing: while calls are in flight, the admin server also takes no more
- * than ADMIN_SHARE_PERCENT of the loop's time. Its credit grows with the
- * clock at that rate (up to ADMIN_CREDIT_MAX_NS), each turn spends what it
- * used, and a turn that finds no credit stops the pump and starts the pace
- * timer for when there is some again, so the loop is free to sleep. With
- * no call in flight nothing waits on the loop, and the pump runs every
- * iteration.
+ * Pacing: while the data plane is busy (a call in flight, or one started
+ * within ADMIN_BUSY_MS), the admin server also takes no more than
+ * ADMIN_SHARE_PERCENT of the loop's time. Its credit grows with the clock
+ * at that rate (up to ADMIN_CREDIT_MAX_NS), each turn spends what it used,
+ * and a turn that finds no credit stops the pump and starts the pace timer
+ * for when there is some again, so the loop is free to sleep. A busy loop
+ * often has no call in flight at the instant the pump runs (replies that
+ * arrive together end their calls together), hence the calls started.
+ * When the data plane is idle nothing waits on the loop, and the pump runs
+ * every iteration.
  *
  * Deadlines (one timer per connection, meaning set by the state): a request
  * must arrive complete within admin.request_timeout_ms of its first byte
@@ -78,7 +81,8 @@
 #define ADMIN_PUMP_REQUESTS      8    /* answers or page slices per loop iteration, at most */
 #define ADMIN_PUMP_BUDGET_NS     (300 * 1000) /* ... and none started after this much time */
 #define ADMIN_WRITE_PIECE        (64 * 1024)  /* bytes of a body per write */
-#define ADMIN_SHARE_PERCENT      5 /* of the loop's time, at most, while calls are in flight */
+#define ADMIN_SHARE_PERCENT      3   /* of the loop's time, at most, while the data plane is busy */
+#define ADMIN_BUSY_MS            100 /* busy: a call in flight, or one started this recently */
 #define ADMIN_CREDIT_MAX_NS      (2 * ADMIN_PUMP_BUDGET_NS) /* credit saved up, at most */
 #define ADMIN_RETRY_MS           100 /* accept again after an allocation failed */
 #define ADMIN_DEFAULT_TIMEOUT_MS 10000
@@ -101,11 +105,13 @@ struct admin {
     bool is_unix;
     char *unix_path; /* unlinked at stop; NULL unless we bound it */
     uv_idle_t pump;
-    uv_timer_t retry;   /* accept again after conn_new failed */
-    uv_timer_t pace;    /* restarts the pump once it has credit again */
-    int64_t credit_ns;  /* loop time the pump may still use (pacing, above) */
-    uint64_t credit_at; /* uv_hrtime the credit was last brought up to */
-    int open_handles;   /* server + pump + retry + pace until closed */
+    uv_timer_t retry;    /* accept again after conn_new failed */
+    uv_timer_t pace;     /* restarts the pump once it has credit again */
+    int64_t credit_ns;   /* loop time the pump may still use (pacing, above) */
+    uint64_t credit_at;  /* uv_hrtime the credit was last brought up to */
+    uint64_t calls_seen; /* inspect_calls_started at the last turn */
+    uint64_t busy_at;    /* uv_hrtime the data plane was last seen busy */
+    int open_handles;    /* server + pump + retry + pace until closed */
     bool stopped;
     struct list_node conns; /* every admin_conn not closing */
     struct list_node queue; /* QUEUED and PRODUCING conns, FIFO */
@@ -504,7 +510,12 @@ static void pace_cb(uv_timer_t *t)
  */
 static uint64_t pump_budget(struct admin *a, uint64_t now)
 {
-    if (inspect_n_calls(a->sc) == 0) {
+    uint64_t started = inspect_calls_started(a->sc);
+    if (started != a->calls_seen || inspect_n_calls(a->sc) > 0) {
+        a->calls_seen = started;
+        a->busy_at = now;
+    }
+    if (now - a->busy_at >= (uint64_t)ADMIN_BUSY_MS * 1000000) {
         a->credit_ns = ADMIN_CREDIT_MAX_NS;
         a->credit_at = now;
         return ADMIN_PUMP_BUDGET_NS;

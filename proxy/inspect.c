@@ -69,6 +69,11 @@ uint32_t inspect_n_calls(const struct sidecar *sc)
     return sc->lc->n_calls;
 }
 
+uint64_t inspect_calls_started(const struct sidecar *sc)
+{
+    return sc->lc->next_call_id; /* ids are given out one by one from 1 */
+}
+
 uint64_t inspect_busy_poll_window_us(const struct sidecar *sc)
 {
     return busy_poll_window(&sc->lc->busy_poll, (uint64_t)sc->cfg->busy_poll_us * 1000) / 1000;

@@ -44,6 +44,10 @@ uint64_t inspect_now(const struct sidecar *sc);
 uint32_t inspect_n_clients(const struct sidecar *sc);
 uint32_t inspect_n_calls(const struct sidecar *sc);
 
+/* Calls started so far: a change says the data plane was busy meanwhile,
+ * even when no call is in flight at the moment of asking. */
+uint64_t inspect_calls_started(const struct sidecar *sc);
+
 /* The busy-poll window in force now, in microseconds (see busy_poll.h). */
 uint64_t inspect_busy_poll_window_us(const struct sidecar *sc);
 
