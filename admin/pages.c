@@ -52,6 +52,7 @@ struct pages {
     bool has_child[PAGES_MAX_DEPTH + 1];
     /* /clients, /calls */
     struct inspect_walk walk; /* ends at the newest id of its start */
+    uint64_t now;             /* loop time the page started: every age is as of then */
     size_t shown, total;
     /* /pools, /metrics, /rpcs, /history */
     size_t i, k;
@@ -183,8 +184,10 @@ static const void *walk_next(struct pages *pg)
 static bool step_list(struct pages *pg)
 {
     struct sidecar *sc = pg->sc;
-    uint64_t now = inspect_now(sc);
     if (pg->phase == 0) {
+        /* One clock for the whole page, so ages compare across slices
+         * (the dashboard sorts calls by age). */
+        pg->now = inspect_now(sc);
         if (pg->kind == PAGES_CLIENTS)
             inspect_walk_clients(sc, &pg->walk);
         else
@@ -199,7 +202,7 @@ static bool step_list(struct pages *pg)
         const void *x = walk_next(pg);
         if (!x)
             break;
-        if (pg->kind == PAGES_CALLS && !call_wanted(pg, x, now)) {
+        if (pg->kind == PAGES_CALLS && !call_wanted(pg, x, pg->now)) {
             visited(pg);
             continue;
         }
@@ -208,7 +211,8 @@ static bool step_list(struct pages *pg)
             continue;
         }
         value(pg, NULL,
-              pg->kind == PAGES_CLIENTS ? views_client(sc, x, now) : views_call(sc, x, now));
+              pg->kind == PAGES_CLIENTS ? views_client(sc, x, pg->now)
+                                        : views_call(sc, x, pg->now));
         pg->shown++;
         pg->items++;
     }

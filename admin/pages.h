@@ -24,7 +24,8 @@
  *   /history          from a copy of the ring taken at the first slice, so
  *                     a sample taken meanwhile cannot shift the columns.
  * Each entry (a client, a call, a pool, a series of one RPC, a column) is
- * read in one step, so it is consistent in itself.
+ * read in one step, so it is consistent in itself; the ages and idle times
+ * of /clients and /calls are all as of the page's start, so they compare.
  *
  * The text is the same JSON (2-space indent) or Prometheus text as a
  * document built whole would be; the admin server sends it with a

@@ -215,8 +215,13 @@ def test_large_admin_pages_are_written_in_slices(testd, sidecar):
         before = _slices(sc)
         calls = get(sc, "/calls?limit=10000").json()
         assert calls["total"] == 40 and len(calls["calls"]) == 40
+        # two slices or more, one clock: the oldest first, by age too
+        ages = [c["age_ms"] for c in calls["calls"]]
+        assert ages == sorted(ages, reverse=True), ages
         doc = get(sc, "/clients?limit=10000", timeout=20).json()
         assert doc["total"] >= 740 and len(doc["clients"]) == doc["total"]
+        ages = [c["age_ms"] for c in doc["clients"]]
+        assert ages == sorted(ages, reverse=True)
         assert _slices(sc) - before >= 2 + 740 // PAGES_SLICE_ITEMS
         for c in held:
             assert c.finish_unary(timeout=10) == b"slept"
