@@ -5,21 +5,39 @@
  *          |
  *          v
  *   +-> [READING] --complete request--> [QUEUED] --pump: route--+--> [WRITING]
- *   |      | malformed or too large: 4xx ----------------------> |       |
- *   |      | timeout: nothing sent yet -> close,                 |       |
- *   |      |          part of a request -> 408 --------------->  |       |
- *   |      |                                     POST /reload -> [WAITING]
- *   +------+-------------------- keep-alive <-------------------------+
+ *   |      | malformed or too large: 4xx ----------------------> |       ^  |
+ *   |      | timeout: nothing sent yet -> close,                 |       |  |
+ *   |      |          part of a request -> 408 --------------->  |       |  |
+ *   |      |                                     POST /reload -> [WAITING] |
+ *   |      |                       large page -> [PRODUCING] --complete-+  |
+ *   |      |                                      ^  pump: one slice |     |
+ *   |      |                                      +------------------+     |
+ *   +------+-------------------- keep-alive <-----------------------------+
  *                                                                      | last answer
  *                                                                      v
  *        [LINGERING]: FIN sent, input read and dropped until the client's EOF
  *        or ADMIN_LINGER_MS, so the kernel does not reset the connection (and
  *        lose the answer) because of request bytes we never read --> close
  *
- * The pump: complete requests wait on admin.queue; an idle handle answers
- * at most ADMIN_PUMP_REQUESTS of them per loop iteration and stops early
- * after ADMIN_PUMP_BUDGET_NS, so a crowd of admin clients spreads its cost
- * over iterations instead of stalling the data plane behind it.
+ * The pump: complete requests and pages in production wait on
+ * admin.queue, FIFO; an idle handle takes at most ADMIN_PUMP_REQUESTS of
+ * them per loop iteration (answering a request, or writing one slice of a
+ * page, pages.h) and starts none after ADMIN_PUMP_BUDGET_NS. A page not
+ * complete after its slice goes to the back of the queue. So the admin
+ * server takes at most ADMIN_PUMP_BUDGET_NS of loop time per iteration,
+ * plus one entry of a page or one small answer past it, however large the
+ * pages and however many admin clients ask; the data plane runs between.
+ *
+ * Pacing: while the data plane is busy (a call in flight, or one started
+ * within ADMIN_BUSY_MS), the admin server also takes no more than
+ * ADMIN_SHARE_PERCENT of the loop's time. Its credit grows with the clock
+ * at that rate (up to ADMIN_CREDIT_MAX_NS), each turn spends what it used,
+ * and a turn that finds no credit stops the pump and starts the pace timer
+ * for when there is some again, so the loop is free to sleep. A busy loop
+ * often has no call in flight at the instant the pump runs (replies that
+ * arrive together end their calls together), hence the calls started.
+ * When the data plane is idle nothing waits on the loop, and the pump runs
+ * every iteration.
  *
  * Deadlines (one timer per connection, meaning set by the state): a request
  * must arrive complete within admin.request_timeout_ms of its first byte
@@ -27,10 +45,13 @@
  * and a response must be taken by the client within it too.
  *
  * Buffers: c->in owns the bytes read and not parsed yet (reading stops at
- * ADMIN_IN_MAX); the write in flight owns c->head and c->body until its
- * callback. Reads land in the admin's shared readbuf and are copied out at
- * once. A connection is freed when both of its handles (socket, timer) are
- * closed; uv_close cancels its write or shutdown first.
+ * ADMIN_IN_MAX); c->resp owns a page in production; the write in flight
+ * owns c->head and c->body until its callback. A body goes out in pieces
+ * of ADMIN_WRITE_PIECE, one write in flight, the next once the kernel took
+ * the last: a large answer never costs the loop one big copy, and a client
+ * that does not read holds its own answer back, nothing else. Reads land in the admin's shared
+ * readbuf and are copied out at once. A connection is freed when both of its handles (socket,
+ * timer) are closed; uv_close cancels its write or shutdown first.
  */
 #include "admin/admin.h"
 
@@ -47,6 +68,7 @@
 #include "proxy/reuseport.h"
 #include "proxy/buf.h"
 #include "proxy/handle.h"
+#include "proxy/inspect.h"
 #include "proxy/list.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
@@ -56,15 +78,20 @@
 #define ADMIN_BACKLOG            64
 #define ADMIN_IN_MAX             (64 * 1024) /* unparsed input held per connection */
 #define ADMIN_LINGER_MS          1000 /* longest wait for the client's EOF after the last answer */
-#define ADMIN_PUMP_REQUESTS      8    /* answers per loop iteration, at most */
-#define ADMIN_PUMP_BUDGET_NS     (2 * 1000000) /* ... and no more after this much time */
-#define ADMIN_RETRY_MS           100           /* accept again after an allocation failed */
+#define ADMIN_PUMP_REQUESTS      8    /* answers or page slices per loop iteration, at most */
+#define ADMIN_PUMP_BUDGET_NS     (300 * 1000) /* ... and none started after this much time */
+#define ADMIN_WRITE_PIECE        (64 * 1024)  /* bytes of a body per write */
+#define ADMIN_SHARE_PERCENT      3   /* of the loop's time, at most, while the data plane is busy */
+#define ADMIN_BUSY_MS            100 /* busy: a call in flight, or one started this recently */
+#define ADMIN_CREDIT_MAX_NS      (2 * ADMIN_PUMP_BUDGET_NS) /* credit saved up, at most */
+#define ADMIN_RETRY_MS           100 /* accept again after an allocation failed */
 #define ADMIN_DEFAULT_TIMEOUT_MS 10000
 
 enum admin_conn_state {
     ADMIN_CONN_READING,   /* waiting for (the rest of) a request */
     ADMIN_CONN_QUEUED,    /* a complete request waits on admin.queue for the pump */
     ADMIN_CONN_WAITING,   /* an asynchronous answer (POST /reload) is pending */
+    ADMIN_CONN_PRODUCING, /* a large page is written a slice per pump turn, on admin.queue */
     ADMIN_CONN_WRITING,   /* one response being written */
     ADMIN_CONN_LINGERING, /* last response written, FIN sent; dropping input until EOF */
     ADMIN_CONN_CLOSING,   /* handles closing; freed in the last close callback */
@@ -78,11 +105,16 @@ struct admin {
     bool is_unix;
     char *unix_path; /* unlinked at stop; NULL unless we bound it */
     uv_idle_t pump;
-    uv_timer_t retry; /* accept again after conn_new failed */
-    int open_handles; /* server + pump + retry until closed */
+    uv_timer_t retry;    /* accept again after conn_new failed */
+    uv_timer_t pace;     /* restarts the pump once it has credit again */
+    int64_t credit_ns;   /* loop time the pump may still use (pacing, above) */
+    uint64_t credit_at;  /* uv_hrtime the credit was last brought up to */
+    uint64_t calls_seen; /* inspect_calls_started at the last turn */
+    uint64_t busy_at;    /* uv_hrtime the data plane was last seen busy */
+    int open_handles;    /* server + pump + retry + pace until closed */
     bool stopped;
     struct list_node conns; /* every admin_conn not closing */
-    struct list_node queue; /* QUEUED conns, FIFO */
+    struct list_node queue; /* QUEUED and PRODUCING conns, FIFO */
     uint32_t n_conns;
     uint64_t next_conn_id;
     struct admin_stats stats;
@@ -104,12 +136,15 @@ struct admin_conn {
     bool eof;          /* the client sent FIN: answer what is complete, then close */
     bool got_bytes;    /* READING: part of a request has arrived */
     bool close_after;  /* of the response being written */
-    bool pending_head; /* WAITING: the request was a HEAD */
+    bool pending_head; /* WAITING, PRODUCING: the request was a HEAD */
     bool pending_close;
+    struct admin_response resp; /* PRODUCING: the page being written */
     struct admin_http http;
-    struct buf in;   /* read, not yet parsed */
-    char head[640];  /* status line and headers of the write in flight */
-    struct buf body; /* body of the write in flight */
+    struct buf in;  /* read, not yet parsed */
+    char head[640]; /* status line and headers of the response being written */
+    int head_len;
+    struct buf body;  /* body of the response being written */
+    size_t body_sent; /* of body, given to writes so far */
     uint64_t connected_at;
     char peer[64];
 };
@@ -129,6 +164,7 @@ static void conn_closed(uv_handle_t *h)
         return;
     buf_free(&c->in);
     buf_free(&c->body);
+    admin_response_free(&c->resp);
     free(c);
 }
 
@@ -146,6 +182,8 @@ static void conn_close(struct admin_conn *c, const char *reason)
         list_remove(&c->queue_node);
     a->n_conns--;
     a->stats.connections = a->n_conns;
+    /* A page walking the data plane's lists leaves them now. */
+    admin_response_free(&c->resp);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, conn_closed);
     uv_close(&c->h.handle, conn_closed);
@@ -222,16 +260,46 @@ static void enter_reading(struct admin_conn *c)
     parse_input(c);
 }
 
+static void write_cb(uv_write_t *req, int status);
+
+/* Writes the next piece of the response: the head with the start of the
+ * body first, then up to ADMIN_WRITE_PIECE bytes of body at a time. */
+static int write_piece(struct admin_conn *c)
+{
+    uv_buf_t bufs[2];
+    unsigned n = 0;
+    if (c->head_len) {
+        bufs[n++] = uv_buf_init(c->head, (unsigned)c->head_len);
+        c->head_len = 0;
+    }
+    size_t len = c->body.len - c->body_sent;
+    if (len > ADMIN_WRITE_PIECE)
+        len = ADMIN_WRITE_PIECE;
+    if (len)
+        bufs[n++] = uv_buf_init((char *)c->body.data + c->body_sent, (unsigned)len);
+    c->body_sent += len;
+    c->write_req.data = c;
+    return uv_write(&c->write_req, &c->h.stream, bufs, n, write_cb);
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
     struct admin_conn *c = req->data;
-    buf_free(&c->body); /* the write owned it until now */
-    if (c->state == ADMIN_CONN_CLOSING)
+    if (c->state == ADMIN_CONN_CLOSING) {
+        buf_free(&c->body); /* the write owned it until now */
         return;
+    }
     if (status < 0) {
         conn_close(c, uv_strerror(status));
         return;
     }
+    if (c->body_sent < c->body.len) {
+        int rc = write_piece(c);
+        if (rc)
+            conn_close(c, uv_strerror(rc));
+        return;
+    }
+    buf_free(&c->body);
     if (c->close_after)
         linger(c);
     else
@@ -257,14 +325,13 @@ static void send_response(struct admin_conn *c, struct admin_response *resp, boo
     memset(&resp->body, 0, sizeof(resp->body));
     if (head)
         buf_free(&c->body);
+    c->head_len = n;
+    c->body_sent = 0;
     a->stats.requests++;
     c->close_after = close;
     c->state = ADMIN_CONN_WRITING;
     arm_timer(c, request_timeout(a)); /* a client that does not read is cut off */
-    uv_buf_t bufs[2] = {uv_buf_init(c->head, (unsigned)n),
-                        uv_buf_init((char *)c->body.data, (unsigned)c->body.len)};
-    c->write_req.data = c;
-    int rc = uv_write(&c->write_req, &c->h.stream, bufs, c->body.len ? 2 : 1, write_cb);
+    int rc = write_piece(c);
     if (rc) {
         conn_close(c, uv_strerror(rc));
         return;
@@ -331,7 +398,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             conn_close(c, "answered");
         else if (c->state == ADMIN_CONN_READING)
             parse_input(c); /* closes unless a complete request is buffered */
-        /* QUEUED, WAITING, WRITING: answer, then close */
+        /* QUEUED, WAITING, PRODUCING, WRITING: answer, then close */
         return;
     }
     if (nread < 0) {
@@ -376,6 +443,7 @@ static void timer_cb(uv_timer_t *t)
         return;
     case ADMIN_CONN_QUEUED:
     case ADMIN_CONN_WAITING:
+    case ADMIN_CONN_PRODUCING:
     case ADMIN_CONN_CLOSING:
         return;
     }
@@ -398,29 +466,94 @@ static void serve(struct admin_conn *c)
         log_debug("admin#%llu %s: %s %.200s -> %d (%zu bytes)", (unsigned long long)c->id, c->peer,
                   c->http.method, c->http.url, resp.status, resp.body.len);
     admin_http_next(&c->http);
+    c->pending_head = head;
+    c->pending_close = close;
     if (resp.pending) {
         c->state = ADMIN_CONN_WAITING;
-        c->pending_head = head;
-        c->pending_close = close;
         admin_response_free(&resp);
+        return;
+    }
+    if (resp.page) {
+        /* Written a slice per pump turn, from the back of the queue. */
+        c->state = ADMIN_CONN_PRODUCING;
+        c->resp = resp;
+        list_push_back(&a->queue, &c->queue_node);
         return;
     }
     send_response(c, &resp, head, close);
     admin_response_free(&resp);
 }
 
+/* Writes one slice of c's page; sends it once complete, else requeues c. */
+static void produce(struct admin_conn *c, uint64_t deadline_ns)
+{
+    struct admin *a = c->admin;
+    a->stats.slices++;
+    if (admin_response_finish_page(&c->resp, deadline_ns) == 0) {
+        list_push_back(&a->queue, &c->queue_node);
+        return;
+    }
+    send_response(c, &c->resp, c->pending_head, c->pending_close);
+    admin_response_free(&c->resp);
+}
+
+static void pace_cb(uv_timer_t *t)
+{
+    struct admin *a = t->data;
+    if (!list_empty(&a->queue))
+        uv_idle_start(&a->pump, pump_cb);
+}
+
+/*
+ * Brings the pump's credit up to now and returns how long this turn may
+ * run, or 0 after stopping the pump until the pace timer brings credit.
+ */
+static uint64_t pump_budget(struct admin *a, uint64_t now)
+{
+    uint64_t started = inspect_calls_started(a->sc);
+    if (started != a->calls_seen || inspect_n_calls(a->sc) > 0) {
+        a->calls_seen = started;
+        a->busy_at = now;
+    }
+    if (now - a->busy_at >= (uint64_t)ADMIN_BUSY_MS * 1000000) {
+        a->credit_ns = ADMIN_CREDIT_MAX_NS;
+        a->credit_at = now;
+        return ADMIN_PUMP_BUDGET_NS;
+    }
+    a->credit_ns += (int64_t)((now - a->credit_at) * ADMIN_SHARE_PERCENT / 100);
+    if (a->credit_ns > ADMIN_CREDIT_MAX_NS)
+        a->credit_ns = ADMIN_CREDIT_MAX_NS;
+    a->credit_at = now;
+    if (a->credit_ns <= 0) {
+        uint64_t wait_ns = (uint64_t)(-a->credit_ns) * 100 / ADMIN_SHARE_PERCENT;
+        uv_idle_stop(&a->pump);
+        uv_timer_start(&a->pace, pace_cb, wait_ns / 1000000 + 1, 0);
+        return 0;
+    }
+    return (uint64_t)a->credit_ns < ADMIN_PUMP_BUDGET_NS ? (uint64_t)a->credit_ns
+                                                         : ADMIN_PUMP_BUDGET_NS;
+}
+
 static void pump_cb(uv_idle_t *h)
 {
     struct admin *a = h->data;
     uint64_t start = uv_hrtime();
+    uint64_t budget = pump_budget(a, start);
+    if (!budget)
+        return;
+    uint64_t deadline = start + budget;
     unsigned served = 0;
     while (!list_empty(&a->queue)) {
         struct admin_conn *c = list_entry(list_first(&a->queue), struct admin_conn, queue_node);
         list_remove(&c->queue_node);
-        serve(c);
-        if (++served >= ADMIN_PUMP_REQUESTS || uv_hrtime() - start >= ADMIN_PUMP_BUDGET_NS)
+        if (c->state == ADMIN_CONN_PRODUCING)
+            produce(c, deadline);
+        else
+            serve(c);
+        if (++served >= ADMIN_PUMP_REQUESTS || uv_hrtime() >= deadline)
             break;
     }
+    a->credit_ns -= (int64_t)(uv_hrtime() - start);
     if (list_empty(&a->queue))
         uv_idle_stop(&a->pump);
 }
@@ -601,7 +734,11 @@ int admin_start(struct sidecar *sc, uv_loop_t *loop, struct admin **out, char *e
     a->pump.data = a;
     uv_timer_init(loop, &a->retry);
     a->retry.data = a;
-    a->open_handles = 2;
+    uv_timer_init(loop, &a->pace);
+    a->pace.data = a;
+    a->credit_ns = ADMIN_CREDIT_MAX_NS;
+    a->credit_at = uv_hrtime();
+    a->open_handles = 3;
     *out = a; /* from here on, admin_stop and admin_free clean up */
 
     err[0] = '\0';
@@ -630,6 +767,7 @@ void admin_stop(struct admin *a)
     }
     uv_close((uv_handle_t *)&a->pump, admin_handle_closed);
     uv_close((uv_handle_t *)&a->retry, admin_handle_closed);
+    uv_close((uv_handle_t *)&a->pace, admin_handle_closed);
     while (!list_empty(&a->conns))
         conn_close(list_entry(list_first(&a->conns), struct admin_conn, node), "admin stopping");
 }

@@ -5,9 +5,11 @@
  * it reaches through proxy/inspect.h.
  *
  * It must never hurt the data plane: at most ADMIN_MAX_CONNS connections
- * are served, requests are answered a few per loop iteration, every size
- * is capped (http.h), and a client that does not finish its request (or
- * does not read its answer) within admin.request_timeout_ms is closed.
+ * are served, requests are answered a few per loop iteration, large pages
+ * are written a slice per iteration (pages.h) within a time budget per
+ * iteration, every size is capped (http.h), and a client that does not
+ * finish its request (or does not read its answer) within
+ * admin.request_timeout_ms is closed.
  */
 #ifndef SIDECAR_ADMIN_H
 #define SIDECAR_ADMIN_H
@@ -27,6 +29,7 @@ struct admin_stats {
     uint64_t requests;    /* answered */
     uint64_t rejected;    /* connections refused over ADMIN_MAX_CONNS */
     uint64_t timeouts;    /* connections closed by request_timeout_ms */
+    uint64_t slices;      /* slices written of large answers (admin/pages.h) */
 };
 
 /* Listens on sc->cfg->admin.addr, on loop. Returns 0 or a UV error with a

@@ -130,20 +130,18 @@ void history_tick(struct history **hp, struct sidecar *sc)
     rpc_stats_tick(sc->rpc_stats);
 }
 
-/* One column: a JSON array of n values read by get from the samples. */
-#define COLUMN(obj, key, expr)                                                                     \
+/* One column: a JSON array of the values expr reads from the samples [first, taken). */
+#define COLUMN(expr)                                                                               \
     do {                                                                                           \
-        json_t *col_ = json_array();                                                               \
-        for (uint64_t k_ = first; col_ && k_ < taken; k_++) {                                      \
+        col = json_array();                                                                        \
+        for (uint64_t k_ = first; col && k_ < h->taken; k_++) {                                    \
             const struct history_sample *smp = &h->ring[k_ % HISTORY_SECONDS];                     \
             (void)smp;                                                                             \
-            if (json_array_append_new(col_, (expr))) {                                             \
-                json_decref(col_);                                                                 \
-                col_ = NULL;                                                                       \
+            if (json_array_append_new(col, (expr))) {                                              \
+                json_decref(col);                                                                  \
+                col = NULL;                                                                        \
             }                                                                                      \
         }                                                                                          \
-        if (!col_ || json_object_set_new((obj), (key), col_))                                      \
-            ok = false;                                                                            \
     } while (0)
 
 static json_t *ms(uint32_t us)
@@ -164,73 +162,126 @@ static uint64_t failed(const struct history_pool_sample *ps)
     return n;
 }
 
-static bool pool_columns(const struct history *h, uint64_t first, size_t slot, json_t *po)
-{
-    bool ok = true;
-    uint64_t taken = h->taken;
-#define PS (&smp->pools[slot])
-    COLUMN(po, "calls", int_json(PS->calls));
-    COLUMN(po, "app_errors", int_json(PS->app_errors));
-    COLUMN(po, "errors", int_json(failed(PS)));
-    COLUMN(po, "call_p50_ms", ms(PS->call_p50_us));
-    COLUMN(po, "call_p99_ms", ms(PS->call_p99_us));
-    COLUMN(po, "wait_p99_ms", ms(PS->wait_p99_us));
-    COLUMN(po, "busy", int_json(PS->busy));
-    COLUMN(po, "idle", int_json(PS->idle));
-    COLUMN(po, "max", int_json(PS->max));
-    COLUMN(po, "waiters", int_json(PS->waiters));
-    /* Failures by cause: only the causes that occurred in the window. */
-    json_t *by_cause = json_object();
-    for (int c = 0; ok && by_cause && c < CALL_CAUSE_COUNT; c++) {
-        bool any = false;
-        for (uint64_t k = first; k < h->taken && !any; k++)
-            any = h->ring[k % HISTORY_SECONDS].pools[slot].errors[c] != 0;
-        if (any)
-            COLUMN(by_cause, call_cause_name(c), int_json(PS->errors[c]));
-    }
-#undef PS
-    if (!by_cause || json_object_set_new(po, "errors_by_cause", by_cause))
-        ok = false;
-    return ok;
-}
-
-json_t *history_view(const struct history *h, unsigned seconds)
+/* The first sample number the view of `seconds` shows. */
+static uint64_t first_shown(const struct history *h, unsigned seconds)
 {
     if (seconds > HISTORY_SECONDS)
         seconds = HISTORY_SECONDS;
-    uint64_t taken = h ? h->taken : 0; /* NULL: no sample yet */
-    uint64_t first = taken > seconds ? taken - seconds : 0;
-    bool ok = true;
-    json_t *o = json_pack(
-        "{s:i, s:i, s:I, s:I, s:i}", "interval_ms", HISTORY_INTERVAL_MS, "capacity_seconds",
-        HISTORY_SECONDS, "memory_bytes", (json_int_t)sizeof(struct history), "samples",
-        (json_int_t)(taken - first), "pools_not_recorded", h ? (int)h->pools_not_recorded : 0);
-    if (!o)
+    return h->taken > seconds ? h->taken - seconds : 0;
+}
+
+struct history *history_snapshot(const struct history *h)
+{
+    struct history *copy = malloc(sizeof(*copy));
+    if (!copy)
         return NULL;
-    COLUMN(o, "t", int_json(smp->wall_ms));
-    COLUMN(o, "clients", int_json(smp->clients));
-    COLUMN(o, "calls_in_flight", int_json(smp->calls_in_flight));
-    json_t *pools = json_array();
-    for (size_t i = 0; h && ok && pools && i < HISTORY_MAX_POOLS; i++) {
-        const struct history_slot *s = &h->slots[i];
-        /* A slot shows while the window holds samples of its pool. */
-        if (!s->name[0] || s->last_seen < first)
-            continue;
-        json_t *po = json_pack("{s:s}", "pool", s->name);
-        if (po && !pool_columns(h, first, i, po)) {
-            json_decref(po);
-            po = NULL;
-        }
-        if (!po || json_array_append_new(pools, po))
-            ok = false;
+    if (h)
+        memcpy(copy, h, sizeof(*copy));
+    else
+        memset(copy, 0, sizeof(*copy)); /* no sample yet */
+    return copy;
+}
+
+json_t *history_view_head(const struct history *h, unsigned seconds)
+{
+    uint64_t first = first_shown(h, seconds);
+    return json_pack("{s:i, s:i, s:I, s:I, s:i}", "interval_ms", HISTORY_INTERVAL_MS,
+                     "capacity_seconds", HISTORY_SECONDS, "memory_bytes",
+                     (json_int_t)sizeof(struct history), "samples", (json_int_t)(h->taken - first),
+                     "pools_not_recorded", (int)h->pools_not_recorded);
+}
+
+json_t *history_process_column(const struct history *h, unsigned seconds, unsigned col_index,
+                               const char **key)
+{
+    static const char *const keys[] = {"t", "clients", "calls_in_flight"};
+    uint64_t first = first_shown(h, seconds);
+    json_t *col = NULL;
+    *key = col_index < sizeof(keys) / sizeof(keys[0]) ? keys[col_index] : NULL;
+    switch (col_index) {
+    case 0:
+        COLUMN(int_json(smp->wall_ms));
+        break;
+    case 1:
+        COLUMN(int_json(smp->clients));
+        break;
+    case 2:
+        COLUMN(int_json(smp->calls_in_flight));
+        break;
     }
-    if (!pools || json_object_set_new(o, "pools", pools))
-        ok = false;
-    if (!ok) {
-        json_decref(o);
+    return col;
+}
+
+const char *history_slot_shown(const struct history *h, unsigned seconds, size_t slot)
+{
+    const struct history_slot *s = &h->slots[slot];
+    /* A slot shows while the window holds samples of its pool. */
+    if (slot >= HISTORY_MAX_POOLS || !s->name[0] || s->last_seen < first_shown(h, seconds))
+        return NULL;
+    return s->name;
+}
+
+json_t *history_pool_column(const struct history *h, unsigned seconds, size_t slot,
+                            unsigned col_index, const char **key, bool *by_cause)
+{
+    static const char *const keys[] = {"calls",       "app_errors",  "errors", "call_p50_ms",
+                                       "call_p99_ms", "wait_p99_ms", "busy",   "idle",
+                                       "max",         "waiters"};
+    const size_t n_plain = sizeof(keys) / sizeof(keys[0]);
+    uint64_t first = first_shown(h, seconds);
+    json_t *col = NULL;
+    *by_cause = col_index >= n_plain;
+    if (col_index >= n_plain + CALL_CAUSE_COUNT) {
+        *key = NULL;
         return NULL;
     }
-    return o;
+#define PS (&smp->pools[slot])
+    if (*by_cause) {
+        /* Failures by cause: only the causes that occurred in the window. */
+        int c = (int)(col_index - n_plain);
+        bool any = false;
+        for (uint64_t k = first; k < h->taken && !any; k++)
+            any = h->ring[k % HISTORY_SECONDS].pools[slot].errors[c] != 0;
+        *key = call_cause_name(c);
+        if (any)
+            COLUMN(int_json(PS->errors[c]));
+        return col;
+    }
+    *key = keys[col_index];
+    switch (col_index) {
+    case 0:
+        COLUMN(int_json(PS->calls));
+        break;
+    case 1:
+        COLUMN(int_json(PS->app_errors));
+        break;
+    case 2:
+        COLUMN(int_json(failed(PS)));
+        break;
+    case 3:
+        COLUMN(ms(PS->call_p50_us));
+        break;
+    case 4:
+        COLUMN(ms(PS->call_p99_us));
+        break;
+    case 5:
+        COLUMN(ms(PS->wait_p99_us));
+        break;
+    case 6:
+        COLUMN(int_json(PS->busy));
+        break;
+    case 7:
+        COLUMN(int_json(PS->idle));
+        break;
+    case 8:
+        COLUMN(int_json(PS->max));
+        break;
+    case 9:
+        COLUMN(int_json(PS->waiters));
+        break;
+    }
+#undef PS
+    return col;
 }
 
 void history_free(struct history *h)

@@ -23,6 +23,8 @@
 #define SIDECAR_ADMIN_HISTORY_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config/config.h"
@@ -72,9 +74,33 @@ struct history {
  * the first call (nothing happens while that fails). */
 void history_tick(struct history **h, struct sidecar *sc);
 
-/* GET /history?seconds=N: the newest N samples (1..HISTORY_SECONDS),
- * oldest first, as columns. NULL when out of memory. */
-json_t *history_view(const struct history *h, unsigned seconds);
+/*
+ * GET /history?seconds=N shows the newest N samples (1..HISTORY_SECONDS),
+ * oldest first, as columns. admin/pages.c writes it a column at a time
+ * from a snapshot, so a sample taken meanwhile cannot shift one column
+ * against another; these are its pieces, each NULL when out of memory.
+ */
+
+/* A copy of h (an empty history when h is NULL: no sample yet); free() it. */
+struct history *history_snapshot(const struct history *h);
+
+/* {"interval_ms", "capacity_seconds", "memory_bytes", "samples", "pools_not_recorded"} */
+json_t *history_view_head(const struct history *h, unsigned seconds);
+
+/* Process column col (0..2: "t", "clients", "calls_in_flight") with its
+ * key; *key is NULL past the last. */
+json_t *history_process_column(const struct history *h, unsigned seconds, unsigned col,
+                               const char **key);
+
+/* The pool name of slot (0..HISTORY_MAX_POOLS-1) when the view shows it, else NULL. */
+const char *history_slot_shown(const struct history *h, unsigned seconds, size_t slot);
+
+/* Column col of a pool slot with its key (*key NULL past the last). The
+ * columns "calls" .. "waiters" come first, then one per failure cause
+ * (*by_cause set) that goes under "errors_by_cause": NULL with *key set
+ * for a cause that did not occur in the window. */
+json_t *history_pool_column(const struct history *h, unsigned seconds, size_t slot, unsigned col,
+                            const char **key, bool *by_cause);
 
 void history_free(struct history *h);
 

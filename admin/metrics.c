@@ -16,7 +16,6 @@
 
 #include "admin/admin.h"
 #include "admin/metrics_table.h"
-#include "admin/rpcs.h"
 #include "proxy/accesslog.h"
 #include "proxy/call.h"
 #include "proxy/histo.h"
@@ -273,15 +272,17 @@ static void call_results(struct expo *x, const struct sidecar *sc)
     }
 }
 
-int metrics_render(const struct sidecar *sc, const struct admin *admin, struct buf *out)
+int metrics_render_pools(const struct sidecar *sc, struct buf *out)
 {
     struct expo x = {out, 0};
-    uint64_t now = inspect_now(sc);
-
-    pool_families(&x, sc, now);
+    pool_families(&x, sc, inspect_now(sc));
     call_results(&x, sc);
-    if (!x.rc)
-        x.rc = rpcs_render_metrics(sc->rpc_stats, out);
+    return x.rc;
+}
+
+int metrics_render_process(const struct sidecar *sc, const struct admin *admin, struct buf *out)
+{
+    struct expo x = {out, 0};
 
 #define X(metric, type, json, jtype, help, value)                                                  \
     family(&x, METRICS_PREFIX, #metric, #type, help);                                              \

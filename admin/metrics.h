@@ -16,10 +16,20 @@
 struct sidecar;
 struct admin;
 
-/* Appends the whole exposition to out; the admin server's own rows when
- * admin is not NULL. Returns 0 or UV_ENOMEM. */
-__attribute__((warn_unused_result)) int metrics_render(const struct sidecar *sc,
-                                                       const struct admin *admin, struct buf *out);
+/*
+ * The exposition is written in three parts, in this order (admin/pages.c
+ * spreads them over loop iterations):
+ *   metrics_render_pools    per pool, endpoint and route (sized by the config)
+ *   rpcs_metrics_*          per pool and RPC name (admin/rpcs.h; sized by traffic,
+ *                           so written a few entries at a time)
+ *   metrics_render_process  listeners, the process, the admin server (when
+ *                           admin is not NULL), the OS
+ * Each appends to out and returns 0 or UV_ENOMEM.
+ */
+__attribute__((warn_unused_result)) int metrics_render_pools(const struct sidecar *sc,
+                                                             struct buf *out);
+__attribute__((warn_unused_result)) int
+metrics_render_process(const struct sidecar *sc, const struct admin *admin, struct buf *out);
 
 /* Appends a label value escaped per the format (\\, \" and \n). 0 or UV_ENOMEM. */
 __attribute__((warn_unused_result)) int metrics_escape_label(struct buf *out, const char *v);

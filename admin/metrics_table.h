@@ -125,7 +125,9 @@
     X(admin_connections_rejected_total, counter, rejected, INT,                                    \
       "Admin connections refused because ADMIN_MAX_CONNS were open", a->rejected)                  \
     X(admin_request_timeouts_total, counter, timeouts, INT,                                        \
-      "Admin connections closed for not finishing a request in time", a->timeouts)
+      "Admin connections closed for not finishing a request in time", a->timeouts)                 \
+    X(admin_response_slices_total, counter, response_slices, INT,                                  \
+      "Slices the large admin answers were written in, one per loop iteration at most", a->slices)
 
 /* Standard process metrics, no prefix; subject `sc`. JSON: /stats "process".
  * Each read is a small procfs read (see metrics.c). */

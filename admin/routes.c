@@ -25,6 +25,7 @@
 #include "admin/dashboard.h"
 #include "admin/history.h"
 #include "admin/metrics.h"
+#include "admin/pages.h"
 #include "admin/rpcs.h"
 #include "admin/views.h"
 #include "config/config_addr.h"
@@ -53,6 +54,8 @@ struct route {
 void admin_response_free(struct admin_response *resp)
 {
     buf_free(&resp->body);
+    pages_free(resp->page);
+    resp->page = NULL;
 }
 
 static void set_body(struct admin_response *resp, int status, const char *content_type,
@@ -68,18 +71,10 @@ static void set_body(struct admin_response *resp, int status, const char *conten
     }
 }
 
-/*
- * Reals are the percentiles in milliseconds, whole microseconds (at most
- * three decimals): 15 significant digits print them exactly ("0.025")
- * where jansson's default of 17 prints the binary noise too
- * ("0.025000000000000001").
- */
-#define ROUTES_JSON_FLAGS (JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(15))
-
 /* Takes doc (NULL = out of memory) and answers it as JSON. */
 static void set_json(struct admin_response *resp, int status, json_t *doc)
 {
-    char *text = doc ? json_dumps(doc, ROUTES_JSON_FLAGS) : NULL;
+    char *text = doc ? json_dumps(doc, ADMIN_JSON_FLAGS) : NULL;
     json_decref(doc);
     if (!text) {
         static const char oom[] = "{\"error\": \"out of memory\"}\n";
@@ -90,6 +85,27 @@ static void set_json(struct admin_response *resp, int status, json_t *doc)
     if (resp->status == status && buf_append(&resp->body, "\n", 1) != 0)
         resp->status = 500;
     free(text);
+}
+
+int admin_response_finish_page(struct admin_response *resp, uint64_t deadline_ns)
+{
+    int rc;
+    do
+        rc = pages_step(resp->page, deadline_ns);
+    while (rc == 0 && deadline_ns == UINT64_MAX);
+    if (rc < 0) {
+        pages_free(resp->page);
+        resp->page = NULL;
+        admin_response_error(resp, 500, "out of memory");
+        return 1;
+    }
+    if (rc == 1) {
+        buf_free(&resp->body);
+        pages_take_body(resp->page, &resp->body);
+        pages_free(resp->page);
+        resp->page = NULL;
+    }
+    return rc;
 }
 
 void admin_response_error(struct admin_response *resp, int status, const char *text)
@@ -181,18 +197,33 @@ static void h_stats(const struct route_req *rq, struct admin_response *resp)
     set_json(resp, 200, views_stats(rq->ctx->sc, rq->ctx->admin));
 }
 
+/* Leaves a large answer to be written a slice at a time (pages.h). */
+static void set_page(const struct route_req *rq, struct admin_response *resp, enum pages_kind kind,
+                     const char *content_type, const struct pages_query *q)
+{
+    resp->page = pages_new(rq->ctx->sc, rq->ctx->admin, kind, q);
+    if (!resp->page) {
+        admin_response_error(resp, 500, "out of memory");
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = content_type;
+}
+
 static void h_pools(const struct route_req *rq, struct admin_response *resp)
 {
-    set_json(resp, 200, views_pools(rq->ctx->sc, NULL));
+    struct pages_query q = {0};
+    set_page(rq, resp, PAGES_POOLS, "application/json", &q);
 }
 
 static void h_pool(const struct route_req *rq, struct admin_response *resp)
 {
-    if (!sidecar_find_pool(rq->ctx->sc, rq->arg)) {
+    const struct pool *p = sidecar_find_pool(rq->ctx->sc, rq->arg);
+    if (!p) {
         admin_response_error(resp, 404, "no such pool");
         return;
     }
-    set_json(resp, 200, views_pools(rq->ctx->sc, rq->arg));
+    set_json(resp, 200, views_pool(rq->ctx->sc, p));
 }
 
 static void set_pool_draining(const struct route_req *rq, struct admin_response *resp,
@@ -236,7 +267,10 @@ static void h_calls(const struct route_req *rq, struct admin_response *resp)
     }
     if (!query_limit(rq, &limit, resp))
         return;
-    set_json(resp, 200, views_calls(rq->ctx->sc, has_pool ? pool : NULL, min_age, limit));
+    struct pages_query q = {.limit = limit, .min_age_ms = min_age, .has_pool = has_pool > 0};
+    if (has_pool)
+        snprintf(q.pool, sizeof(q.pool), "%s", pool);
+    set_page(rq, resp, PAGES_CALLS, "application/json", &q);
 }
 
 static void h_call_cancel(const struct route_req *rq, struct admin_response *resp)
@@ -261,21 +295,22 @@ static void h_call_cancel(const struct route_req *rq, struct admin_response *res
 static void h_clients(const struct route_req *rq, struct admin_response *resp)
 {
     size_t limit;
-    if (query_limit(rq, &limit, resp))
-        set_json(resp, 200, views_clients(rq->ctx->sc, limit));
+    if (query_limit(rq, &limit, resp)) {
+        struct pages_query q = {.limit = limit};
+        set_page(rq, resp, PAGES_CLIENTS, "application/json", &q);
+    }
 }
 
 static void h_metrics(const struct route_req *rq, struct admin_response *resp)
 {
-    resp->status = 200;
-    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-    if (metrics_render(rq->ctx->sc, rq->ctx->admin, &resp->body) != 0)
-        admin_response_error(resp, 500, "out of memory");
+    struct pages_query q = {0};
+    set_page(rq, resp, PAGES_METRICS, "text/plain; version=0.0.4; charset=utf-8", &q);
 }
 
 static void h_rpcs(const struct route_req *rq, struct admin_response *resp)
 {
-    set_json(resp, 200, rpcs_view(rq->ctx->sc));
+    struct pages_query q = {0};
+    set_page(rq, resp, PAGES_RPCS, "application/json", &q);
 }
 
 /* ?seconds=N: 1..HISTORY_SECONDS, default all of them. */
@@ -290,7 +325,8 @@ static void h_history(const struct route_req *rq, struct admin_response *resp)
         admin_response_error(resp, 400, text);
         return;
     }
-    set_json(resp, 200, history_view(rq->ctx->sc->history, (unsigned)n));
+    struct pages_query q = {.seconds = (unsigned)n};
+    set_page(rq, resp, PAGES_HISTORY, "application/json", &q);
 }
 
 static void h_config(const struct route_req *rq, struct admin_response *resp)
@@ -519,6 +555,8 @@ void admin_route(const struct admin_route_ctx *ctx, const struct admin_http *h,
         }
         struct route_req rq = {ctx, strchr(r->pattern, '*') ? arg : NULL, query};
         r->fn(&rq, resp);
+        if (resp->page && !ctx->admin)
+            admin_response_finish_page(resp, UINT64_MAX);
         return;
     }
     if (allow[0]) {

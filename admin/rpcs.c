@@ -75,46 +75,46 @@ static const char *u64_text(uint64_t v, char *buf, size_t size)
     return buf;
 }
 
-/* Calls e (the pool's named entries, then "other" once it counted one) for each entry. */
-#define FOR_EACH_ENTRY(rs, p, e, body)                                                             \
-    for (size_t pi_ = 0; pi_ < (rs)->n_pools; pi_++) {                                             \
-        const struct rpc_stats_pool *p = (rs)->pools[pi_];                                         \
-        for (size_t ei_ = 0; ei_ <= p->n_entries; ei_++) {                                         \
-            const struct rpc_stats_entry *e = ei_ < p->n_entries ? p->entries[ei_] : &p->other;    \
-            if (e == &p->other && rpc_stats_calls(e) == 0)                                         \
-                continue;                                                                          \
-            body                                                                                   \
-        }                                                                                          \
-    }
+const struct rpc_stats_entry *rpcs_entry(const struct rpc_stats_pool *p, size_t k)
+{
+    if (k < p->n_entries)
+        return p->entries[k];
+    /* "other" shows once it counted a call. */
+    return k == p->n_entries && rpc_stats_calls(&p->other) ? &p->other : NULL;
+}
 
-int rpcs_render_metrics(const struct rpc_stats *rs, struct buf *out)
+int rpcs_metrics_family(struct buf *out, int family)
+{
+    static const char *const heads[RPCS_FAMILIES] = {
+        "# HELP " METRICS_PREFIX "rpc_calls_total Finished calls by pool, RPC name and result "
+        "(names beyond metrics.max_rpcs count as rpc=\"other\")\n"
+        "# TYPE " METRICS_PREFIX "rpc_calls_total counter\n",
+        "# HELP " METRICS_PREFIX "rpc_errors_total Calls the sidecar failed, by pool, RPC "
+        "name and cause (causes that occurred)\n"
+        "# TYPE " METRICS_PREFIX "rpc_errors_total counter\n",
+        "# HELP " METRICS_PREFIX "rpc_call_duration_seconds Call duration from Invoke to the "
+        "end of the stream, by pool and RPC name\n"
+        "# TYPE " METRICS_PREFIX "rpc_call_duration_seconds histogram\n",
+    };
+    return buf_append(out, heads[family], strlen(heads[family]));
+}
+
+int rpcs_metrics_entry(struct buf *out, int family, const struct rpc_stats_pool *p,
+                       const struct rpc_stats_entry *e)
 {
     struct out o = {out, 0};
     char n[24]; /* a counter's digits */
-    if (!rs)
-        return 0;
-    put(&o, "# HELP " METRICS_PREFIX "rpc_calls_total Finished calls by pool, RPC name and result "
-            "(names beyond metrics.max_rpcs count as rpc=\"other\")\n"
-            "# TYPE " METRICS_PREFIX "rpc_calls_total counter\n");
-    FOR_EACH_ENTRY(rs, p, e, {
+    if (family == 0) {
         for (size_t k = 0; k < 4; k++)
             sample(&o, "rpc_calls_total", p, e, "result", result_names[k],
                    u64_text(e->results[k], n, sizeof(n)));
-    })
-    put(&o, "# HELP " METRICS_PREFIX "rpc_errors_total Calls the sidecar failed, by pool, RPC "
-            "name and cause (causes that occurred)\n"
-            "# TYPE " METRICS_PREFIX "rpc_errors_total counter\n");
-    FOR_EACH_ENTRY(rs, p, e, {
+    } else if (family == 1) {
         for (int c = 0; c < CALL_CAUSE_COUNT; c++) {
             if (e->errors[c])
                 sample(&o, "rpc_errors_total", p, e, "cause", call_cause_name(c),
                        u64_text(e->errors[c], n, sizeof(n)));
         }
-    })
-    put(&o, "# HELP " METRICS_PREFIX "rpc_call_duration_seconds Call duration from Invoke to the "
-            "end of the stream, by pool and RPC name\n"
-            "# TYPE " METRICS_PREFIX "rpc_call_duration_seconds histogram\n");
-    FOR_EACH_ENTRY(rs, p, e, {
+    } else {
         uint64_t cumulative = 0;
         for (size_t k = 0; k < HISTO_BUCKETS; k++) {
             cumulative += e->duration.counts[k];
@@ -129,8 +129,24 @@ int rpcs_render_metrics(const struct rpc_stats *rs, struct buf *out)
         sample(&o, "rpc_call_duration_seconds_sum", p, e, NULL, NULL, sum);
         sample(&o, "rpc_call_duration_seconds_count", p, e, NULL, NULL,
                u64_text(e->duration.count, n, sizeof(n)));
-    })
+    }
     return o.rc;
+}
+
+int rpcs_render_metrics(const struct rpc_stats *rs, struct buf *out)
+{
+    int rc = 0;
+    if (!rs)
+        return 0;
+    for (int f = 0; !rc && f < RPCS_FAMILIES; f++) {
+        rc = rpcs_metrics_family(out, f);
+        for (size_t i = 0; !rc && i < rs->n_pools; i++) {
+            const struct rpc_stats_entry *e;
+            for (size_t k = 0; !rc && (e = rpcs_entry(rs->pools[i], k)); k++)
+                rc = rpcs_metrics_entry(out, f, rs->pools[i], e);
+        }
+    }
+    return rc;
 }
 
 static double rate(uint64_t n, unsigned seconds)
@@ -138,7 +154,7 @@ static double rate(uint64_t n, unsigned seconds)
     return seconds ? (double)n / seconds : 0.0;
 }
 
-static json_t *entry_json(const struct rpc_stats *rs, const struct rpc_stats_entry *e)
+json_t *rpcs_entry_json(const struct rpc_stats *rs, const struct rpc_stats_entry *e)
 {
     unsigned w10 = rpc_stats_window(rs, 10), w60 = rpc_stats_window(rs, 60);
     uint64_t errors60;
@@ -176,30 +192,46 @@ static int busiest_first(const void *a, const void *b)
     return strcmp(x->e->name, y->e->name);
 }
 
-static json_t *pool_json(const struct rpc_stats *rs, const struct rpc_stats_pool *p)
+const struct rpc_stats_entry **rpcs_rank(const struct rpc_stats *rs, const struct rpc_stats_pool *p,
+                                         size_t *n_out)
 {
-    json_t *list = json_array();
+    *n_out = 0;
     struct ranked *r = calloc(p->n_entries + 1, sizeof(*r));
-    if (!list || !r) {
-        json_decref(list);
+    const struct rpc_stats_entry **list = calloc(p->n_entries + 1, sizeof(*list));
+    if (!r || !list) {
         free(r);
+        free(list);
         return NULL;
     }
     size_t n = 0;
-    for (size_t k = 0; k <= p->n_entries; k++) {
-        const struct rpc_stats_entry *e = k < p->n_entries ? p->entries[k] : &p->other;
-        if (e == &p->other && rpc_stats_calls(e) == 0)
-            continue;
+    const struct rpc_stats_entry *e;
+    for (size_t k = 0; (e = rpcs_entry(p, k)); k++)
         r[n++] = (struct ranked){e, rpc_stats_recent(rs, e, 60, NULL), rpc_stats_calls(e)};
-    }
     qsort(r, n, sizeof(*r), busiest_first);
     for (size_t k = 0; k < n; k++)
-        if (json_array_append_new(list, entry_json(rs, r[k].e))) {
+        list[k] = r[k].e;
+    free(r);
+    *n_out = n;
+    return list;
+}
+
+static json_t *pool_json(const struct rpc_stats *rs, const struct rpc_stats_pool *p)
+{
+    size_t n;
+    json_t *list = json_array();
+    const struct rpc_stats_entry **ranked = rpcs_rank(rs, p, &n);
+    if (!list || !ranked) {
+        json_decref(list);
+        free(ranked);
+        return NULL;
+    }
+    for (size_t k = 0; k < n; k++)
+        if (json_array_append_new(list, rpcs_entry_json(rs, ranked[k]))) {
             json_decref(list);
             list = NULL;
             break;
         }
-    free(r);
+    free(ranked);
     return list ? json_pack("{s:s, s:o}", "pool", p->name, "rpcs", list) : NULL;
 }
 

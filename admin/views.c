@@ -1,9 +1,10 @@
 /*
  * views: JSON for /pools, /calls, /clients, /config and /stats (see views.h).
  *
- * Every document is a walk over the live lists (sidecar.calls, .clients,
- * each pool's endpoints and connection lists) at the moment of the
- * request; nothing here keeps state between requests. Fields shared with
+ * Every document or entry is read from the live objects (each pool's
+ * endpoints and connection lists, a call, a client) at the moment it is
+ * built; nothing here keeps state between requests. The lists that grow
+ * with traffic are walked by admin/pages.c, a slice per loop iteration. Fields shared with
  * /metrics are set by the VIEWS_SET_* expansion of metrics_table.h rows.
  */
 #include "admin/views.h"
@@ -173,7 +174,7 @@ static json_t *agents_json(const struct sidecar *sc, const struct pool *p)
     return arr;
 }
 
-static json_t *pool_json(const struct sidecar *sc, const struct pool *p)
+json_t *views_pool(const struct sidecar *sc, const struct pool *p)
 {
     uint64_t now = inspect_now(sc);
     const struct config_pool *pc = p->pc;
@@ -215,21 +216,6 @@ static json_t *pool_json(const struct sidecar *sc, const struct pool *p)
     return o;
 }
 
-json_t *views_pools(const struct sidecar *sc, const char *name)
-{
-    const struct pool *p;
-    if (name) {
-        for (size_t i = 0; (p = inspect_pool(sc, i)); i++)
-            if (strcmp(p->pc->name, name) == 0)
-                return pool_json(sc, p);
-        return NULL;
-    }
-    json_t *arr = json_array();
-    for (size_t i = 0; (p = inspect_pool(sc, i)); i++)
-        json_array_append_new(arr, pool_json(sc, p));
-    return json_pack("{s:o}", "pools", arr);
-}
-
 static json_t *metadata_json(const struct metadata *md, bool values)
 {
     json_t *keys = json_array();
@@ -253,7 +239,7 @@ static json_t *metadata_json(const struct metadata *md, bool values)
     return o;
 }
 
-static json_t *call_json(const struct sidecar *sc, const struct call *c, uint64_t now)
+json_t *views_call(const struct sidecar *sc, const struct call *c, uint64_t now)
 {
     const struct client_conn *cl = c->client;
     const struct upstream_conn *up = c->up;
@@ -288,52 +274,22 @@ static json_t *call_json(const struct sidecar *sc, const struct call *c, uint64_
     return o;
 }
 
-json_t *views_calls(const struct sidecar *sc, const char *pool, uint64_t min_age_ms, size_t limit)
+json_t *views_client(const struct sidecar *sc, const struct client_conn *cl, uint64_t now)
 {
-    uint64_t now = inspect_now(sc);
-    json_t *arr = json_array();
-    size_t total = 0;
-    /* The calls come in start order, so the oldest come first and a
-     * limit keeps the ones an operator is most likely looking for. */
-    for (const struct call *c = inspect_next_call(sc, NULL); c; c = inspect_next_call(sc, c)) {
-        if (pool && (!c->pool || strcmp(c->pool->pc->name, pool) != 0))
-            continue;
-        if (now - c->started_at < min_age_ms)
-            continue;
-        if (total++ < limit)
-            json_array_append_new(arr, call_json(sc, c, now));
-    }
-    return json_pack("{s:o, s:I, s:b}", "calls", arr, "total", (json_int_t)total, "truncated",
-                     total > limit);
-}
-
-json_t *views_clients(const struct sidecar *sc, size_t limit)
-{
-    uint64_t now = inspect_now(sc);
-    json_t *arr = json_array();
-    size_t total = 0;
-    for (const struct client_conn *cl = inspect_next_client(sc, NULL); cl;
-         cl = inspect_next_client(sc, cl)) {
-        if (total++ >= limit)
-            continue;
-        json_t *o =
-            json_pack("{s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I}", "id",
-                      (json_int_t)cl->id, "peer", cl->peer, "listener", cl->listener->lc->name,
-                      "state", client_state_name(cl->state), "connected_at",
-                      iso(sc, cl->connected_at), "age_ms", (json_int_t)(now - cl->connected_at),
-                      "calls", (json_int_t)cl->calls, "errors", (json_int_t)cl->errors, "bytes_in",
-                      (json_int_t)cl->wire.bytes_in, "bytes_out", (json_int_t)cl->wire.bytes_out);
-        if (!o)
-            continue;
-        json_object_set_new(o, "idle_ms", json_integer((json_int_t)(now - cl->last_active)));
-        json_object_set_new(o, "call_id",
-                            cl->call ? json_integer((json_int_t)cl->call->id) : json_null());
-        json_object_set_new(
-            o, "call_rpc", cl->call ? views_string(cl->call->rpc, cl->call->rpc_len) : json_null());
-        json_array_append_new(arr, o);
-    }
-    return json_pack("{s:o, s:I, s:b}", "clients", arr, "total", (json_int_t)total, "truncated",
-                     total > limit);
+    json_t *o = json_pack(
+        "{s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I}", "id", (json_int_t)cl->id, "peer",
+        cl->peer, "listener", cl->listener->lc->name, "state", client_state_name(cl->state),
+        "connected_at", iso(sc, cl->connected_at), "age_ms", (json_int_t)(now - cl->connected_at),
+        "calls", (json_int_t)cl->calls, "errors", (json_int_t)cl->errors, "bytes_in",
+        (json_int_t)cl->wire.bytes_in, "bytes_out", (json_int_t)cl->wire.bytes_out);
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "idle_ms", json_integer((json_int_t)(now - cl->last_active)));
+    json_object_set_new(o, "call_id",
+                        cl->call ? json_integer((json_int_t)cl->call->id) : json_null());
+    json_object_set_new(o, "call_rpc",
+                        cl->call ? views_string(cl->call->rpc, cl->call->rpc_len) : json_null());
+    return o;
 }
 
 json_t *views_config(const struct sidecar *sc)

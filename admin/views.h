@@ -4,7 +4,8 @@
  * Numbers that /metrics also exports come from the rows of
  * metrics_table.h. Field names are snake_case and stable; admin/README.md documents
  * them. Lists that grow with traffic (/calls, /clients) are capped by a
- * limit and say how many there were in total.
+ * limit and say how many there were in total; admin/pages.c writes them
+ * (and the other large pages) a slice at a time from the entries here.
  */
 #ifndef SIDECAR_ADMIN_VIEWS_H
 #define SIDECAR_ADMIN_VIEWS_H
@@ -17,20 +18,22 @@
 
 struct sidecar;
 struct admin;
+struct pool;
+struct call;
+struct client_conn;
 
 #define VIEWS_DEFAULT_LIMIT   1000  /* entries of /calls and /clients without ?limit= */
 #define VIEWS_MAX_LIMIT       10000 /* the most ?limit= may ask for */
 #define VIEWS_MAX_VALUE_BYTES 1024  /* metadata values shown, longer ones are cut */
 
-/* GET /pools (name NULL), or one pool (NULL when there is no such pool). */
-json_t *views_pools(const struct sidecar *sc, const char *name);
+/* One pool of GET /pools, or GET /pools/{name}. */
+json_t *views_pool(const struct sidecar *sc, const struct pool *p);
 
-/* GET /calls: the oldest `limit` in-flight calls of pool (NULL = all) at
- * least min_age_ms old. */
-json_t *views_calls(const struct sidecar *sc, const char *pool, uint64_t min_age_ms, size_t limit);
+/* One in-flight call of GET /calls, read at loop time now. */
+json_t *views_call(const struct sidecar *sc, const struct call *c, uint64_t now);
 
-/* GET /clients: the `limit` longest-connected clients. */
-json_t *views_clients(const struct sidecar *sc, size_t limit);
+/* One connected client of GET /clients, read at loop time now. */
+json_t *views_client(const struct sidecar *sc, const struct client_conn *cl, uint64_t now);
 
 /* GET /config: the effective config (token redacted) and the last reload. */
 json_t *views_config(const struct sidecar *sc);

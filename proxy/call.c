@@ -336,7 +336,7 @@ static void call_finish(struct call *c, bool up_clean, const char *reason)
         c->client = NULL;
         client_call_ended(cl);
     }
-    list_remove(&c->sc_node);
+    list_cursor_unlink(&c->lc->call_cursors, &c->sc_node);
     c->lc->n_calls--;
     if (c->timer_init)
         uv_close((uv_handle_t *)&c->timer, timer_closed);

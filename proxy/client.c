@@ -132,7 +132,7 @@ void client_close(struct client_conn *cl, const char *reason)
     (void)client_set_state(cl, CLIENT_CLOSING); /* legal from every other state */
     budget_forget(&lc->budget, &cl->wire.budget, sc->cfg->max_buffered_bytes);
     if (counted) {
-        list_remove(&cl->sc_node);
+        list_cursor_unlink(&lc->client_cursors, &cl->sc_node);
         lc->n_clients--;
         sc->stats.clients_closed++;
         uint64_t age = uv_now(lc->loop) - cl->connected_at;

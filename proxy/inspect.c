@@ -69,6 +69,11 @@ uint32_t inspect_n_calls(const struct sidecar *sc)
     return sc->lc->n_calls;
 }
 
+uint64_t inspect_calls_started(const struct sidecar *sc)
+{
+    return sc->lc->next_call_id; /* ids are given out one by one from 1 */
+}
+
 uint64_t inspect_busy_poll_window_us(const struct sidecar *sc)
 {
     return busy_poll_window(&sc->lc->busy_poll, (uint64_t)sc->cfg->busy_poll_us * 1000) / 1000;
@@ -96,6 +101,63 @@ struct client_conn *inspect_next_client(const struct sidecar *sc, const struct c
     const struct list_node *head = &sc->lc->clients;
     const struct list_node *n = prev ? prev->sc_node.next : head->next;
     return n == head ? NULL : list_entry(n, struct client_conn, sc_node);
+}
+
+static void walk_start(struct list_node *list, struct list_node *cursors, uint64_t end_id,
+                       struct inspect_walk *w)
+{
+    w->head = list;
+    w->end_id = end_id;
+    w->started = true;
+    w->cursor.next = list->next;
+    list_init(&w->cursor.node);
+    list_push_back(cursors, &w->cursor.node);
+}
+
+/* Both lists are in id order: objects are appended as ids are given out. */
+void inspect_walk_clients(const struct sidecar *sc, struct inspect_walk *w)
+{
+    struct list_node *l = &sc->lc->clients;
+    walk_start(l, &sc->lc->client_cursors,
+               list_empty(l) ? 0 : list_entry(l->prev, struct client_conn, sc_node)->id, w);
+}
+
+void inspect_walk_calls(const struct sidecar *sc, struct inspect_walk *w)
+{
+    struct list_node *l = &sc->lc->calls;
+    walk_start(l, &sc->lc->call_cursors,
+               list_empty(l) ? 0 : list_entry(l->prev, struct call, sc_node)->id, w);
+}
+
+/* The next node of w, or NULL at the end. */
+static struct list_node *walk_next(struct inspect_walk *w)
+{
+    struct list_node *n = w->cursor.next;
+    if (n == w->head)
+        return NULL;
+    w->cursor.next = n->next;
+    return n;
+}
+
+struct client_conn *inspect_walk_next_client(struct inspect_walk *w)
+{
+    struct list_node *n = walk_next(w);
+    struct client_conn *cl = n ? list_entry(n, struct client_conn, sc_node) : NULL;
+    return cl && cl->id <= w->end_id ? cl : NULL;
+}
+
+struct call *inspect_walk_next_call(struct inspect_walk *w)
+{
+    struct list_node *n = walk_next(w);
+    struct call *c = n ? list_entry(n, struct call, sc_node) : NULL;
+    return c && c->id <= w->end_id ? c : NULL;
+}
+
+void inspect_walk_end(struct inspect_walk *w)
+{
+    if (w->started && list_linked(&w->cursor.node))
+        list_remove(&w->cursor.node);
+    w->started = false;
 }
 
 struct call *inspect_find_call(const struct sidecar *sc, uint64_t id)

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/list.h"
+
 struct sidecar;
 struct pool;
 struct listener;
@@ -42,6 +44,10 @@ uint64_t inspect_now(const struct sidecar *sc);
 uint32_t inspect_n_clients(const struct sidecar *sc);
 uint32_t inspect_n_calls(const struct sidecar *sc);
 
+/* Calls started so far: a change says the data plane was busy meanwhile,
+ * even when no call is in flight at the moment of asking. */
+uint64_t inspect_calls_started(const struct sidecar *sc);
+
 /* The busy-poll window in force now, in microseconds (see busy_poll.h). */
 uint64_t inspect_busy_poll_window_us(const struct sidecar *sc);
 
@@ -54,6 +60,33 @@ struct listener *inspect_listener(const struct sidecar *sc, size_t i);
  * last one returned; NULL after the last. */
 struct call *inspect_next_call(const struct sidecar *sc, const struct call *prev);
 struct client_conn *inspect_next_client(const struct sidecar *sc, const struct client_conn *prev);
+
+/*
+ * A walk over the clients or the calls that goes on over later loop turns
+ * (the admin API's large pages), in the same order as the cursors above.
+ * It returns the objects there when it started that are still there when
+ * it reaches them: between two turns the data plane runs, and an object
+ * that leaves before the walk reaches it is stepped over, never returned
+ * after it is gone; objects that arrive meanwhile are not returned. The
+ * walk holds no object; inspect_walk_end (idempotent) must come before w
+ * is freed.
+ */
+struct inspect_walk {
+    struct list_cursor cursor;
+    struct list_node *head; /* the walked list */
+    uint64_t end_id;        /* the newest object's id at the start (ids grow along the list) */
+    bool started;
+};
+
+void inspect_walk_clients(const struct sidecar *sc, struct inspect_walk *w);
+void inspect_walk_calls(const struct sidecar *sc, struct inspect_walk *w);
+
+/* The next object of a walk started with the matching function, or NULL
+ * at the end. Valid until the data plane's loop runs again. */
+struct client_conn *inspect_walk_next_client(struct inspect_walk *w);
+struct call *inspect_walk_next_call(struct inspect_walk *w);
+
+void inspect_walk_end(struct inspect_walk *w);
 
 /* The unfinished call with this id, or NULL. */
 struct call *inspect_find_call(const struct sidecar *sc, uint64_t id);

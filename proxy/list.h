@@ -67,6 +67,31 @@ static inline struct list_node *list_first(const struct list_node *head)
     return list_empty(head) ? NULL : head->next;
 }
 
+/*
+ * A cursor: a position in a list kept between the steps of a walk spread
+ * over several loop iterations (the admin API's large pages), while the
+ * data path goes on adding and removing nodes. The cursors of a list hang
+ * on a cursor set beside it; a node leaves such a list through
+ * list_cursor_unlink, which first moves every cursor standing on it to the
+ * node after it. So a cursor never points at a node that left (and may be
+ * freed), and a walk loses nothing that is still on the list.
+ */
+struct list_cursor {
+    struct list_node node;  /* on the cursor set while the walk lasts */
+    struct list_node *next; /* the next node to visit; the list's head at the end */
+};
+
+/* Removes n from its list, moving the cursors of `cursors` that stand on n. */
+static inline void list_cursor_unlink(struct list_node *cursors, struct list_node *n)
+{
+    for (struct list_node *k = cursors->next; k != cursors; k = k->next) {
+        struct list_cursor *c = list_entry(k, struct list_cursor, node);
+        if (c->next == n)
+            c->next = n->next;
+    }
+    list_remove(n);
+}
+
 /* A list that knows its length. Insert and remove only through these. */
 struct counted_list {
     struct list_node head;

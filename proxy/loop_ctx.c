@@ -22,6 +22,8 @@ void loop_ctx_init(struct loop_ctx *lc, uv_loop_t *loop, struct sidecar *sc)
     lc->sc = sc;
     list_init(&lc->clients);
     list_init(&lc->calls);
+    list_init(&lc->client_cursors);
+    list_init(&lc->call_cursors);
     list_init(&lc->flush_list);
     uv_check_init(loop, &lc->flush_check);
     lc->flush_check.data = lc;

@@ -45,6 +45,11 @@ struct loop_ctx {
     uint32_t clients_peak;  /* since the last heap trim */
     struct list_node calls; /* every unfinished call on this loop */
     uint32_t n_calls;
+    /* list_cursor sets of the walks over clients and calls that span loop
+     * turns (inspect_walk_*); both lists lose nodes only through
+     * list_cursor_unlink. */
+    struct list_node client_cursors;
+    struct list_node call_cursors;
 
     uint64_t next_client_id;
     uint64_t next_call_id;
