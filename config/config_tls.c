@@ -464,3 +464,8 @@ json_t *config_tls_server_json(const struct config_tls_server *t)
     }
     return j;
 }
+
+void config_tls_thread_done(void)
+{
+    OPENSSL_thread_stop();
+}

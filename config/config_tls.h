@@ -43,6 +43,11 @@ int config_tls_read_system_store(struct config_reader *rd, struct config *cfg);
  * object that is on ("not supported yet"). */
 int config_tls_refuse_unwired(struct config_reader *rd, const struct config *cfg);
 
+/* Frees OpenSSL's per-thread state (its error queue) of the calling
+ * thread. A reload loads the config on a libuv worker thread, which lives
+ * until exit; without this its OpenSSL state would too. */
+void config_tls_thread_done(void);
+
 void config_tls_client_free(struct config_tls_client *t);
 void config_tls_server_free(struct config_tls_server *t);
 void config_tls_file_free(struct config_tls_file *f);

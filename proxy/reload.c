@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "config/config_tls.h"
 #include "proxy/agent.h"
 #include "proxy/listener.h"
 #include "proxy/fdlimit.h"
@@ -35,6 +36,7 @@ static void load_work(uv_work_t *w)
     job->status = config_load(job->path, &job->cfg, &cerr);
     if (job->status != 0)
         config_error_format(&cerr, job->error, sizeof(job->error));
+    config_tls_thread_done();
 }
 
 static bool same_text(const char *a, const char *b)

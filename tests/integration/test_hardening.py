@@ -13,7 +13,7 @@ import pytest
 
 from . import drpc
 from .fault_checks import open_testd_conns
-from .procs import INSTRUMENTED, basic_config, free_addr
+from .procs import INSTRUMENTED, SCALE, VALGRIND, basic_config, free_addr
 from .test_admin import get, hold, request, wait_until
 
 ECHO = "/test.Echo/"
@@ -133,10 +133,16 @@ def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(testd, sidecar):
     sc = sidecar(basic_config(up.addr), wrap=_nofile(512, hard))
     fds = get(sc, "/stats").json()["file_descriptors"]
     assert fds["soft_at_start"] == 512, fds
-    assert fds["limit"] == fds["hard"] == hard, fds
+    if VALGRIND:
+        # valgrind keeps descriptors above the soft limit for itself and
+        # shows its client a hard limit no higher than that soft limit
+        assert fds["limit"] == fds["hard"], fds
+    else:
+        assert fds["limit"] == fds["hard"] == hard, fds
     with open("/proc/%d/limits" % sc.pid) as f:
         line = [x for x in f if x.startswith("Max open files")][0]
-    assert int(line.split()[3]) == fds["limit"], line
+    if not VALGRIND:  # valgrind's own descriptors sit above what it shows
+        assert int(line.split()[3]) == fds["limit"], line
     assert "process_max_fds %d" % fds["limit"] in get(sc, "/metrics").text
 
 
@@ -210,7 +216,7 @@ def test_large_admin_pages_are_written_in_slices(testd, sidecar):
         assert ids == sorted(set(ids)), "ids out of order or repeated"
         assert _slices(sc) - before >= n // PAGES_SLICE_ITEMS, (_slices(sc) - before, n)
 
-        held = hold(sc, 40, 1500)
+        held = hold(sc, 40, int(1500 * SCALE))
         wait_until(lambda: get(sc, "/calls").json()["total"] == 40, what="40 calls")
         before = _slices(sc)
         calls = get(sc, "/calls?limit=10000").json()
@@ -326,7 +332,7 @@ def test_a_drain_loses_no_reply_to_a_reader_that_races_the_close(testd, sidecar)
         sc = sidecar(basic_config(up.addr, max_conns=64))
         conns = [sc.conn() for _ in range(50)]
         for c in conns:
-            c.start_unary(ECHO + "Sleep", b"700")
+            c.start_unary(ECHO + "Sleep", str(700 * SCALE).encode())
         wait_until(lambda: len(get(sc, "/calls").json()["calls"]) == 50, what="50 calls")
         sc.send_signal(signal.SIGTERM)
 
