@@ -256,7 +256,9 @@ void client_call_ended(struct client_conn *cl)
 
 bool client_hand_off(struct client_conn *cl)
 {
-    if ((cl->state != CLIENT_IDLE && cl->state != CLIENT_PREFIX) ||
+    /* A TLS session cannot move to another process: it is closed after
+     * its last reply instead, and its client reconnects. */
+    if (cl->wire.xport || (cl->state != CLIENT_IDLE && cl->state != CLIENT_PREFIX) ||
         !handoff_possible(cl->wire.lc->sc, cl))
         return false;
     if (wire_queued(&cl->wire) == 0)

@@ -29,6 +29,7 @@
 #include "proxy/log.h"
 #include "proxy/sidecar.h"
 #include "proxy/state.h"
+#include "proxy/transport_tls.h"
 #include "proxy/upstream.h"
 #include "proxy/wire.h"
 
@@ -616,8 +617,9 @@ void pool_on_dial_failed(struct pool *p, struct upstream_conn *up, int status, c
     p->stats.dial_failures++;
     if (e) {
         e->dial_failures++;
+        const char *tls = transport_tls_error(&up->wire); /* OpenSSL's reason */
         snprintf(e->last_error, sizeof(e->last_error), "%s %s: %s", what, e->addr->text,
-                 uv_strerror(status));
+                 tls ? tls : uv_strerror(status));
         /* One dead address behind a name is not a dead endpoint: the next
          * dial goes to another address at once, and the endpoint backs off
          * only when every address it resolved to has failed. Failures are

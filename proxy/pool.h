@@ -124,7 +124,7 @@ struct endpoint {
     uint64_t last_failure_at; /* uv_now ms; 0 = none since it last connected */
     uint64_t probes;
     uint64_t readmissions;
-    char last_error[128];
+    char last_error[256];
     struct endpoint_check check; /* active health checks (health.h) */
 };
 

@@ -15,6 +15,7 @@
 #include "proxy/notify.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
+#include "proxy/tls_ctx.h"
 
 /* The threadpool job: owned by the sidecar's reload slot while it runs. */
 struct reload_job {
@@ -22,6 +23,7 @@ struct reload_job {
     struct sidecar *sc;
     char *path;
     struct config *cfg;
+    struct tls_ctx_set *tls; /* built from cfg in the job, like cfg */
     int status;
     char error[1024];
     reload_done_cb cb;
@@ -34,8 +36,18 @@ static void load_work(uv_work_t *w)
     struct config_error cerr;
     memset(&cerr, 0, sizeof(cerr));
     job->status = config_load(job->path, &job->cfg, &cerr);
-    if (job->status != 0)
+    if (job->status != 0) {
         config_error_format(&cerr, job->error, sizeof(job->error));
+        config_tls_thread_done();
+        return;
+    }
+    /* Every certificate, key and CA file was read again by config_load:
+     * new connections use them as soon as the snapshot is applied. */
+    job->status = tls_ctx_set_build(job->cfg, &job->tls, job->error, sizeof(job->error));
+    if (job->status != 0) {
+        config_unref(job->cfg);
+        job->cfg = NULL;
+    }
     config_tls_thread_done();
 }
 
@@ -50,7 +62,9 @@ static bool same_text(const char *a, const char *b)
  * same endpoints the same way, or accepts agents on the same address. */
 static bool pool_compatible(const struct config_pool *a, const struct config_pool *b)
 {
-    if (a->reverse != b->reverse || a->header != b->header)
+    /* Plaintext idle connections must never be reused as TLS ones. */
+    if (a->reverse != b->reverse || a->header != b->header || a->tls.enabled != b->tls.enabled ||
+        a->accept_tls.enabled != b->accept_tls.enabled)
         return false;
     if (a->reverse)
         return same_text(a->accept.text, b->accept.text) &&
@@ -92,10 +106,12 @@ static void repoint_listener(struct listener *l, struct config *cfg, size_t inde
 }
 
 /*
- * Applies cfg to the live sidecar, or leaves everything as it was and
- * returns an error. Takes over the caller's reference on cfg either way.
+ * Applies cfg (and its TLS contexts) to the live sidecar, or leaves
+ * everything as it was and returns an error. Takes over the caller's
+ * reference on cfg and tls either way.
  */
-static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_size)
+static int apply(struct sidecar *sc, struct config *cfg, struct tls_ctx_set *tls, char *err,
+                 size_t err_size)
 {
     const struct config *old = sc->cfg;
     if (old->admin.enabled != cfg->admin.enabled ||
@@ -103,6 +119,7 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
         snprintf(err, err_size,
                  "admin.address or admin.enabled changed: restart drpc-sidecar to apply it");
         config_unref(cfg);
+        tls_ctx_set_free(tls);
         return UV_EINVAL;
     }
 
@@ -113,6 +130,7 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
                                      old->access_log.format != cfg->access_log.format))) {
         snprintf(err, err_size, "access_log changed: restart drpc-sidecar to apply it");
         config_unref(cfg);
+        tls_ctx_set_free(tls);
         return UV_EINVAL;
     }
 
@@ -133,6 +151,7 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
                      "apply it",
                      i, what);
             config_unref(cfg);
+            tls_ctx_set_free(tls);
             return UV_EINVAL;
         }
     }
@@ -236,6 +255,11 @@ static int apply(struct sidecar *sc, struct config *cfg, char *err, size_t err_s
     sc->n_pools = cfg->n_pools;
     config_unref(sc->cfg);
     sc->cfg = cfg;
+    /* Established TLS connections keep their SSL (and its context
+     * reference): only new ones see the new material. */
+    tls_ctx_set_free(sc->tls);
+    sc->tls = tls;
+    tls_stats_register(&sc->tls_stats, cfg);
     log_set_level(sc->verbose ? CONFIG_LOG_DEBUG : cfg->log_level);
     fdlimit_check(&sc->fds, cfg);
     sidecar_steer_connections_here(sc);
@@ -280,6 +304,7 @@ fail:
     free(fresh_listener);
     free(fresh_pool);
     config_unref(cfg);
+    tls_ctx_set_free(tls);
     return rc ? rc : UV_EINVAL;
 }
 
@@ -294,10 +319,11 @@ static void load_done(uv_work_t *w, int status)
     snprintf(err, sizeof(err), "%s", job->error);
     if (rc == 0 && sc->state != SIDECAR_RUNNING) {
         config_unref(job->cfg);
+        tls_ctx_set_free(job->tls);
         snprintf(err, sizeof(err), "shutting down");
         rc = UV_ECANCELED;
     } else if (rc == 0) {
-        rc = apply(sc, job->cfg, err, sizeof(err));
+        rc = apply(sc, job->cfg, job->tls, err, sizeof(err));
     }
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);

@@ -8,6 +8,7 @@
  *     uv_run returns once the last handle is closed.
  */
 #include "proxy/sidecar.h"
+#include "proxy/tls_ctx.h"
 
 #include <malloc.h>
 #include <stdio.h>
@@ -301,6 +302,12 @@ int sidecar_start(struct sidecar *sc, uv_loop_t *loop, struct config *cfg, char 
     uv_gettimeofday(&tv);
     sc->started_wall_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
     log_set_level(cfg->log_level);
+    /* The TLS contexts of the snapshot; a reload builds the next ones off
+     * the loop (reload.c). */
+    int tls_rc = sc->tls ? 0 : tls_ctx_set_build(cfg, &sc->tls, err, err_size);
+    if (tls_rc)
+        return tls_rc;
+    tls_stats_register(&sc->tls_stats, cfg);
 
     uv_timer_init(loop, &sc->shutdown_timer);
     sc->shutdown_timer.data = sc;
@@ -395,6 +402,10 @@ void sidecar_free(struct sidecar *sc)
     rpc_stats_free(sc->rpc_stats);
     history_free(sc->history);
     free(sc->lc);
+    tls_ctx_set_free(sc->tls);
+    sc->tls = NULL;
+    tls_stats_free(sc->tls_stats);
+    sc->tls_stats = NULL;
     config_unref(sc->cfg);
 }
 

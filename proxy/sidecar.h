@@ -22,6 +22,7 @@
 #include "proxy/list.h"
 #include "proxy/loop_ctx.h"
 #include "proxy/reload.h"
+#include "proxy/tls_stats.h"
 
 struct listener;
 struct pool;
@@ -29,6 +30,8 @@ struct accesslog;
 struct handoff;
 struct rpc_stats;
 struct history;
+struct tls_ctx_set;
+struct tls_stats;
 
 /* While draining, a client gets this long to send a call it has not sent
  * (or finish starting one: see call_on_drain). */
@@ -76,11 +79,14 @@ struct route_counter {
 };
 
 struct sidecar {
-    struct loop_ctx *lc; /* the data plane's loop (one today; one per worker later) */
-    struct config *cfg;  /* current snapshot (ref held) */
-    char *config_path;   /* re-read on reload; NULL = reload not possible */
-    bool signalled_stop; /* a SIGTERM/SIGINT arrived (the next one cuts the grace) */
-    bool verbose;        /* -v: debug logging whatever log_level a reload brings */
+    struct loop_ctx *lc;          /* the data plane's loop (one today; one per worker later) */
+    struct config *cfg;           /* current snapshot (ref held) */
+    struct tls_ctx_set *tls;      /* OpenSSL contexts built from cfg (tls_ctx.h); swapped with it */
+    struct tls_stats *tls_stats;  /* handshake counters by listener and pool (tls_stats.h) */
+    struct tls_log_limit tls_log; /* handshake failures logged once per peer per minute */
+    char *config_path;            /* re-read on reload; NULL = reload not possible */
+    bool signalled_stop;          /* a SIGTERM/SIGINT arrived (the next one cuts the grace) */
+    bool verbose;                 /* -v: debug logging whatever log_level a reload brings */
     enum sidecar_state state;
 
     struct listener **listeners;

@@ -31,6 +31,7 @@
 #include "proxy/netaddr.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
+#include "proxy/transport_tls.h"
 
 const char *upstream_state_name(enum upstream_state s)
 {
@@ -231,10 +232,28 @@ static void agent_ready(struct upstream_conn *up)
     pool_on_connected(up->pool, up);
 }
 
-/* Sends the identify call (stream 1) or declares the agent ready. */
+/* A TLS agent port with client_ca_file and no identify.rpc: the agent is
+ * who its verified certificate says (CN, else first DNS SAN). */
+static void agent_tls_identified(struct upstream_conn *up)
+{
+    char id[sizeof(up->agent_id)];
+    up->tls_identity = false;
+    if (transport_tls_peer_identity(&up->wire, id, sizeof(id)) != 0 ||
+        !utf8_valid((const unsigned char *)id, strlen(id))) {
+        upstream_close(up, "agent certificate names no CN or DNS SAN");
+        return;
+    }
+    memcpy(up->agent_id, id, sizeof(id));
+    agent_ready(up);
+}
+
+/* Sends the identify call (stream 1) or declares the agent ready (at
+ * once, or after the TLS handshake when the certificate names it). */
 static void agent_start(struct upstream_conn *up)
 {
     const char *rpc = up->pool->pc->identify_rpc;
+    if (up->tls_identity)
+        return;
     if (!rpc) {
         agent_ready(up);
         return;
@@ -340,7 +359,9 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (up->state == UPSTREAM_CLOSING)
         return;
     if (nread < 0) {
-        const char *why = nread == UV_EOF ? "closed by upstream" : uv_strerror((int)nread);
+        const char *why = transport_tls_error(&up->wire);
+        if (!why)
+            why = nread == UV_EOF ? "closed by upstream" : uv_strerror((int)nread);
         if (up->state == UPSTREAM_BUSY && call_unread(up, (int)nread))
             lost_unread(up, "peer closed before reading the call");
         else if (up->state == UPSTREAM_BUSY)
@@ -351,8 +372,11 @@ static void upstream_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             pool_on_idle_lost(up->pool, up);
         return;
     }
-    if (nread == 0)
+    if (nread == 0) {
+        if (up->tls_identity && up->state == UPSTREAM_HANDSHAKE)
+            agent_tls_identified(up); /* the transport's "handshake done" */
         return;
+    }
 
     size_t max = (size_t)up->pool->cfg->max_message_size;
     struct wire_frames it;
@@ -685,6 +709,8 @@ void upstream_accept(struct pool *p, uv_stream_t *server)
         return;
     }
     p->stats.agents_accepted++;
+    up->tls_identity =
+        p->pc->accept_tls.enabled && p->pc->accept_tls.client_ca.path && !p->pc->identify_rpc;
     (void)pool_set_upstream_state(p, up, UPSTREAM_HANDSHAKE, "agent accepted");
     wire_tune(&up->wire);
     uv_timer_start(&up->dial_timer, dial_timer_cb, p->pc->dial_timeout_ms, 0);

@@ -80,6 +80,7 @@ struct upstream_conn {
     char peer[64];       /* remote address */
     struct buf ident;    /* identify reply being assembled */
     uint8_t prefix_seen; /* bytes of DRPC!!!1 received (the agent's first bytes) */
+    bool tls_identity;   /* the agent id is its certificate's, once the TLS handshake is done */
     uint64_t connected_at;
 
     uv_timer_t dial_timer; /* dial timeout; handshake timeout for agents */

@@ -12,6 +12,7 @@
 #include "proxy/loop_ctx.h"
 #include "proxy/netaddr.h"
 #include "proxy/sidecar.h"
+#include "proxy/transport_tls.h"
 #include "proxy/upstream.h"
 
 /* An output buffer bigger than this is freed by wire_trim. */
@@ -283,6 +284,11 @@ void wire_tune(struct wire *w)
         uv_tcp_nodelay(&w->h.tcp, 1);
         uv_tcp_keepalive(&w->h.tcp, 1, 60);
     }
+    /* An accepted connection of a TLS listener or agent port. A dialled
+     * one got its TLS in wire_connect. */
+    bool accepted = w->owner == WIRE_CLIENT || !upstream_from_wire(w)->ep;
+    if (accepted && w->ops == &transport_stream && transport_tls_install(w, false) != 0)
+        w->shutdown = true; /* never read: the idle timeout closes it */
 }
 
 void wire_close(struct wire *w, uv_close_cb cb)
@@ -321,5 +327,6 @@ void wire_peer_name(struct wire *w, char *out, size_t size)
 int wire_connect(struct wire *w, uv_connect_t *req, const struct sockaddr *sa, const char *path,
                  uv_connect_cb cb)
 {
-    return w->ops->connect(w, req, sa, path, cb);
+    int rc = transport_tls_install(w, true);
+    return rc ? rc : w->ops->connect(w, req, sa, path, cb);
 }
