@@ -565,8 +565,7 @@ static int parse_root(struct config_reader *rd, const json_t *root, struct confi
         (rc = config_tls_read_system_store(rd, cfg)) || (rc = config_routes_parse(rd, root, cfg)) ||
         (rc = parse_admin(rd, root, &cfg->admin)) ||
         (rc = parse_access_log(rd, root, &cfg->access_log)) ||
-        (rc = parse_metrics(rd, root, cfg)) || (rc = check_listen_addresses(rd, cfg)) ||
-        (rc = config_tls_refuse_unwired(rd, cfg)))
+        (rc = parse_metrics(rd, root, cfg)) || (rc = check_listen_addresses(rd, cfg)))
         return rc;
     return 0;
 }

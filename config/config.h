@@ -318,11 +318,8 @@ __attribute__((warn_unused_result)) int config_parse(const char *text, size_t le
 /*
  * Flags of config_load_flags and config_parse_flags.
  *
- * CONFIG_ALLOW_TLS: accept "tls" objects. The data plane does not speak TLS
- * yet, so config_load and config_parse validate every tls object in full
- * (keys, files, key against certificate, expiry) and then refuse the first
- * one as "not supported yet" rather than ignore it. Tests of the TLS
- * material (and, later, the TLS transport) pass this flag.
+ * CONFIG_ALLOW_TLS: no effect any more ("tls" objects are always accepted
+ * now that every socket kind speaks TLS); kept so callers need no change.
  */
 #define CONFIG_ALLOW_TLS 1u
 

@@ -373,28 +373,6 @@ int config_tls_read_system_store(struct config_reader *rd, struct config *cfg)
     return 0;
 }
 
-int config_tls_refuse_unwired(struct config_reader *rd, const struct config *cfg)
-{
-    if (rd->flags & CONFIG_ALLOW_TLS)
-        return 0;
-    char item[PATH_LEN], p[PATH_LEN];
-    const char *why = "TLS is not supported yet: the object is valid, but no connection would "
-                      "use it, so it is refused rather than ignored";
-    for (size_t i = 0; i < cfg->n_listeners; i++)
-        if (cfg->listeners[i].tls.enabled) {
-            config_read_join_index(item, "listeners", i);
-            config_read_join(p, item, "tls");
-            return config_read_fail(rd, p, "%s", why);
-        }
-    for (size_t i = 0; i < cfg->n_pools; i++)
-        if (cfg->pools[i].tls.enabled || cfg->pools[i].accept_tls.enabled) {
-            config_read_join_index(item, "pools", i);
-            config_read_join(p, item, "tls");
-            return config_read_fail(rd, p, "%s", why);
-        }
-    return 0;
-}
-
 size_t config_tls_warnings(const struct config *cfg, void (*warn)(const char *text, void *arg),
                            void *arg)
 {

@@ -39,10 +39,6 @@ int config_tls_parse_server(struct config_reader *rd, const json_t *obj, const c
  * dialled pool verifies without a ca_file. */
 int config_tls_read_system_store(struct config_reader *rd, struct config *cfg);
 
-/* Last check of a load: without CONFIG_ALLOW_TLS, refuses the first tls
- * object that is on ("not supported yet"). */
-int config_tls_refuse_unwired(struct config_reader *rd, const struct config *cfg);
-
 /* Frees OpenSSL's per-thread state (its error queue) of the calling
  * thread. A reload loads the config on a libuv worker thread, which lives
  * until exit; without this its OpenSSL state would too. */

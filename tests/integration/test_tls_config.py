@@ -2,10 +2,9 @@
 PKI: every refusal at --check-config (file, line, column, JSON path, exit 2)
 and at reload (422, the running config keeps serving).
 
-The data plane does not speak TLS yet, so a valid tls object is refused
-too, as "not supported yet", after it was checked in full: a broken one is
-reported as broken first. The forms that will be accepted are covered by
-tests/unit/test_config_tls.c and test_tls_ctx.c (with CONFIG_ALLOW_TLS).
+A valid tls object is accepted on every socket kind (the connections
+themselves are tested in test_tls.py); the unit tests
+tests/unit/test_config_tls.c and test_tls_ctx.c cover the forms in detail.
 """
 
 import json
@@ -15,10 +14,10 @@ import subprocess
 
 import pytest
 
+from . import drpc
 from .procs import basic_config, binary
 
 ECHO = "/test.Echo/"
-NOT_YET = "TLS is not supported yet"
 
 
 def check(directory, cfg):
@@ -101,24 +100,21 @@ def test_check_config_refuses_each_with_its_position(pki, short_tmp):
         assert m, (name, out)
         assert m.group(4) == path, (name, out)
         assert reason in m.group(5), (name, out)
-        assert NOT_YET not in out, (name, out)
 
 
-def test_check_config_valid_tls_is_not_supported_yet(pki, short_tmp):
+def test_check_config_accepts_valid_tls(pki, short_tmp):
     s, c, ca = pki.server, pki.client, pki.ca
-    for cfg, path in [
-        (pool_cfg(True), "pools[0].tls"),
-        (pool_cfg({"ca_file": ca.cert, "cert_file": c.cert, "key_file": c.key,
-                   "server_name": "localhost", "min_version": "1.3"}), "pools[0].tls"),
-        (listener_cfg({"cert_file": s.cert, "key_file": s.key, "client_ca_file": ca.cert}),
-         "listeners[0].tls"),
-        (reverse_cfg({"cert_file": s.cert, "key_file": s.key, "client_ca_file": ca.cert}),
-         "pools[0].tls"),
+    for cfg in [
+        pool_cfg(True),
+        pool_cfg({"ca_file": ca.cert, "cert_file": c.cert, "key_file": c.key,
+                  "server_name": "localhost", "min_version": "1.3"}),
+        listener_cfg({"cert_file": s.cert, "key_file": s.key, "client_ca_file": ca.cert}),
+        reverse_cfg({"cert_file": s.cert, "key_file": s.key, "client_ca_file": ca.cert}),
     ]:
         code, out = check(short_tmp, cfg)
-        assert code == 2, out
-        assert ": %s: %s" % (path, NOT_YET) in out, out
-    # Off is off.
+        assert code == 0 and ": ok (" in out, out
+    code, out = check(short_tmp, pool_cfg({"verify": False}))
+    assert code == 0 and "verify" in out, out
     code, out = check(short_tmp, pool_cfg(False))
     assert code == 0, out
 
@@ -138,12 +134,16 @@ def test_reload_refuses_tls_and_keeps_serving(pyserver, sidecar, pki):
             % pki.expired.cert in body["error"]
         assert conn.unary(ECHO + "Unary", b"b") == b"b"
 
+        # a kept listener turned to TLS: the established plaintext client
+        # goes on, new clients must speak TLS
         good = json.loads(json.dumps(cfg))
-        good["pools"][0]["tls"] = {"ca_file": pki.ca.cert}
+        good["listeners"][0]["tls"] = {"cert_file": pki.server.cert, "key_file": pki.server.key}
         sc.write_config(good)
         st, body = sc.admin_request("POST", "/reload")
-        assert st == 422 and "pools[0].tls: " + NOT_YET in body["error"], body
+        assert st == 200, body
         assert conn.unary(ECHO + "Unary", b"c") == b"c"
         last = sc.admin_get("/config")["last_reload"]
-        assert last["refused"] == 2 and last["applied"] == 0
-        assert "tls" not in sc.admin_get("/config")["config"]["pools"][0]
+        assert last["refused"] == 1 and last["applied"] == 1
+    ctx = drpc.tls_client_context(pki.ca.cert)
+    with drpc.Conn(sc.addr, tls=ctx) as tconn:
+        assert tconn.unary(ECHO + "Unary", b"d") == b"d"

@@ -4,8 +4,8 @@
  * key material), the warning for verify false, and every refusal with its
  * JSON path, line and column: both-or-neither, unreadable files, a key
  * that does not match its certificate, an expired own certificate, files
- * with no PEM in them, keys of the other form, and "not supported yet"
- * without CONFIG_ALLOW_TLS. Certificates come from unit_pki (made at test
+ * with no PEM in them, keys of the other form; and that config_parse and
+ * config_load accept tls objects without any flag. Certificates come from unit_pki (made at test
  * time); SSL_CERT_FILE points the "system store" at the test CA.
  *
  * Error cases mark the expected position with a backquote (`), as in
@@ -248,23 +248,26 @@ static void test_verify_false_warns(void **state)
 
 /* ---- refusals ------------------------------------------------------------------- */
 
-static void test_not_supported_yet(void **state)
+/* Plain config_parse accepts tls objects (CONFIG_ALLOW_TLS has no effect
+ * any more) and still reports a broken one. */
+static void test_accepted_without_flag(void **state)
 {
     (void)state;
-    const char *why = "TLS is not supported yet";
-    expect_error(0, pool_tls("`true"), "pools[0].tls", why);
-    expect_error(0,
-                 listener_tls(fmt("`{\"cert_file\": \"%s\", \"key_file\": \"%s\"}",
-                                  pem("server.pem"), pem("server.key"))),
-                 "listeners[0].tls", why);
-    /* A broken tls object is reported as such, before "not supported". */
+    struct config *cfg = NULL;
+    struct config_error err;
+    const char *on = pool_tls("true");
+    assert_int_equal(config_parse(on, strlen(on), "t.json", &cfg, &err), 0);
+    assert_true(cfg->pools[0].tls.enabled);
+    config_unref(cfg);
+    const char *l = listener_tls(
+        fmt("{\"cert_file\": \"%s\", \"key_file\": \"%s\"}", pem("server.pem"), pem("server.key")));
+    assert_int_equal(config_parse(l, strlen(l), "t.json", &cfg, &err), 0);
+    assert_true(cfg->listeners[0].tls.enabled);
+    config_unref(cfg);
     expect_error(0,
                  pool_tls(fmt("{\"cert_file\": \"%s\", \"key_file\": `\"%s\"}", pem("server.pem"),
                               pem("client.key"))),
                  "pools[0].tls.key_file", "does not match");
-    /* Off is fine. */
-    struct config *cfg = NULL;
-    struct config_error err;
     const char *off = pool_tls("false");
     assert_int_equal(config_parse(off, strlen(off), "t.json", &cfg, &err), 0);
     config_unref(cfg);
@@ -395,8 +398,9 @@ static void test_load_flags(void **state)
     fclose(f);
     struct config *cfg = NULL;
     struct config_error err;
-    assert_int_equal(config_load(path, &cfg, &err), UV_EINVAL);
-    assert_non_null(strstr(err.text, "not supported yet"));
+    assert_int_equal(config_load(path, &cfg, &err), 0);
+    assert_true(cfg->pools[0].tls.enabled);
+    config_unref(cfg);
     assert_int_equal(config_load_flags(path, CONFIG_ALLOW_TLS, &cfg, &err), 0);
     assert_true(cfg->pools[0].tls.enabled);
     config_unref(cfg);
@@ -413,7 +417,7 @@ int main(void)
         cmocka_unit_test(test_server_forms),
         cmocka_unit_test(test_json_paths_not_keys),
         cmocka_unit_test(test_verify_false_warns),
-        cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_accepted_without_flag),
         cmocka_unit_test(test_both_or_neither),
         cmocka_unit_test(test_files_refused),
         cmocka_unit_test(test_key_mismatch_and_expiry),
