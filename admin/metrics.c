@@ -19,6 +19,8 @@
 #include "proxy/accesslog.h"
 #include "proxy/call.h"
 #include "proxy/histo.h"
+#include "proxy/tls_ctx.h"
+#include "proxy/tls_stats.h"
 #include "proxy/inspect.h"
 #include "proxy/listener.h"
 #include "proxy/pool.h"
@@ -272,6 +274,81 @@ static void call_results(struct expo *x, const struct sidecar *sc)
     }
 }
 
+/* `prefix name{kind="K",name="N"` — the caller adds labels and closes. */
+static void tls_series(struct expo *x, const char *name, const struct tls_stats *t)
+{
+    put(x, METRICS_PREFIX "%s{kind=\"%s\",name=\"", name, t->kind);
+    put_label(x, t->name);
+    put(x, "\"");
+}
+
+/* Handshakes by result and reason, resumed sessions and handshake times
+ * of every TLS listener and pool, and the expiry of every configured
+ * certificate. */
+static void tls_families(struct expo *x, const struct sidecar *sc)
+{
+    if (!sc->tls_stats)
+        return; /* no TLS configured, ever */
+    family(x, METRICS_PREFIX, "tls_handshakes_total", "counter",
+           "TLS handshakes by listener or pool, result (ok, failed) and failure reason");
+    for (const struct tls_stats *t = sc->tls_stats; t; t = t->next) {
+        tls_series(x, "tls_handshakes_total", t);
+        put(x, ",result=\"ok\",reason=\"\"} %llu\n", (unsigned long long)t->ok);
+        for (size_t i = 0; i < t->n_reasons; i++) {
+            tls_series(x, "tls_handshakes_total", t);
+            put(x, ",result=\"failed\",reason=\"");
+            put_label(x, t->reasons[i].reason);
+            put(x, "\"} %llu\n", (unsigned long long)t->reasons[i].n);
+        }
+        if (t->other_reasons) {
+            tls_series(x, "tls_handshakes_total", t);
+            put(x, ",result=\"failed\",reason=\"other\"} %llu\n",
+                (unsigned long long)t->other_reasons);
+        }
+    }
+    family(x, METRICS_PREFIX, "tls_resumed_total", "counter",
+           "TLS handshakes that resumed a session (an abbreviated handshake)");
+    for (const struct tls_stats *t = sc->tls_stats; t; t = t->next) {
+        tls_series(x, "tls_resumed_total", t);
+        put(x, "} %llu\n", (unsigned long long)t->resumed);
+    }
+    family(x, METRICS_PREFIX, "tls_handshake_duration_seconds", "histogram",
+           "Time from the first handshake byte (accept, or TCP connected) to a completed "
+           "TLS handshake");
+    for (const struct tls_stats *t = sc->tls_stats; t; t = t->next) {
+        uint64_t cumulative = 0;
+        for (size_t k = 0; k < HISTO_BUCKETS; k++) {
+            cumulative += t->duration.counts[k];
+            char le[32] = "+Inf";
+            if (k < HISTO_BUCKETS - 1)
+                metrics_format_seconds(histo_bounds_us[k], le, sizeof(le));
+            tls_series(x, "tls_handshake_duration_seconds_bucket", t);
+            put(x, ",le=\"%s\"} %llu\n", le, (unsigned long long)cumulative);
+        }
+        char sum[32];
+        metrics_format_seconds(t->duration.sum_us, sum, sizeof(sum));
+        tls_series(x, "tls_handshake_duration_seconds_sum", t);
+        put(x, "} %s\n", sum);
+        tls_series(x, "tls_handshake_duration_seconds_count", t);
+        put(x, "} %llu\n", (unsigned long long)t->duration.count);
+    }
+    if (!sc->tls)
+        return;
+    family(x, METRICS_PREFIX, "tls_certificate_expiry_timestamp_seconds", "gauge",
+           "When a configured certificate (own, chain or CA) expires, in Unix seconds");
+    for (size_t i = 0; i < sc->tls->n_expiry; i++) {
+        const struct tls_expiry *e = &sc->tls->expiry[i];
+        put(x, METRICS_PREFIX "tls_certificate_expiry_timestamp_seconds{kind=\"%s\",name=\"",
+            e->kind);
+        put_label(x, e->owner);
+        put(x, "\",role=\"%s\",file=\"", e->role);
+        put_label(x, e->file);
+        put(x, "\",subject=\"");
+        put_label(x, e->subject);
+        put(x, "\"} %lld\n", (long long)e->not_after);
+    }
+}
+
 int metrics_render_pools(const struct sidecar *sc, struct buf *out)
 {
     struct expo x = {out, 0};
@@ -283,6 +360,7 @@ int metrics_render_pools(const struct sidecar *sc, struct buf *out)
 int metrics_render_process(const struct sidecar *sc, const struct admin *admin, struct buf *out)
 {
     struct expo x = {out, 0};
+    tls_families(&x, sc);
 
 #define X(metric, type, json, jtype, help, value)                                                  \
     family(&x, METRICS_PREFIX, #metric, #type, help);                                              \

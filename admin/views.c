@@ -27,6 +27,9 @@
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
+#include "proxy/tls_ctx.h"
+#include "proxy/tls_stats.h"
+#include "proxy/transport_tls.h"
 #include "proxy/upstream.h"
 #include "proxy/utf8.h"
 
@@ -107,6 +110,67 @@ static json_t *health_check_json(const struct sidecar *sc, const struct endpoint
     return o;
 }
 
+static json_t *unix_time(int64_t secs)
+{
+    char buf[40];
+    views_iso8601((uint64_t)secs * 1000, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+/* A TLS connection as /pools and /clients show it; NULL when it is not TLS
+ * or its handshake is not done. */
+static json_t *tls_conn_json(const struct wire *w)
+{
+    struct transport_tls_info ti;
+    if (!transport_tls_get_info(w, &ti) || !ti.done)
+        return NULL;
+    json_t *o = json_pack("{s:s, s:s, s:b}", "version", ti.version ? ti.version : "", "cipher",
+                          ti.cipher ? ti.cipher : "", "resumed", ti.resumed);
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "subject",
+                        ti.subject[0] ? views_string(ti.subject, strlen(ti.subject)) : json_null());
+    json_object_set_new(o, "not_after", ti.not_after ? unix_time(ti.not_after) : json_null());
+    return o;
+}
+
+static const struct tls_stats *tls_stats_of(const struct sidecar *sc, const char *kind,
+                                            const char *name)
+{
+    for (const struct tls_stats *t = sc->tls_stats; t; t = t->next)
+        if (strcmp(t->kind, kind) == 0 && strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+/* A dialled TLS pool's endpoint: what its newest handshaken connection
+ * negotiated, and how many of its handshakes resumed a session. */
+static json_t *endpoint_tls_json(const struct sidecar *sc, const struct pool *p,
+                                 const struct endpoint *e)
+{
+    json_t *o = NULL;
+    const struct list_node *lists[] = {&p->busy.head, &p->idle.head};
+    for (size_t l = 0; !o && l < 2; l++)
+        for (const struct list_node *n = lists[l]->prev; !o && n != lists[l]; n = n->prev) {
+            const struct upstream_conn *up = list_entry(n, struct upstream_conn, pool_node);
+            if (up->ep == e)
+                o = tls_conn_json(&up->wire);
+        }
+    if (!o)
+        o = json_pack("{s:n, s:n, s:b, s:n, s:n}", "version", "cipher", "resumed", 0, "subject",
+                      "not_after");
+    const struct tls_stats *t = tls_stats_of(sc, "pool", p->pc->name);
+    const struct tls_endpoint_stats *es = NULL;
+    for (size_t i = 0; t && i < t->n_endpoints; i++)
+        if (strcmp(t->endpoints[i].endpoint, e->addr->text) == 0)
+            es = &t->endpoints[i];
+    uint64_t hs = es ? es->handshakes : 0, res = es ? es->resumed : 0;
+    json_object_set_new(o, "handshakes", json_integer((json_int_t)hs));
+    json_object_set_new(o, "resumed_handshakes", json_integer((json_int_t)res));
+    json_object_set_new(o, "resumed_share", json_real(hs ? (double)res / (double)hs : 0.0));
+    return o;
+}
+
 static json_t *endpoint_json(const struct sidecar *sc, const struct endpoint *e, uint64_t now)
 {
     enum endpoint_health health = endpoint_health(e, now);
@@ -156,6 +220,8 @@ static json_t *agents_json(const struct sidecar *sc, const struct pool *p)
                               "connected_since", iso(sc, up->connected_at), "conns", 0, "busy", 0);
                 if (!a || json_object_set_new(by_id, up->agent_id, a) != 0)
                     continue;
+                json_t *t = tls_conn_json(&up->wire);
+                json_object_set_new(a, "tls", t ? t : json_null());
             }
             json_int_t conns = json_integer_value(json_object_get(a, "conns"));
             json_int_t busy = json_integer_value(json_object_get(a, "busy"));
@@ -192,8 +258,12 @@ json_t *views_pool(const struct sidecar *sc, const struct pool *p)
     json_object_set_new(o, "conns", conns);
 
     json_t *eps = json_array();
-    for (size_t i = 0; i < p->n_endpoints; i++)
-        json_array_append_new(eps, endpoint_json(sc, &p->endpoints[i], now));
+    for (size_t i = 0; i < p->n_endpoints; i++) {
+        json_t *ep = endpoint_json(sc, &p->endpoints[i], now);
+        json_object_set_new(
+            ep, "tls", pc->tls.enabled ? endpoint_tls_json(sc, p, &p->endpoints[i]) : json_null());
+        json_array_append_new(eps, ep);
+    }
     json_object_set_new(o, "endpoints", eps);
     if (pc->reverse) {
         json_object_set_new(o, "accept", json_string(pc->accept.text));
@@ -285,6 +355,8 @@ json_t *views_client(const struct sidecar *sc, const struct client_conn *cl, uin
     if (!o)
         return NULL;
     json_object_set_new(o, "idle_ms", json_integer((json_int_t)(now - cl->last_active)));
+    json_t *t = tls_conn_json(&cl->wire);
+    json_object_set_new(o, "tls", t ? t : json_null());
     json_object_set_new(o, "call_id",
                         cl->call ? json_integer((json_int_t)cl->call->id) : json_null());
     json_object_set_new(o, "call_rpc",
@@ -310,6 +382,24 @@ json_t *views_config(const struct sidecar *sc)
         json_object_set_new(o, "last_reload", json_null());
     }
     return o;
+}
+
+json_t *views_tls_certificates(const struct sidecar *sc)
+{
+    json_t *arr = json_array();
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    for (size_t i = 0; sc->tls && i < sc->tls->n_expiry; i++) {
+        const struct tls_expiry *e = &sc->tls->expiry[i];
+        json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:f}", "kind", e->kind, "name",
+                              e->owner, "role", e->role, "file", e->file, "subject",
+                              views_string(e->subject, strlen(e->subject)), "not_after",
+                              unix_time(e->not_after), "not_after_unix", (json_int_t)e->not_after,
+                              "expires_in_days", (double)(e->not_after - tv.tv_sec) / 86400.0);
+        if (c)
+            json_array_append_new(arr, c);
+    }
+    return arr;
 }
 
 json_t *views_stats(const struct sidecar *sc, const struct admin *admin)
@@ -361,6 +451,7 @@ json_t *views_stats(const struct sidecar *sc, const struct admin *admin)
     METRICS_OS(VIEWS_ROW)
 #undef VIEWS_OBJ
     json_object_set_new(o, "process", proc);
+    json_object_set_new(o, "tls_certificates", views_tls_certificates(sc));
     const struct fdlimit *fl = &sc->fds;
     json_object_set_new(
         o, "file_descriptors",

@@ -52,4 +52,8 @@ uint64_t views_wall_ms(const struct sidecar *sc, uint64_t loop_ms);
 /* ISO-8601 UTC with milliseconds ("2026-11-24T04:30:00.123Z"). */
 void views_iso8601(uint64_t wall_ms, char *out, size_t size);
 
+/* Every configured TLS certificate (own, chain, CA) with its expiry, for
+ * /stats and the dashboard. */
+json_t *views_tls_certificates(const struct sidecar *sc);
+
 #endif
