@@ -9,6 +9,7 @@
  */
 #include "proxy/sidecar.h"
 #include "proxy/tls_ctx.h"
+#include "proxy/transport_tls.h"
 
 #include <malloc.h>
 #include <stdio.h>
@@ -406,6 +407,7 @@ void sidecar_free(struct sidecar *sc)
     sc->tls = NULL;
     tls_stats_free(sc->tls_stats);
     sc->tls_stats = NULL;
+    transport_tls_cleanup();
     config_unref(sc->cfg);
 }
 

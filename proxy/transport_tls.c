@@ -40,12 +40,15 @@
 #include "proxy/upstream.h"
 #include "proxy/wire.h"
 
-/* A BIO whose buffer grew past this is replaced once it is empty. */
-#define TLS_BIO_KEEP 4096
+/* Spare empty BIOs of this thread: an idle connection holds none (see
+ * attach and detach_if_idle); a BIO whose buffer grew past
+ * TLS_BIO_KEEP is freed instead of kept. */
+#define TLS_SPARE_BIOS 64
+#define TLS_BIO_KEEP   (16 * 1024)
 
 struct tls_xport {
     SSL *ssl;
-    BIO *rbio, *wbio; /* owned by ssl */
+    BIO *rbio, *wbio; /* attached to ssl while it has work; NULL when idle */
     uv_timer_t timer; /* deferred delivery */
     bool server;
     bool done;      /* handshake completed */
@@ -62,8 +65,7 @@ struct tls_xport {
     struct buf ct; /* ciphertext of the uv_write in flight */
     bool ct_inflight;
     bool ct_carries; /* that write completes the wire's write */
-    uv_write_t wreq;
-    uv_buf_t held; /* the wire's write, waiting */
+    uv_buf_t held;   /* the wire's write, waiting */
     bool held_pending;
 
     uv_connect_t conn_req; /* the socket's connect, under the owner's */
@@ -78,7 +80,7 @@ struct tls_xport {
     struct tls_stats *stats;             /* this listener's or pool's */
     struct tls_endpoint_stats *ep_stats; /* client: its endpoint's */
     uint64_t started_ns;
-    char err[256];
+    char err[160];
 };
 
 static _Thread_local uint8_t scratch[64 * 1024];
@@ -107,30 +109,68 @@ static const char *owner_name(const struct wire *w, const char **kind)
 
 /* ---- buffers ---------------------------------------------------------------- */
 
-/* Replaces a mem BIO that is empty and grew big (a burst is over). */
-static BIO *shrink_bio(BIO *b)
+static _Thread_local BIO *spare_bios[TLS_SPARE_BIOS];
+static _Thread_local size_t n_spare_bios;
+
+static BIO *bio_get(void)
 {
-    if (BIO_ctrl_pending(b) != 0)
-        return NULL;
-    BUF_MEM *bm = NULL;
-    BIO_get_mem_ptr(b, &bm);
-    if (!bm || bm->max <= TLS_BIO_KEEP)
-        return NULL;
-    return BIO_new(BIO_s_mem());
+    return n_spare_bios ? spare_bios[--n_spare_bios] : BIO_new(BIO_s_mem());
 }
 
-static void shrink_bios(struct tls_xport *x)
+static void bio_put(BIO *b)
 {
-    BIO *r = shrink_bio(x->rbio);
-    if (r) {
-        SSL_set0_rbio(x->ssl, r);
-        x->rbio = r;
+    BUF_MEM *bm = NULL;
+    BIO_get_mem_ptr(b, &bm);
+    if (n_spare_bios < TLS_SPARE_BIOS && bm && bm->max <= TLS_BIO_KEEP && BIO_ctrl_pending(b) == 0)
+        spare_bios[n_spare_bios++] = b;
+    else
+        BIO_free(b);
+}
+
+void transport_tls_cleanup(void)
+{
+    while (n_spare_bios)
+        BIO_free(spare_bios[--n_spare_bios]);
+}
+
+/* Gives ssl its BIOs before any call that reads or writes records. */
+static int attach(struct tls_xport *x)
+{
+    if (x->rbio)
+        return 0;
+    BIO *r = bio_get(), *w = bio_get();
+    if (!r || !w) {
+        if (r)
+            bio_put(r);
+        if (w)
+            bio_put(w);
+        return UV_ENOMEM;
     }
-    BIO *w = shrink_bio(x->wbio);
-    if (w) {
-        SSL_set0_wbio(x->ssl, w);
-        x->wbio = w;
-    }
+    SSL_set_bio(x->ssl, r, w);
+    x->rbio = r;
+    x->wbio = w;
+    return 0;
+}
+
+/* Takes the BIOs back once both are empty after the handshake: an idle
+ * connection costs its SSL object and nothing more. */
+static void detach_if_idle(struct tls_xport *x)
+{
+    if (!x->rbio || !x->done || x->closing || BIO_ctrl_pending(x->rbio) ||
+        BIO_ctrl_pending(x->wbio))
+        return;
+    BIO *r = x->rbio, *w = x->wbio;
+    BIO_up_ref(r);
+    BIO_up_ref(w);
+    SSL_set_bio(x->ssl, NULL, NULL); /* drops ssl's references */
+    x->rbio = x->wbio = NULL;
+    bio_put(r);
+    bio_put(w);
+}
+
+static size_t pending_bytes(BIO *b)
+{
+    return b ? BIO_ctrl_pending(b) : 0;
 }
 
 /* ---- writing ---------------------------------------------------------------- */
@@ -148,7 +188,7 @@ static int flush_out(struct wire *w, bool carries)
 {
     struct tls_xport *x = xp(w);
     size_t pending;
-    while ((pending = BIO_ctrl_pending(x->wbio)) > 0) {
+    while ((pending = pending_bytes(x->wbio)) > 0) {
         int n = BIO_read(x->wbio, scratch,
                          pending < sizeof(scratch) ? (int)pending : (int)sizeof(scratch));
         if (n <= 0)
@@ -176,8 +216,8 @@ static int flush_out(struct wire *w, bool carries)
             x->ct.len += (size_t)m;
         }
         b = uv_buf_init((char *)x->ct.data, (unsigned)x->ct.len);
-        x->wreq.data = w;
-        int rc = uv_write(&x->wreq, &w->h.stream, &b, 1, tls_write_cb);
+        w->write_req.data = w;
+        int rc = uv_write(&w->write_req, &w->h.stream, &b, 1, tls_write_cb);
         if (rc < 0) {
             buf_free(&x->ct);
             return rc;
@@ -186,7 +226,6 @@ static int flush_out(struct wire *w, bool carries)
         x->ct_carries = carries;
         return 0;
     }
-    shrink_bios(x);
     return 1;
 }
 
@@ -203,7 +242,7 @@ static void push(struct wire *w)
     }
     x->held_pending = false;
     ERR_clear_error();
-    int n = SSL_write(x->ssl, x->held.base, (int)x->held.len);
+    int n = attach(x) == 0 ? SSL_write(x->ssl, x->held.base, (int)x->held.len) : -1;
     if (n <= 0) {
         tls_ctx_error_text(x->ssl, n, x->err, sizeof(x->err));
         x->fatal = true;
@@ -211,6 +250,8 @@ static void push(struct wire *w)
         return;
     }
     int rc = flush_out(w, true);
+    if (rc > 0)
+        detach_if_idle(x);
     if (rc != 0)
         wire_on_written(w, rc > 0 ? 0 : rc);
 }
@@ -250,6 +291,8 @@ static int tls_try_write(struct wire *w, const uv_buf_t *buf)
         return UV_EPROTO;
     if (x->closing || !x->done || x->ct_inflight || x->held_pending)
         return UV_EAGAIN;
+    if (attach(x) != 0)
+        return UV_EAGAIN; /* held, and retried from the loop */
     ERR_clear_error();
     int n = SSL_write(x->ssl, buf->base, (int)buf->len);
     if (n <= 0) {
@@ -258,6 +301,8 @@ static int tls_try_write(struct wire *w, const uv_buf_t *buf)
         return UV_EPROTO;
     }
     int rc = flush_out(w, false);
+    if (rc > 0)
+        detach_if_idle(x);
     return rc < 0 ? rc : n;
 }
 
@@ -278,7 +323,7 @@ static int tls_write(struct wire *w, const uv_buf_t *buf)
 static size_t tls_write_queue_size(const struct wire *w)
 {
     const struct tls_xport *x = xp(w);
-    return uv_stream_get_write_queue_size(&w->h.stream) + BIO_ctrl_pending(x->wbio) +
+    return uv_stream_get_write_queue_size(&w->h.stream) + pending_bytes(x->wbio) +
            (x->held_pending ? x->held.len : 0);
 }
 
@@ -426,6 +471,11 @@ static void process(struct wire *w)
     struct tls_xport *x = xp(w);
     if (x->closing || x->end_delivered)
         return;
+    if (x->ssl && attach(x) != 0 && !x->end_status) {
+        snprintf(x->err, sizeof(x->err), "tls: out of memory");
+        x->fatal = true;
+        x->end_status = UV_ENOMEM;
+    }
     if (!x->done && !x->end_status) {
         if (!x->ssl) { /* could not be made: fail like a handshake */
             handshake_failed(w, 0);
@@ -454,8 +504,10 @@ static void process(struct wire *w)
         deliver(w);
     if (x->closing)
         return;
-    if (!x->ct_inflight && BIO_ctrl_pending(x->wbio))
+    if (!x->ct_inflight && pending_bytes(x->wbio))
         (void)flush_out(w, false); /* key update replies */
+    if (!x->ct_inflight)
+        detach_if_idle(x);
     update_socket(w);
 }
 
@@ -467,7 +519,7 @@ static void tls_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread > 0) {
         x->got_bytes = true;
-        if (BIO_write(x->rbio, buf->base, (int)nread) != (int)nread) {
+        if (!x->ssl || attach(x) != 0 || BIO_write(x->rbio, buf->base, (int)nread) != (int)nread) {
             x->sock_end = UV_ENOMEM;
             snprintf(x->err, sizeof(x->err), "tls: out of memory");
         }
@@ -498,7 +550,7 @@ static int tls_read_start(struct wire *w)
     struct tls_xport *x = xp(w);
     x->want_read = true;
     if (!x->ssl || x->hello_due || x->end_status ||
-        (x->done && (SSL_pending(x->ssl) > 0 || BIO_ctrl_pending(x->rbio) > 0)))
+        (x->done && (SSL_pending(x->ssl) > 0 || pending_bytes(x->rbio) > 0)))
         uv_timer_start(&x->timer, timer_cb, 0, 0);
     update_socket(w);
     return 0;
@@ -594,7 +646,7 @@ static void tls_close(struct wire *w, uv_close_cb cb)
     uv_timer_stop(&x->timer);
     /* close_notify, without waiting for the peer's: keeps the session
      * resumable, and tells the peer this was no truncation. */
-    if (x->ssl && x->done && !x->fatal && x->sock_end == 0) {
+    if (x->ssl && x->done && !x->fatal && x->sock_end == 0 && attach(x) == 0) {
         ERR_clear_error();
         (void)SSL_shutdown(x->ssl);
         ERR_clear_error();
@@ -692,18 +744,6 @@ int transport_tls_install(struct wire *w, bool dialled)
      * is not the current one). Its connections fail like a handshake. */
     snprintf(x->err, sizeof(x->err), "tls: %s",
              ctx ? "out of memory" : "no context (the configuration was replaced)");
-    if (x->ssl) {
-        x->rbio = BIO_new(BIO_s_mem());
-        x->wbio = BIO_new(BIO_s_mem());
-        if (x->rbio && x->wbio) {
-            SSL_set_bio(x->ssl, x->rbio, x->wbio);
-        } else {
-            BIO_free(x->rbio);
-            BIO_free(x->wbio);
-            SSL_free(x->ssl);
-            x->ssl = NULL;
-        }
-    }
     if (x->ssl)
         x->err[0] = '\0';
     w->xport = x;

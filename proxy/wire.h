@@ -69,7 +69,7 @@ struct wire {
     struct buf inflight;         /* bytes owned by the in-flight write */
     size_t inflight_off;         /* inflight's first bytes, already taken by uv_try_write */
     bool trim_after_write;       /* wire_trim came while a write was in flight */
-    uv_write_t write_req;        /* the stream transport's */
+    uv_write_t write_req;        /* the transport's one write in flight */
     struct list_node flush_node; /* on loop_ctx.flush_list while a flush is due */
 
     struct budget_entry budget; /* what the owner holds, in sidecar.budget */

@@ -175,8 +175,11 @@ def test_tls_upstream_missing_client_cert(testd, sidecar, pki):
     with sc.conn() as conn:
         with pytest.raises(drpc.DrpcError) as e:
             conn.unary(ECHO + "Unary", b"x")
-    assert ("alert certificate required" in e.value.message or
-            "reset" in e.value.message or "closed" in e.value.message), e.value.message
+    # the first read after the client's handshake brings the alert (1006,
+    # as for any connection lost mid-call), or a reset that overtook it
+    assert e.value.code == 1006, e.value
+    assert ("tls: tlsv13 alert certificate required" in e.value.message or
+            "connection reset" in e.value.message), e.value.message
     wait_for(lambda: "peer did not return a certificate" in up.stderr(), what="upstream log")
 
 
@@ -466,9 +469,10 @@ def test_tls_rotation_by_reload_while_calls_run(testd, sidecar, pki):
     for t in threads:
         t.join()
     assert not errors, errors
-    assert first != second
+    with open(pki.server.cert) as f:
+        assert ssl.PEM_cert_to_DER_cert(f.read()) == first
     with open(pki.server2.cert) as f:
-        assert ssl.DER_cert_to_PEM_cert(second).split()[3] in f.read().replace("\n", "") or True
+        assert ssl.PEM_cert_to_DER_cert(f.read()) == second
 
 
 @pytest.mark.timeout_s(60)
@@ -588,3 +592,35 @@ def test_tls_expiry_metric_for_every_certificate(testd, sidecar, pki):
     certs = sc.admin_get("/stats")["tls_certificates"]
     assert len(certs) == len(lines)
     assert all(c["expires_in_days"] > 20 for c in certs), certs
+
+
+@pytest.mark.timeout_s(90)
+def test_tls_idle_client_memory(testd, sidecar, pki):
+    """RSS per idle TLS client connection (each made a call, then idles):
+    OpenSSL's record buffers are released and the BIOs emptied, so an idle
+    TLS client costs at most 16 KiB more than nothing."""
+    from .fault_checks import rss_kib
+    up = testd()
+    cfg = tls_listener_config(up.addr, pki)
+    cfg["max_clients"] = 4000
+    sc = sidecar(cfg)
+    ctx = drpc.tls_client_context(pki.ca.cert)
+    n = 400
+    warm = [drpc.Conn(sc.addr, tls=ctx) for _ in range(20)]  # heap and pool warm
+    for c in warm:
+        assert c.unary(ECHO + "Unary", b"w") == b"w"
+    time.sleep(1.5 * SCALE)  # idle wires give their buffers back
+    base = rss_kib(sc.pid)
+    conns = []
+    try:
+        for _ in range(n):
+            c = drpc.Conn(sc.addr, tls=ctx)
+            assert c.unary(ECHO + "Unary", b"x") == b"x"
+            conns.append(c)
+        time.sleep(2.5 * SCALE)  # the janitor trims idle wires
+        per_conn = (rss_kib(sc.pid) - base) * 1024 / n
+    finally:
+        for c in conns + warm:
+            c.close()
+    print("RSS per idle TLS client connection: %.0f bytes" % per_conn)
+    assert per_conn <= 16 * 1024, per_conn
