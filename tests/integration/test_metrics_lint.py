@@ -69,3 +69,26 @@ def test_reverse_pool_metrics_pass_promtool(sidecar, pyagent):
         assert wait_for(lambda: _try(c))
         assert c.unary("/test.Echo/Unary", b"hi") == b"hi"
     promtool_check(scrape(sc))
+
+
+def test_tls_metrics_pass_promtool(testd, sidecar, pki):
+    """TLS families: handshakes with a failure reason, resumptions, the
+    handshake histogram, certificate expiry (a label with a file path)."""
+    up = testd("127.0.0.1:0", args=pki.server.server_args())
+    cfg = basic_config(up.addr)
+    cfg["pools"][0]["tls"] = {"ca_file": pki.ca.cert}
+    cfg["listeners"][0]["tls"] = {"cert_file": pki.server.cert, "key_file": pki.server.key,
+                                  "client_ca_file": pki.ca.cert}
+    sc = sidecar(cfg)
+    ctx = drpc.tls_client_context(pki.ca.cert, pki.client.cert, pki.client.key)
+    with drpc.Conn(sc.addr, tls=ctx) as c:
+        assert c.unary("/test.Echo/Unary", b"hi") == b"hi"
+    with pytest.raises((drpc.ConnectionLost, OSError)):
+        with drpc.Conn(sc.addr) as c:  # plaintext: a failed handshake
+            c.unary("/test.Echo/Unary", b"x", timeout=5 * SCALE)
+    text = scrape(sc)
+    for fam in (b"drpc_sidecar_tls_handshakes_total", b"drpc_sidecar_tls_resumed_total",
+                b"drpc_sidecar_tls_handshake_duration_seconds_bucket",
+                b"drpc_sidecar_tls_certificate_expiry_timestamp_seconds"):
+        assert fam in text, fam
+    promtool_check(text)
