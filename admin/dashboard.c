@@ -10,7 +10,9 @@
  * the busiest RPCs from /rpcs. Hooks the browser tests look for:
  * div.pool[data-pool], .bar .busy/.idle/.connecting, tr.call[data-id],
  * svg.chart[data-chart] > polyline[data-series="POOL FIELD"][data-points]
- * (the plotted values, comma-separated, oldest first), tr.rpc[data-rpc].
+ * (the plotted values, comma-separated, oldest first), tr.rpc[data-rpc],
+ * tr.cert[data-file] (a TLS certificate expiring within 14 days, from
+ * /stats tls_certificates; the section shows only when TLS is configured).
  *
  * Hand-maintained: edit the HTML here. No "??" sequences (trigraphs under
  * -std=c11) and ASCII only, so the literal means what it shows.
@@ -100,6 +102,11 @@ const char dashboard_html[] =
     "failures</th><th class=\"num\">dials</th><th class=\"num\">dial failures</th><th>last "
     "error</th></tr></thead>\n"
     "<tbody id=\"endpoints\"></tbody></table></section>\n"
+    "<section id=\"certsec\" hidden><h2>TLS certificates expiring within 14 days <small "
+    "id=\"ncerts\"></small></h2><table><thead><tr>\n"
+    "<th>kind</th><th>name</th><th>role</th><th>subject</th><th>file</th><th>expires</th><th "
+    "class=\"num\">days left</th></tr></thead>\n"
+    "<tbody id=\"certs\"></tbody></table></section>\n"
     "<section><h2>In-flight calls <small id=\"ncalls\"></small></h2><table><thead><tr>\n"
     "<th class=\"num\">id</th><th "
     "class=\"num\">age</th><th>rpc</th><th>state</th><th>pool</th><th>route</th><th>client</"
@@ -172,6 +179,20 @@ const char dashboard_html[] =
     "     `<td class=\"num\">${a.conns}</td><td class=\"num\">${a.busy}</td><td "
     "class=\"num\">0</td><td class=\"num\">-</td><td class=\"num\">-</td><td></td></tr>`;\n"
     "  return h;\n"
+    "}\n"
+    "function certRows(all){\n"
+    "  const "
+    "soon=all.filter(c=>c.expires_in_days<14).sort((a,b)=>a.not_after_unix-b.not_after_unix);\n"
+    "  $(\"ncerts\").textContent=`(${soon.length} of ${all.length})`;\n"
+    "  if(!soon.length)return '<tr><td colspan=\"7\" class=\"empty\">none</td></tr>';\n"
+    "  return soon.map(c=>`<tr class=\"cert\" "
+    "data-file=\"${esc(c.file)}\"><td>${esc(c.kind)}</td>`+\n"
+    "   `<td>${esc(c.name)}</td><td>${esc(c.role)}</td><td "
+    "class=\"wrap\">${esc(c.subject)}</td>`+\n"
+    "   `<td class=\"wrap\">${esc(c.file)}</td><td>${esc(new "
+    "Date(c.not_after).toLocaleString())}</td>`+\n"
+    "   `<td class=\"num\"><span class=\"badge ${c.expires_in_days<0?\"b-bad\":\"b-warn\"}\">`+\n"
+    "   `${c.expires_in_days.toFixed(1)}</span></td></tr>`).join(\"\");\n"
     "}\n"
     "function callRow(x){\n"
     "  return `<tr class=\"call${x.age_ms>=10000?\" old\":\"\"}\" data-id=\"${x.id}\"><td "
@@ -277,6 +298,9 @@ const char dashboard_html[] =
     "    $(\"pools\").innerHTML=pl.pools.length?pl.pools.map(poolRow).join(\"\"):'<div "
     "class=\"empty\">no pools</div>';\n"
     "    $(\"endpoints\").innerHTML=pl.pools.map(endpointRows).join(\"\");\n"
+    "    const certs=st.tls_certificates||[];\n"
+    "    $(\"certsec\").hidden=!certs.length;\n"
+    "    if(certs.length)$(\"certs\").innerHTML=certRows(certs);\n"
     "    const calls=cl.calls.slice().sort((a,b)=>b.age_ms-a.age_ms||a.id-b.id);\n"
     "    $(\"ncalls\").textContent=cl.truncated?`(oldest ${calls.length} of "
     "${cl.total})`:`(${calls.length})`;\n"

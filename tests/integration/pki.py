@@ -11,6 +11,8 @@ makes one per session.
   other_server        the server's names, signed by other_ca
   other_client        CN=agent-1, signed by other_ca
   wrong_host          CN=wrong-host, SAN DNS:wrong.example only (ca)
+  soon                the server's names, expires in 5 days (ca): certificate
+                      expiry views and alerts
 
 Each certificate is a Cert with .cert and .key (PEM file paths) and .cn;
 a CA has .cert (its certificate, the file to trust) and .key.
@@ -106,6 +108,7 @@ class Pki:
                                   "DNS:agent-1", both)
         self.wrong_host = _leaf(directory, "wrong_host", self.ca, "wrong-host",
                                 "DNS:wrong.example", both)
+        self.soon = _leaf(directory, "soon", self.ca, "soon", SERVER_SAN, both, days=5)
 
 
 def make(directory):

@@ -174,3 +174,24 @@ def test_dashboard_charts_show_an_error_burst(testd, sidecar):
         assert set(rows) == {"/test.Echo/Unary", "/test.Echo/Error"}, rows
 
         screenshot(profile, url, "dashboard-history.png", "1280,1100")
+
+
+@pytest.mark.timeout_s(120)
+def test_dashboard_lists_certificates_expiring_within_14_days(testd, sidecar, pki):
+    up = testd()
+    cfg = basic_config(up.addr)
+    cfg["listeners"][0]["tls"] = {"cert_file": pki.soon.cert, "key_file": pki.soon.key,
+                                  "client_ca_file": pki.ca.cert}
+    sc = sidecar(cfg)
+    url = "http://%s/" % sc.admin
+    with tempfile.TemporaryDirectory() as profile:
+        dom = chromium(profile, "--virtual-time-budget=3000", "--dump-dom", url)
+        html = dom.stdout.decode(errors="replace")
+        assert dom.returncode == 0, dom.stderr.decode(errors="replace")[-2000:]
+        html = html[html.find("<main>"):html.find("</main>")]
+        rows = re.findall(r'<tr class="cert" data-file="([^"]*)">(.*?)</tr>', html, re.S)
+        # the 5-day certificate, not the 30-day CA
+        assert [f for f, _ in rows] == [pki.soon.cert], (rows, pki.soon.cert)
+        assert "CN=soon" in rows[0][1], rows
+        assert re.search(r'class="badge b-warn">(4\.9|5\.0)<', rows[0][1]), rows
+        assert "(1 of 2)" in html
