@@ -10,6 +10,15 @@ bound by CPU or by wake-ups. Also measures the sidecar's RSS per idle
 client connection and, with callgrind, user-space instructions per proxied
 unary call. Results go to stdout and, as JSON,
 to BUILD/bench/results.json. No thresholds: numbers, not verdicts.
+
+The TLS rows (tls_bench; alone with --only tls): plaintext in and TLS to
+the upstream, the sidecar against HAProxy (`server ... ssl verify required
+ca-file ...`) at 1 and 64 connections, with each one's ratio to its own
+plaintext run; new TLS connections per second through a TLS listener (dial,
+one call, close; full handshakes) against HAProxy's `bind ... ssl`;
+handshakes per second towards the upstream (a pool whose connections live
+for one call) with the upstream resuming sessions and refusing to; and the
+sidecar's RSS per idle TLS client connection.
 """
 
 import argparse
@@ -177,6 +186,170 @@ def idle_rss_per_conn(port, pid, n):
     return (after - before) * 1024 / n, before, after
 
 
+def tls_idle_rss_per_conn(port, pid, ca, n):
+    """Opens n TLS client connections (handshake done, one call each) and
+    lets them idle; returns the sidecar's RSS growth per connection."""
+    from integration import drpc
+    ctx = drpc.tls_client_context(ca)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, n + 1000)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    warm = [drpc.Conn("127.0.0.1:%d" % port, tls=ctx) for _ in range(20)]
+    for c in warm:
+        c.unary("/test.Echo/Unary", b"w")
+    time.sleep(1.5)  # idle wires give their buffers back
+    before = rss_kib(pid)
+    conns = []
+    for _ in range(n):
+        c = drpc.Conn("127.0.0.1:%d" % port, tls=ctx)
+        c.unary("/test.Echo/Unary", b"x")
+        conns.append(c)
+    time.sleep(2.5)
+    after = rss_kib(pid)
+    for c in conns + warm:
+        c.close()
+    return (after - before) * 1024 / n
+
+
+def tls_bench(build, tmp, procs, quick, rounds, duration, warmup):
+    """The TLS rows (see the module docstring); a dict for results.json."""
+    from integration import pki as pki_mod
+    pki_dir = os.path.join(tmp, "pki")
+    os.makedirs(pki_dir, exist_ok=True)
+    pki = pki_mod.make(pki_dir)
+    haproxy = shutil.which("haproxy")
+    testd = os.path.join(build, "drpc-testd")
+    sidecar = os.path.join(build, "drpc-sidecar")
+    tls_args = ["--tls-cert", pki.server.cert, "--tls-key", pki.server.key]
+    up, upt, upt_nr = free_port(), free_port(), free_port()
+    procs.start([testd, "--listen", "127.0.0.1:%d" % up], up)
+    procs.start([testd, "--listen", "127.0.0.1:%d" % upt] + tls_args, upt)
+    procs.start([testd, "--listen", "127.0.0.1:%d" % upt_nr, "--tls-no-resume"] + tls_args,
+                upt_nr)
+    pids = {}
+
+    def start_sidecar(name, upstream, max_conns, pool_tls=None, listener_tls=None, **pool):
+        port, admin = free_port(), free_port()
+        cfg = sidecar_config(port, admin, upstream, max_conns)
+        if pool_tls:
+            cfg["pools"][0]["tls"] = pool_tls
+        cfg["pools"][0].update(pool)
+        if listener_tls:
+            cfg["listeners"][0]["tls"] = listener_tls
+        path = os.path.join(tmp, name + ".json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        pids[port] = procs.start([sidecar, "-c", path], port).pid
+        return port, admin
+
+    ca = {"ca_file": pki.ca.cert}
+    server_tls = {"cert_file": pki.server.cert, "key_file": pki.server.key}
+    sc_plain = start_sidecar("tls-plain", up, 16)[0]
+    sc_tls = start_sidecar("tls-up", upt, 16, ca)[0]
+    sc_tls64 = start_sidecar("tls-up64", upt, 64, ca)[0]
+    sc_plain64 = start_sidecar("tls-plain64", up, 64)[0]
+    sc_in = start_sidecar("tls-in", up, 16, listener_tls=server_tls)[0]
+    sc_hs, sc_hs_admin = start_sidecar("tls-hs", upt, 8, ca, max_lifetime_ms=1)
+    sc_hs_nr, sc_hs_nr_admin = start_sidecar("tls-hs-nr", upt_nr, 8, ca, max_lifetime_ms=1)
+    ha = {}
+    if haproxy:
+        combined = os.path.join(tmp, "server-combined.pem")
+        with open(combined, "w") as f:
+            f.write(open(pki.server.cert).read() + open(pki.server.key).read())
+        ha = {k: free_port() for k in ("plain", "tls", "in")}
+        with open(os.path.join(tmp, "haproxy-tls.cfg"), "w") as f:
+            f.write("global\n  maxconn 9000\n\ndefaults\n  mode tcp\n"
+                    "  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\n"
+                    "listen plain\n  bind 127.0.0.1:%d\n  server up 127.0.0.1:%d\n\n"
+                    "listen tls\n  bind 127.0.0.1:%d\n"
+                    "  server up 127.0.0.1:%d ssl verify required ca-file %s\n\n"
+                    "listen tlsin\n  bind 127.0.0.1:%d ssl crt %s\n  server up 127.0.0.1:%d\n"
+                    % (ha["plain"], up, ha["tls"], upt, pki.ca.cert, ha["in"], combined, up))
+        ha_pid = procs.start([haproxy, "-f", os.path.join(tmp, "haproxy-tls.cfg"), "-db"],
+                             ha["plain"]).pid
+        for k in ("tls", "in"):
+            wait_port(ha[k])
+            pids[ha[k]] = ha_pid
+        pids[ha["plain"]] = ha_pid
+
+    def median_runs(targets, args):
+        runs = {t: [] for t in targets}
+        for _ in range(rounds):
+            for t, port in targets.items():
+                if port:
+                    runs[t].append(bench(build, port, args, duration, warmup))
+        out = {}
+        for t, rs in runs.items():
+            if rs:
+                keys = set.intersection(*(set(r) for r in rs))
+                out[t] = {k: statistics.median(r[k] for r in rs) for k in sorted(keys)}
+            else:
+                out[t] = None
+        return out
+
+    rows = []
+    for conns, sc_t, sc_p in ((1, sc_tls, sc_plain), (64, sc_tls64, sc_plain64)):
+        r = median_runs({"sidecar_tls": sc_t, "haproxy_tls": ha.get("tls"),
+                         "sidecar_plain": sc_p, "haproxy_plain": ha.get("plain")},
+                        ["--conns", str(conns), "--size", "64"])
+        rows.append(("plaintext in, TLS to upstream, %d conn%s" % (conns, "s"[:conns > 1]),
+                     r))
+    client_tls = ["--tls-ca", pki.ca.cert, "--tls-no-resume"]
+    newconn = median_runs({"sidecar": sc_in, "haproxy": ha.get("in")},
+                          ["--conns", "4", "--size", "64", "--reconnect"] + client_tls)
+    hs = median_runs({"resume_on": sc_hs, "resume_off": sc_hs_nr},
+                     ["--conns", "4", "--size", "64"])
+
+    def resumed_share(admin):
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin).read().decode()
+        ok = res = 0.0
+        for line in text.splitlines():
+            if line.startswith("drpc_sidecar_tls_handshakes_total{") and 'result="ok"' in line:
+                ok += float(line.rsplit(" ", 1)[1])
+            if line.startswith("drpc_sidecar_tls_resumed_total{"):
+                res += float(line.rsplit(" ", 1)[1])
+        return res / ok if ok else 0.0
+
+    shares = {"resume_on": resumed_share(sc_hs_admin), "resume_off": resumed_share(sc_hs_nr_admin)}
+    idle_port, _ = start_sidecar("tls-idle", up, 16, listener_tls=server_tls)
+    idle = tls_idle_rss_per_conn(idle_port, pids[idle_port], pki.ca.cert, 500 if quick else 2000)
+
+    def v(r, t, key="rps"):
+        return r[t][key] if r.get(t) else None
+
+    def ratio(a, b):
+        return "%.2f" % (a / b) if a and b else "n/a"
+
+    def num(x):
+        return "n/a" if x is None else "%.0f" % x
+
+    print()
+    print("TLS rows (rounds=%d, %.0fs each, calls/s medians)" % (rounds, duration))
+    print("%-40s %10s %10s %10s %10s %8s %10s %10s" % (
+        "workload", "sc TLS", "ha TLS", "sc plain", "ha plain", "sc/ha", "sc TLS/pl",
+        "ha TLS/pl"))
+    for name, r in rows:
+        print("%-40s %10s %10s %10s %10s %8s %10s %10s" % (
+            name, num(v(r, "sidecar_tls")), num(v(r, "haproxy_tls")),
+            num(v(r, "sidecar_plain")), num(v(r, "haproxy_plain")),
+            ratio(v(r, "sidecar_tls"), v(r, "haproxy_tls")),
+            ratio(v(r, "sidecar_tls"), v(r, "sidecar_plain")),
+            ratio(v(r, "haproxy_tls"), v(r, "haproxy_plain"))))
+    print("new TLS connections/s through a TLS listener (4 clients; dial, 1 call, close; full "
+          "handshakes): sidecar %s, haproxy %s (sc/ha %s)" % (
+              num(v(newconn, "sidecar")), num(v(newconn, "haproxy")),
+              ratio(v(newconn, "sidecar"), v(newconn, "haproxy"))))
+    print("handshakes/s towards the upstream (a pool of 8 whose connections carry one call, "
+          "4 clients): resumption on %s (%.0f%% resumed), off %s (%.0f%% resumed)" % (
+              num(v(hs, "resume_on")), 100 * shares["resume_on"], num(v(hs, "resume_off")),
+              100 * shares["resume_off"]))
+    print("idle TLS client connections: sidecar RSS %+.0f bytes/conn" % idle)
+    return {"rows": [{"workload": n, **r} for n, r in rows], "new_connections": newconn,
+            "upstream_handshakes": hs, "resumed_share": shares,
+            "idle_tls_rss_bytes_per_conn": idle}
+
+
 def callgrind_instructions(build, upstream_port, tmp, calls_small, calls_big):
     """User-space instructions per proxied 64 B unary call: the slope between
     two runs with different call counts, so startup and shutdown cancel out.
@@ -216,6 +389,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--mode", choices=["full", "quick"], default="full")
+    ap.add_argument("--only", choices=["tls"], help="run only these rows")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     quick = a.mode == "quick"
@@ -224,6 +398,16 @@ def main():
     warmup = 0.3 if quick else 1.0
     tmp = tempfile.mkdtemp(prefix="drpc-bench-")
     procs = Procs()
+    if a.only == "tls":
+        try:
+            tls = tls_bench(build, tmp, procs, quick, rounds, duration, warmup)
+        finally:
+            procs.stop_all()
+        out_dir = os.path.join(build, "bench")
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "results-tls.json"), "w") as f:
+            json.dump(tls, f, indent=2)
+        return 0
     haproxy = shutil.which("haproxy")
     try:
         up = free_port()
@@ -314,6 +498,7 @@ def main():
 
         instr = callgrind_instructions(build, up, tmp, 200 if quick else 1000,
                                        1200 if quick else 6000)
+        tls = tls_bench(build, tmp, procs, quick, rounds, duration, warmup)
     finally:
         procs.stop_all()
 
@@ -408,7 +593,8 @@ def main():
                    "workloads": results,
                    "wait_p99_ms_pool32": wait_p99_ms, "idle_rss_bytes_per_conn": per_conn,
                    "haproxy_idle_rss_bytes_per_conn": ha_per_conn,
-                   "instructions_per_call": instr, "added_p50_latency_1conn": added},
+                   "instructions_per_call": instr, "added_p50_latency_1conn": added,
+                   "tls": tls},
                   f, indent=2)
     print("results: %s" % os.path.join(out_dir, "results.json"))
     return 0

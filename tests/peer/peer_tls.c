@@ -222,6 +222,11 @@ struct peer_tls_ctx *peer_tls_ctx_new(const struct peer_tls_opts *o, bool server
             SSL_CTX_set_client_CA_list(c, names);
             SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
         }
+        if (o->no_resume) { /* no tickets, no cache: every handshake is a full one */
+            SSL_CTX_set_num_tickets(c, 0);
+            SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
+            SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+        }
     } else {
         if (!o->no_verify) {
             int ok = o->ca ? SSL_CTX_load_verify_locations(c, o->ca, NULL)

@@ -37,7 +37,7 @@ struct peer_tls_opts {
     int min_version;         /* TLS1_2_VERSION..., 0: OpenSSL's default */
     int max_version;
     bool no_verify; /* client: encrypt without verifying */
-    bool no_resume; /* client: never offer a session */
+    bool no_resume; /* client: never offer a session; server: never resume one */
 };
 
 /* getopt_long codes of the shared options (above any short option). */
