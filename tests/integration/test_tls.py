@@ -21,7 +21,7 @@ import pytest
 
 from . import drpc
 from .fault_checks import open_testd_conns
-from .procs import SCALE, TRANSCRIPTS, basic_config, binary, free_addr
+from .procs import INSTRUMENTED, SCALE, TRANSCRIPTS, basic_config, binary, free_addr
 
 ECHO = "/test.Echo/"
 
@@ -623,4 +623,5 @@ def test_tls_idle_client_memory(testd, sidecar, pki):
         for c in conns + warm:
             c.close()
     print("RSS per idle TLS client connection: %.0f bytes" % per_conn)
-    assert per_conn <= 16 * 1024, per_conn
+    # sanitizers and valgrind pad every allocation
+    assert per_conn <= (64 if INSTRUMENTED else 16) * 1024, per_conn
