@@ -313,6 +313,16 @@ static int parse_pool(struct config_reader *rd, const json_t *v, const char *pat
             return config_read_fail(rd, p, "does not apply to reverse pools: agents dial in");
         if ((rc = parse_health_check(rd, hc, p, &pl->health_check)))
             return rc;
+        /* Checks run on plain sockets of their own (proxy/health.c): a
+         * DRPC call in plaintext to a TLS upstream would fail every time
+         * and take a healthy endpoint out. A TCP connect check works. */
+        if (pl->health_check.rpc && pl->tls.enabled) {
+            char q[PATH_LEN];
+            config_read_join(q, p, "rpc");
+            return config_read_fail(rd, q,
+                                    "is not supported with \"tls\" yet: health checks do not "
+                                    "speak TLS; leave rpc out for a TCP connect check");
+        }
     }
 
 #define POOL_KEY_READ(key, type, min, max, def, scope)                                             \

@@ -627,3 +627,16 @@ def test_tls_idle_client_memory(testd, sidecar, pki):
     print("RSS per idle TLS client connection: %.0f bytes" % per_conn)
     # sanitizers and valgrind pad every allocation
     assert per_conn <= (64 if INSTRUMENTED else 16) * 1024, per_conn
+
+
+def test_tls_upstream_with_tcp_health_checks(testd, sidecar, pki):
+    """A TLS pool's active health checks are TCP connects (rpc checks are
+    refused with tls): the endpoint is found healthy and serves."""
+    up = tls_testd(testd, pki.server)
+    cfg = tls_pool_config(up.addr, pki)
+    cfg["pools"][0]["health_check"] = {"interval_ms": 100, "healthy_threshold": 1}
+    sc = sidecar(cfg)
+    wait_for(lambda: (sc.admin_get("/pools")["pools"][0]["endpoints"][0]["health_check"]
+                      or {}).get("state") == "healthy", what="a passed check")
+    with sc.conn() as conn:
+        assert conn.unary(ECHO + "Unary", b"ok") == b"ok"

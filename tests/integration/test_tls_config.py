@@ -102,6 +102,18 @@ def test_check_config_refuses_each_with_its_position(pki, short_tmp):
         assert reason in m.group(5), (name, out)
 
 
+def test_check_config_refuses_rpc_health_checks_over_tls(pki, short_tmp):
+    """Health checks run on plain sockets: an rpc check of a TLS pool would
+    always fail, so it is refused; a TCP connect check is fine."""
+    cfg = pool_cfg({"ca_file": pki.ca.cert})
+    cfg["pools"][0]["health_check"] = {"rpc": "/health.Health/Check"}
+    code, out = check(short_tmp, cfg)
+    assert code == 2 and "pools[0].health_check.rpc: is not supported with \"tls\" yet" in out, out
+    cfg["pools"][0]["health_check"] = {"interval_ms": 500}
+    code, out = check(short_tmp, cfg)
+    assert code == 0, out
+
+
 def test_check_config_accepts_valid_tls(pki, short_tmp):
     s, c, ca = pki.server, pki.client, pki.ca
     for cfg in [
