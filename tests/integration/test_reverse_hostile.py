@@ -16,41 +16,17 @@ import time
 import pytest
 
 from . import drpc
+from . import test_reverse_stock_agents as stock
 from .procs import SCALE, free_addr
+from .test_reverse_stock_agents import accept_of, wait_for
 
 ECHO = "/test.Echo/"
 IDENTIFY = ECHO + "Identify"
 
 
 def reverse_config(identify=True, **pool):
-    p = {"name": "agents", "accept": free_addr(), "wait_timeout_ms": 3000}
-    if identify:
-        p["identify"] = {"rpc": IDENTIFY}
-    p.update(pool)
-    return {
-        "listeners": [{"name": "local", "address": free_addr()}],
-        "admin": {"address": free_addr()},
-        "pools": [p],
-        "routes": [
-            {"match": {"metadata": {"key": "agent-id"}}, "pool": "agents",
-             "agent_from_metadata": "agent-id"},
-            {"pool": "agents"},
-        ],
-    }
-
-
-def accept_of(sc):
-    return sc.config["pools"][0]["accept"]
-
-
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout * SCALE
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    return pred()
+    """test_reverse_stock_agents' config, with identify as a switch."""
+    return stock.reverse_config(identify=IDENTIFY if identify else None, **pool)
 
 
 def pool(sc):
